@@ -1,0 +1,1 @@
+"""metronome-iac: Metronome usage billing as code (CLI, emulator, catalog, drift, promotion, Stripe tools)."""

@@ -1,0 +1,3 @@
+from metronome_iac.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real emulator process over HTTP, and the official client pointed at it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Emulator:
+    base_url: str
+    token: str
+    process: subprocess.Popen
+
+    def client(self, **kwargs):
+        import metronome
+
+        return metronome.Metronome(bearer_token=self.token, base_url=self.base_url, **kwargs)
+
+    def admin(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """Call the emulator's reserved /_emulator/ endpoints."""
+        return httpx.request(method, f"{self.base_url}/_emulator/{path}", timeout=10, **kwargs)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_emulator(*extra: str, db: str = ":memory:", token: str | None = TOKEN) -> Emulator:
+    port = free_port()
+    cmd = [sys.executable, "-m", "metronome_iac", "emulator", "--port", str(port), "--db", db]
+    if token:
+        cmd += ["--token", token]
+    proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"emulator exited: {proc.stderr.read().decode()}")
+        try:
+            if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
+                return Emulator(base_url, token or "any-token", proc)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("emulator did not start within 30 s")
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """One emulator for the session; tests keep apart by using unique names."""
+    emu = start_emulator()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def fresh_emulator() -> Iterator[Emulator]:
+    """An emulator of the test's own, for tests that count requests or inject faults."""
+    emu = start_emulator()
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests must never reach a real account through a developer's environment.
+    for var in ("METRONOME_BEARER_TOKEN", "METRONOME_BASE_URL", "STRIPE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    os.environ.setdefault("PULUMI_PROJECT", "metronome-iac")
