@@ -1,0 +1,9 @@
+"""Pulumi dynamic resources for Metronome (see docs/architecture.md, "Providers package")."""
+
+from .billable_metric import BillableMetric
+from .contract import Contract
+from .customer import Customer
+from .product import Product
+from .rate_card import RateCard
+
+__all__ = ["BillableMetric", "Contract", "Customer", "Product", "RateCard"]

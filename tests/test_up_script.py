@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPO, free_port
+from conftest import REPO, free_port
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="scripts/up.sh needs curl")

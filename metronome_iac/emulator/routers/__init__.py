@@ -1,0 +1,35 @@
+"""One router per API family, plus the reserved `/_emulator/` knobs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from metronome_iac.emulator.routers import (
+    admin,
+    alerts,
+    billable_metrics,
+    billing_providers,
+    contracts,
+    credit_types,
+    custom_fields,
+    customers,
+    packages,
+    products,
+    rate_cards,
+    usage,
+)
+
+ALL_ROUTERS: list[APIRouter] = [
+    admin.router,
+    billable_metrics.router,
+    custom_fields.router,
+    products.router,
+    rate_cards.router,
+    credit_types.router,
+    customers.router,
+    billing_providers.router,
+    contracts.router,
+    packages.router,
+    alerts.router,
+    usage.router,
+]

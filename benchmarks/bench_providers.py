@@ -1,0 +1,185 @@
+"""Provider cost figures: API calls per declared resource for create and read, and state size.
+
+Against a fresh emulator, through the real provider host (`python -m pulumi.dynamic` over gRPC,
+as the engine drives it), create a catalog of METRICS billable metrics, PRODUCTS products and
+CARDS rate cards holding RATES_PER_PRODUCT rates per product, then read every resource back.
+API calls come from the emulator's /_emulator/stats. A rate card's rates count with their card
+(they are part of that one resource).
+
+    .venv/bin/python benchmarks/bench_providers.py [--products 200] [--workers 4]
+
+Targets: <= 1.1 create calls per resource, <= 1.1 read calls per resource, < 4 KB of state per
+resource (pickled provider + outputs as JSON, averaged over the resources).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from conftest import start_emulator  # noqa: E402
+from provider_host import ProviderHost, provider_blob  # noqa: E402
+
+from providers.billable_metric import BillableMetricProvider  # noqa: E402
+from providers.product import ProductProvider  # noqa: E402
+from providers.rate_card import RateCardProvider  # noqa: E402
+
+MODELS = ["nano", "small", "medium", "large", "xl"]
+
+
+def total_calls(emu: Any) -> int:
+    return int(emu.admin("GET", "stats").json()["total"])
+
+
+def run(products: int, metrics: int, cards: int, workers: int) -> dict[str, Any]:
+    emu = start_emulator()
+    try:
+        with ProviderHost(emu.base_url, emu.token, project="bench", stack="bench") as host:
+            pool = ThreadPoolExecutor(
+                max_workers=workers
+            )  # the engine creates independent resources in parallel
+            state: list[tuple[Any, str, dict[str, Any]]] = []
+
+            def create(provider: Any, news: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+                inputs = host.check_ok(provider, news)  # check makes no API call
+                object_id, outs = host.create(provider, inputs)
+                state.append((provider, object_id, outs))
+                return object_id, outs
+
+            t0 = time.monotonic()
+            before = total_calls(emu)
+            metric_ids = list(
+                pool.map(
+                    lambda i: create(
+                        BillableMetricProvider,
+                        {
+                            "identity": f"bench/bench/metric_{i}",
+                            "name": f"metric {i}",
+                            "aggregation_type": "SUM",
+                            "aggregation_key": "tokens",
+                            "property_filters": [{"name": "model", "exists": True}],
+                            "group_keys": [["model"]],
+                        },
+                    )[0],
+                    range(metrics),
+                )
+            )
+            product_ids = list(
+                pool.map(
+                    lambda i: create(
+                        ProductProvider,
+                        {
+                            "identity": f"bench/bench/product_{i}",
+                            "name": f"product {i}",
+                            "type": "USAGE",
+                            "billable_metric_id": metric_ids[i % metrics],
+                            "pricing_group_key": ["model"],
+                            "quantity_conversion": {"conversion_factor": 1000000, "operation": "DIVIDE"},
+                        },
+                    )[0],
+                    range(products),
+                )
+            )
+
+            def card(c: int) -> str:
+                mine = product_ids[c::cards]
+                rates = [
+                    {
+                        "product_id": pid,
+                        "starting_at": "2026-01-01T00:00:00Z",
+                        "rate_type": "FLAT",
+                        "price": 100 + 10 * m,
+                        "pricing_group_values": {"model": model},
+                    }
+                    for pid in mine
+                    for m, model in enumerate(MODELS)
+                ]
+                return create(
+                    RateCardProvider,
+                    {"identity": f"bench/bench/card_{c}", "name": f"card {c}", "rates": rates},
+                )[0]
+
+            list(pool.map(card, range(cards)))
+            create_calls = total_calls(emu) - before
+            create_seconds = time.monotonic() - t0
+
+            t0 = time.monotonic()
+            before = total_calls(emu)
+            for provider, object_id, outs in list(pool.map(lambda s: s, state)):
+                read_id, read_outs = host.read(provider, object_id, outs)
+                assert read_id == object_id, (provider.kind, object_id)
+                assert host.diff(provider, object_id, read_outs, outs).changes == "NONE", (
+                    provider.kind,
+                    object_id,
+                )
+            read_calls = total_calls(emu) - before
+            read_seconds = time.monotonic() - t0
+
+            sizes = {}
+            for provider, _, outs in state:
+                blob = provider_blob(provider)
+                sizes.setdefault(provider.kind, []).append(len(json.dumps({"__provider": blob, **outs})))
+            pool.shutdown()
+    finally:
+        emu.stop()
+
+    resources = metrics + products + cards
+    all_sizes = [s for v in sizes.values() for s in v]
+    return {
+        "resources": resources,
+        "rates": products * len(MODELS),
+        "create_calls": create_calls,
+        "read_calls": read_calls,
+        "create_per_resource": create_calls / resources,
+        "read_per_resource": read_calls / resources,
+        "state_bytes_mean": sum(all_sizes) / len(all_sizes),
+        "state_bytes_by_kind": {k: (min(v), round(sum(v) / len(v)), max(v)) for k, v in sizes.items()},
+        "create_seconds": create_seconds,
+        "read_seconds": read_seconds,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=200)
+    parser.add_argument("--metrics", type=int, default=20)
+    parser.add_argument("--cards", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    r = run(args.products, args.metrics, args.cards, args.workers)
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "NOT MET"
+
+    print(
+        f"declared resources: {r['resources']} ({args.metrics} metrics, {args.products} products, "
+        f"{args.cards} rate cards holding {r['rates']} rates)"
+    )
+    print(
+        f"create: {r['create_calls']} API calls = {r['create_per_resource']:.3f} per resource "
+        f"(target <= 1.1: {verdict(r['create_per_resource'] <= 1.1)}), {r['create_seconds']:.1f} s"
+    )
+    print(
+        f"read:   {r['read_calls']} API calls = {r['read_per_resource']:.3f} per resource "
+        f"(target <= 1.1: {verdict(r['read_per_resource'] <= 1.1)}), {r['read_seconds']:.1f} s"
+    )
+    print(
+        f"state:  {r['state_bytes_mean']:.0f} bytes per resource on average "
+        f"(target < 4096: {verdict(r['state_bytes_mean'] < 4096)})"
+    )
+    for kind, (lo, mean, hi) in r["state_bytes_by_kind"].items():
+        print(f"        {kind}: min {lo}, mean {mean}, max {hi} bytes")
+    met = r["create_per_resource"] <= 1.1 and r["read_per_resource"] <= 1.1 and r["state_bytes_mean"] < 4096
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1008 @@
+"""Catalog models and loader for `stacks/<stack>/{catalog,environment}.yaml`.
+
+`catalog.yaml` is the promotable part (billable metrics, products, rate cards); `environment.yaml` is
+per environment (settings, Stripe, customers, contracts) and never promoted. Entries refer to each other
+by catalog name. `load_stack` validates everything (schema, enums, cross references, dates) before any
+resource is declared and raises one `CatalogError` listing every problem with file, entry, field, line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+CATALOG_FILE = "catalog.yaml"
+ENVIRONMENT_FILE = "environment.yaml"
+
+
+# --------------------------------------------------------------------------------------------------
+# errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, located as precisely as the YAML allows."""
+
+    file: str
+    line: int | None
+    entry: str | None  # "<kind> '<name>'" or None for file-level problems
+    field: str | None  # dotted path inside the entry, e.g. "rates[1].tiers"
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        parts = [where]
+        if self.entry:
+            parts.append(self.entry)
+        if self.field:
+            parts.append(f"field '{self.field}'")
+        return ": ".join(parts) + f": {self.message}"
+
+
+class CatalogError(Exception):
+    """Raised by the loaders; `problems` holds every problem found, `str()` is a readable list."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        n = len(self.problems)
+        lines = [f"catalog has {n} problem{'s' if n != 1 else ''}:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# shared field types
+
+
+def _timestamp(value: Any) -> Any:
+    """Accept RFC 3339 strings (or YAML datetimes) and normalise to `YYYY-MM-DDTHH:MM:SSZ`."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"'{value}' is not an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z)") from exc
+    else:
+        raise ValueError(f"expected an RFC 3339 timestamp string, got {type(value).__name__}")
+    if dt.tzinfo is None:
+        raise ValueError(f"'{value}' has no time zone; add 'Z' for UTC")
+    dt = dt.astimezone(timezone.utc)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+Timestamp = Annotated[str, BeforeValidator(_timestamp)]
+Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --------------------------------------------------------------------------------------------------
+# catalog.yaml (promotable)
+
+
+class EventTypeFilter(Model):
+    in_values: list[str] | None = None
+    not_in_values: list[str] | None = None
+
+
+class PropertyFilter(Model):
+    name: str
+    exists: bool | None = None
+    in_values: list[str] | None = None
+    not_in_values: list[str] | None = None
+
+
+class BillableMetric(Model):
+    name: Name
+    display_name: str | None = None
+    aggregation_type: Literal["COUNT", "SUM", "MAX", "LATEST", "UNIQUE"]
+    aggregation_key: str | None = None
+    event_type_filter: EventTypeFilter | None = None
+    property_filters: list[PropertyFilter] | None = None
+    group_keys: list[list[str]] | None = None
+    custom_fields: dict[str, str] | None = None
+    adopt: dict[str, str] | None = None
+
+    @property
+    def metronome_name(self) -> str:
+        return self.display_name or self.name
+
+
+class QuantityConversion(Model):
+    conversion_factor: float = Field(gt=0)
+    operation: Literal["MULTIPLY", "DIVIDE"]
+    name: str | None = None
+
+
+class QuantityRounding(Model):
+    decimal_places: int = Field(ge=0)
+    rounding_method: Literal["ROUND_UP", "ROUND_DOWN", "ROUND_HALF_UP"]
+
+
+class Product(Model):
+    name: Name
+    display_name: str | None = None
+    type: Literal["USAGE", "FIXED", "COMPOSITE", "SUBSCRIPTION", "PRO_SERVICE"]
+    billable_metric: str | None = None  # catalog name of a billable metric (USAGE only)
+    pricing_group_key: list[str] | None = None
+    presentation_group_key: list[str] | None = None
+    quantity_conversion: QuantityConversion | None = None
+    quantity_rounding: QuantityRounding | None = None
+    tags: list[str] | None = None
+    is_refundable: bool | None = None
+    composite_products: list[str] | None = None  # catalog names (COMPOSITE only)
+    composite_tags: list[str] | None = None
+    custom_fields: dict[str, str] | None = None
+    adopt: dict[str, str] | None = None
+
+    @property
+    def metronome_name(self) -> str:
+        return self.display_name or self.name
+
+
+class Tier(Model):
+    size: float | None = Field(default=None, gt=0)
+    price: float
+
+
+class CommitRate(Model):
+    rate_type: Literal["FLAT", "PERCENTAGE", "SUBSCRIPTION", "TIERED", "TIERED_PERCENTAGE", "CUSTOM"]
+    price: float | None = None
+    tiers: list[Tier] | None = None
+
+
+RateType = Literal["FLAT", "PERCENTAGE", "SUBSCRIPTION", "TIERED", "TIERED_PERCENTAGE", "CUSTOM"]
+
+
+class Rate(Model):
+    product: str  # catalog name of a product
+    starting_at: Timestamp
+    ending_before: Timestamp | None = None
+    entitled: bool = True
+    rate_type: RateType
+    price: float | None = None
+    tiers: list[Tier] | None = None
+    pricing_group_values: dict[str, str] | None = None
+    credit_type_id: str | None = None  # a custom pricing unit; needs a conversion on the rate card
+    commit_rate: CommitRate | None = None
+    billing_frequency: Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"] | None = None
+    quantity: float | None = None
+    is_prorated: bool | None = None
+    custom_rate: dict[str, Any] | None = None
+
+
+class CreditTypeConversion(Model):
+    custom_credit_type_id: str
+    fiat_per_custom_credit: float = Field(gt=0)
+
+
+class RateCardAlias(Model):
+    name: str
+    starting_at: Timestamp | None = None
+    ending_before: Timestamp | None = None
+
+
+class RateCard(Model):
+    name: Name
+    display_name: str | None = None
+    description: str | None = None
+    fiat_credit_type_id: str | None = None
+    credit_type_conversions: list[CreditTypeConversion] | None = None
+    aliases: list[RateCardAlias] | None = None
+    rates: list[Rate] = Field(default_factory=list)
+    custom_fields: dict[str, str] | None = None
+    adopt: dict[str, str] | None = None
+
+    @property
+    def metronome_name(self) -> str:
+        return self.display_name or self.name
+
+
+class Catalog(Model):
+    billable_metrics: list[BillableMetric] = Field(default_factory=list)
+    products: list[Product] = Field(default_factory=list)
+    rate_cards: list[RateCard] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------
+# environment.yaml (per environment)
+
+
+class Settings(Model):
+    # Hour-aligned time used for in-place product updates (Metronome versions products by time).
+    product_update_starting_at: Timestamp | None = None
+    # Default payment terms for contracts that do not set their own.
+    net_payment_terms_days: int | None = Field(default=None, ge=0)
+
+
+CollectionMethod = Literal["charge_automatically", "send_invoice"]
+
+
+class Stripe(Model):
+    expected_account_id: str = Field(pattern=r"^acct_[A-Za-z0-9]+$")
+    collection_method: CollectionMethod = "charge_automatically"
+    go_live: bool = False
+
+
+class Customer(Model):
+    name: Name
+    display_name: str | None = None
+    ingest_aliases: list[str] = Field(default_factory=list)
+    external_id: str | None = None
+    stripe_customer_id: str | None = Field(default=None, pattern=r"^cus_[A-Za-z0-9]+$")
+    stripe_collection_method: CollectionMethod | None = None
+    custom_fields: dict[str, str] | None = None
+    adopt: dict[str, str] | None = None
+
+    @property
+    def metronome_name(self) -> str:
+        return self.display_name or self.name
+
+
+class ScheduleItem(Model):
+    amount: float = Field(ge=0)
+    starting_at: Timestamp
+    ending_before: Timestamp
+
+
+class AccessSchedule(Model):
+    schedule_items: list[ScheduleItem] = Field(min_length=1)
+    credit_type_id: str | None = None
+
+
+class InvoiceScheduleItem(Model):
+    timestamp: Timestamp
+    amount: float | None = None
+    unit_price: float | None = None
+    quantity: float | None = None
+
+
+class RecurringSchedule(Model):
+    amount_distribution: Literal["DIVIDED", "DIVIDED_ROUNDED", "EACH"]
+    frequency: Literal["MONTHLY", "QUARTERLY", "SEMI_ANNUAL", "ANNUAL"]
+    starting_at: Timestamp
+    ending_before: Timestamp
+    amount: float | None = None
+    unit_price: float | None = None
+    quantity: float | None = None
+
+
+class InvoiceSchedule(Model):
+    credit_type_id: str | None = None
+    do_not_invoice: bool | None = None
+    schedule_items: list[InvoiceScheduleItem] | None = None
+    recurring_schedule: RecurringSchedule | None = None
+
+
+class Commit(Model):
+    product: str
+    type: Literal["PREPAID", "POSTPAID"]
+    name: str | None = None
+    priority: float | None = None
+    rate_type: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
+    applicable_products: list[str] | None = None  # catalog names
+    applicable_product_tags: list[str] | None = None
+    access_schedule: AccessSchedule
+    invoice_schedule: InvoiceSchedule | None = None
+
+
+class Credit(Model):
+    product: str
+    name: str | None = None
+    priority: float | None = None
+    applicable_products: list[str] | None = None
+    applicable_product_tags: list[str] | None = None
+    access_schedule: AccessSchedule
+
+
+class OverwriteRate(Model):
+    rate_type: RateType
+    price: float | None = None
+    tiers: list[Tier] | None = None
+    credit_type_id: str | None = None
+
+
+class OverrideTier(Model):
+    multiplier: float = Field(ge=0)
+    size: float | None = None
+
+
+class Override(Model):
+    starting_at: Timestamp
+    ending_before: Timestamp | None = None
+    type: Literal["OVERWRITE", "MULTIPLIER", "TIERED"]
+    product: str | None = None
+    applicable_product_tags: list[str] | None = None
+    multiplier: float | None = Field(default=None, ge=0)
+    overwrite_rate: OverwriteRate | None = None
+    tiers: list[OverrideTier] | None = None
+    entitled: bool | None = None
+    priority: float | None = None
+    target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
+
+
+class Discount(Model):
+    product: str
+    name: str | None = None
+    schedule: InvoiceSchedule
+
+
+class Contract(Model):
+    name: Name
+    display_name: str | None = None
+    customer: str  # catalog name of a customer
+    rate_card: str  # catalog name of a rate card
+    starting_at: Timestamp
+    ending_before: Timestamp | None = None
+    net_payment_terms_days: int | None = Field(default=None, ge=0)
+    commits: list[Commit] | None = None
+    credits: list[Credit] | None = None
+    overrides: list[Override] | None = None
+    discounts: list[Discount] | None = None
+    custom_fields: dict[str, str] | None = None
+    allow_replacement: bool = False
+    adopt: dict[str, str] | None = None
+
+    @property
+    def metronome_name(self) -> str | None:
+        # A contract's Metronome name is optional: only display_name sets it.
+        return self.display_name
+
+
+class Environment(Model):
+    settings: Settings = Field(default_factory=Settings)
+    stripe: Stripe | None = None
+    customers: list[Customer] = Field(default_factory=list)
+    contracts: list[Contract] = Field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    """A loaded, validated stack directory."""
+
+    name: str
+    path: Path
+    catalog: Catalog
+    environment: Environment
+
+    # convenience look-ups by catalog name
+    def metric(self, name: str) -> BillableMetric:
+        return next(m for m in self.catalog.billable_metrics if m.name == name)
+
+    def product(self, name: str) -> Product:
+        return next(p for p in self.catalog.products if p.name == name)
+
+    def rate_card(self, name: str) -> RateCard:
+        return next(r for r in self.catalog.rate_cards if r.name == name)
+
+    def customer(self, name: str) -> Customer:
+        return next(c for c in self.environment.customers if c.name == name)
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML with line numbers
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings (the models normalise them) and rejects duplicate keys."""
+
+
+def _construct_str(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_str)
+
+
+Path_ = tuple[Any, ...]
+
+
+@dataclass
+class _Doc:
+    """A parsed YAML file: plain data plus the line of every mapping key and sequence item."""
+
+    file: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line(self, path: Iterable[Any]) -> int | None:
+        # The deepest known prefix: a missing field reports its parent's line.
+        p = tuple(path)
+        while True:
+            if p in self.lines:
+                return self.lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+
+def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int], problems: list[str]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key == "<<":
+                continue
+            if key in seen:
+                problems.append(f"{key_node.start_mark.line + 1}:duplicate key '{key}'")
+            seen.add(key)
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _record_lines(value_node, path + (key,), lines, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _record_lines(item, path + (i,), lines, problems)
+
+
+def _parse(text: str, file: str) -> tuple[_Doc, list[Problem]]:
+    problems: list[Problem] = []
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        msg = str(getattr(exc, "problem", None) or exc)
+        return _Doc(file, None), [Problem(file, line, None, None, f"invalid YAML: {msg}")]
+    doc = _Doc(file, data)
+    if node is not None:
+        dup: list[str] = []
+        _record_lines(node, (), doc.lines, dup)
+        for d in dup:
+            line, msg = d.split(":", 1)
+            problems.append(Problem(file, int(line), None, None, msg))
+    return doc, problems
+
+
+# --------------------------------------------------------------------------------------------------
+# validation
+
+
+_KIND_LABEL = {
+    "billable_metrics": "billable metric",
+    "products": "product",
+    "rate_cards": "rate card",
+    "customers": "customer",
+    "contracts": "contract",
+}
+
+# Which `adopt` keys each kind accepts (the provider's natural keys).
+ADOPT_KEYS: dict[str, set[str]] = {
+    "billable_metrics": {"id", "name"},
+    "products": {"id", "name"},
+    "rate_cards": {"id", "name"},
+    "customers": {"id", "ingest_alias"},
+    "contracts": {"id", "uniqueness_key"},
+}
+
+_SECTIONS: dict[str, dict[str, type[Model]]] = {
+    CATALOG_FILE: {"billable_metrics": BillableMetric, "products": Product, "rate_cards": RateCard},
+    ENVIRONMENT_FILE: {"customers": Customer, "contracts": Contract},
+}
+_SINGLE: dict[str, dict[str, type[Model]]] = {
+    CATALOG_FILE: {},
+    ENVIRONMENT_FILE: {"settings": Settings, "stripe": Stripe},
+}
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _pydantic_message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling; see docs/architecture.md 'Catalog files')"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        expected = (err.get("ctx") or {}).get("expected", "").replace("'", "")
+        return f"must be one of {expected}; got {err.get('input')!r}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return msg
+
+
+class _Validator:
+    """Collects problems across both files; entries that fail schema validation skip the cross checks."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.single: dict[str, Model | None] = {}
+        # Every name declared per section, valid or not: a reference to an entry that failed its own
+        # schema check is not reported again as dangling.
+        self.declared: dict[str, set[str]] = {}
+        # Entries that failed their schema check, raw: their references are still checked.
+        self.failed: list[tuple[_Doc, str, int, str, dict[str, Any]]] = []
+
+    def add(self, doc: _Doc, path: Path_, entry: str | None, field_loc: Iterable[Any], message: str) -> None:
+        loc = tuple(field_loc)
+        self.problems.append(
+            Problem(doc.file, doc.line(path + loc), entry, _field_path(loc) or None, message)
+        )
+
+    def sections(self, doc: _Doc) -> dict[str, list[tuple[int, Model]]]:
+        """Validate each entry of each section of one file on its own, so all problems surface at once."""
+        name = Path(doc.file).name
+        out: dict[str, list[tuple[int, Model]]] = {s: [] for s in _SECTIONS[name]}
+        data = doc.data
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.add(doc, (), None, (), "the file must be a mapping of sections")
+            return out
+        allowed = set(_SECTIONS[name]) | set(_SINGLE[name])
+        for key in data:
+            if key not in allowed:
+                self.add(
+                    doc, (key,), None, (), f"unknown section '{key}' (allowed: {', '.join(sorted(allowed))})"
+                )
+        for key, model in _SINGLE[name].items():
+            value = data.get(key)
+            if value is None:
+                self.single[key] = None
+                continue
+            try:
+                self.single[key] = model.model_validate(value)
+            except ValidationError as exc:
+                self.single[key] = None
+                for err in exc.errors():
+                    self.add(doc, (key,), f"{key} section", err["loc"], _pydantic_message(err))
+        for section, model in _SECTIONS[name].items():
+            entries = data.get(section)
+            if entries is None:
+                continue
+            if not isinstance(entries, list):
+                self.add(doc, (section,), None, (), f"'{section}' must be a list of entries")
+                continue
+            label = _KIND_LABEL[section]
+            seen: dict[str, int] = {}
+            declared = self.declared.setdefault(section, set())
+            for i, raw in enumerate(entries):
+                path = (section, i)
+                if not isinstance(raw, dict):
+                    self.add(doc, path, f"{label} #{i + 1}", (), "each entry must be a mapping")
+                    continue
+                entry_name = raw.get("name")
+                entry = f"{label} '{entry_name}'" if entry_name else f"{label} #{i + 1}"
+                if isinstance(entry_name, str):
+                    declared.add(entry_name)
+                    if entry_name in seen:
+                        self.add(
+                            doc,
+                            path,
+                            entry,
+                            ("name",),
+                            f"duplicate name: '{entry_name}' is already used by the {label} on line "
+                            f"{doc.line((section, seen[entry_name]))}",
+                        )
+                    else:
+                        seen[entry_name] = i
+                adopt = raw.get("adopt")
+                if isinstance(adopt, dict):
+                    bad = set(adopt) - ADOPT_KEYS[section]
+                    if bad or len(adopt) != 1:
+                        self.add(
+                            doc,
+                            path,
+                            entry,
+                            ("adopt",),
+                            f"adopt takes exactly one of {sorted(ADOPT_KEYS[section])}, got {sorted(adopt)}",
+                        )
+                try:
+                    out[section].append((i, model.model_validate(raw)))
+                except ValidationError as exc:
+                    self.failed.append((doc, section, i, entry, raw))
+                    for err in exc.errors():
+                        self.add(doc, path, entry, err["loc"], _pydantic_message(err))
+        return out
+
+
+# Top-level reference fields of each kind: (field, referenced section). Checked on raw entries too.
+_RAW_REFS: dict[str, tuple[tuple[str, str], ...]] = {
+    "products": (("billable_metric", "billable_metrics"),),
+    "contracts": (("customer", "customers"), ("rate_card", "rate_cards")),
+}
+
+
+def _check_raw_references(v: _Validator) -> None:
+    """Dangling references of entries that failed their schema check (so all problems show at once)."""
+    for doc, section, i, entry, raw in v.failed:
+        for field_name, target in _RAW_REFS.get(section, ()):
+            ref = raw.get(field_name)
+            known = v.declared.get(target, set())
+            if isinstance(ref, str) and ref not in known:
+                v.add(
+                    doc,
+                    (section, i),
+                    entry,
+                    (field_name,),
+                    f"unknown {_KIND_LABEL[target]} '{ref}' {_known(known)}",
+                )
+        if section == "rate_cards" and isinstance(raw.get("rates"), list):
+            known = v.declared.get("products", set())
+            for j, rate in enumerate(raw["rates"]):
+                ref = rate.get("product") if isinstance(rate, dict) else None
+                if isinstance(ref, str) and ref not in known:
+                    v.add(
+                        doc,
+                        (section, i),
+                        entry,
+                        ("rates", j, "product"),
+                        f"unknown product '{ref}' {_known(known)}",
+                    )
+
+
+def _known(names: Iterable[str]) -> str:
+    names = sorted(names)
+    return f"(known: {', '.join(names)})" if names else "(none declared)"
+
+
+def _check_references(
+    v: _Validator,
+    cat_doc: _Doc,
+    env_doc: _Doc | None,
+    cat: dict[str, list[tuple[int, Model]]],
+    env: dict[str, list[tuple[int, Model]]],
+    single: dict[str, Model | None],
+) -> None:
+    metrics: dict[str, BillableMetric] = {m.name: m for _, m in cat["billable_metrics"]}  # type: ignore[misc]
+    products: dict[str, Product] = {p.name: p for _, p in cat["products"]}  # type: ignore[misc]
+    cards: dict[str, RateCard] = {c.name: c for _, c in cat["rate_cards"]}  # type: ignore[misc]
+
+    for i, m in cat["billable_metrics"]:
+        assert isinstance(m, BillableMetric)
+        entry, path = f"billable metric '{m.name}'", ("billable_metrics", i)
+        if m.aggregation_type != "COUNT" and not m.aggregation_key:
+            v.add(
+                cat_doc,
+                path,
+                entry,
+                ("aggregation_key",),
+                f"aggregation_key is required for aggregation_type {m.aggregation_type}",
+            )
+        # Same rule as the provider's check: events lacking a group key would land in an empty group.
+        required = {
+            f.name for f in m.property_filters or [] if f.exists or (f.in_values and f.exists is not False)
+        }
+        for j, compound in enumerate(m.group_keys or []):
+            for n, key in enumerate(compound):
+                if key not in required:
+                    v.add(
+                        cat_doc,
+                        path,
+                        entry,
+                        ("group_keys", j, n),
+                        f"group key '{key}' needs a property filter {{name: {key}, exists: true}}",
+                    )
+
+    for i, p in cat["products"]:
+        assert isinstance(p, Product)
+        entry, path = f"product '{p.name}'", ("products", i)
+        usage_only = (
+            "billable_metric",
+            "pricing_group_key",
+            "presentation_group_key",
+            "quantity_conversion",
+            "quantity_rounding",
+        )
+        if p.type != "USAGE":
+            for f in usage_only:
+                if getattr(p, f) is not None:
+                    v.add(cat_doc, path, entry, (f,), f"only USAGE products take {f} (type is {p.type})")
+        elif p.billable_metric is None:
+            v.add(cat_doc, path, entry, ("billable_metric",), "USAGE products need a billable_metric")
+        elif p.billable_metric not in v.declared.get("billable_metrics", set()):
+            v.add(
+                cat_doc,
+                path,
+                entry,
+                ("billable_metric",),
+                f"unknown billable metric '{p.billable_metric}' {_known(metrics)}",
+            )
+        elif p.billable_metric in metrics:
+            metric = metrics[p.billable_metric]
+            wanted = set(p.pricing_group_key or []) | set(p.presentation_group_key or [])
+            compound = [set(k) for k in (metric.group_keys or [])]
+            if wanted and wanted not in compound:
+                field_name = "pricing_group_key" if p.pricing_group_key else "presentation_group_key"
+                v.add(
+                    cat_doc,
+                    path,
+                    entry,
+                    (field_name,),
+                    f"group key {sorted(wanted)} (pricing + presentation) is not one of billable metric "
+                    f"'{metric.name}' group_keys {metric.group_keys or []}",
+                )
+        if p.composite_products is not None:
+            if p.type != "COMPOSITE":
+                v.add(cat_doc, path, entry, ("composite_products",), "only COMPOSITE products take it")
+            for j, ref in enumerate(p.composite_products):
+                if ref not in v.declared.get("products", set()):
+                    v.add(
+                        cat_doc,
+                        path,
+                        entry,
+                        ("composite_products", j),
+                        f"unknown product '{ref}' {_known(products)}",
+                    )
+
+    for i, card in cat["rate_cards"]:
+        assert isinstance(card, RateCard)
+        entry, path = f"rate card '{card.name}'", ("rate_cards", i)
+        custom_units = {c.custom_credit_type_id for c in card.credit_type_conversions or []}
+        seen_rates: dict[tuple[Any, ...], int] = {}
+        for j, rate in enumerate(card.rates):
+            loc: Path_ = ("rates", j)
+            product = products.get(rate.product)
+            if rate.product not in v.declared.get("products", set()):
+                v.add(
+                    cat_doc,
+                    path,
+                    entry,
+                    loc + ("product",),
+                    f"unknown product '{rate.product}' {_known(products)}",
+                )
+            elif product is not None:
+                keys = set(product.pricing_group_key or [])
+                given = set((rate.pricing_group_values or {}).keys())
+                if given and given != keys:
+                    v.add(
+                        cat_doc,
+                        path,
+                        entry,
+                        loc + ("pricing_group_values",),
+                        f"keys {sorted(given)} must match product '{product.name}' pricing_group_key "
+                        f"{sorted(keys)}",
+                    )
+            if rate.rate_type in ("FLAT", "PERCENTAGE") and rate.price is None:
+                v.add(cat_doc, path, entry, loc + ("price",), f"{rate.rate_type} rates need a price")
+            if rate.rate_type == "PERCENTAGE" and rate.price is not None and not 0 <= rate.price <= 1:
+                v.add(cat_doc, path, entry, loc + ("price",), "PERCENTAGE prices are fractions from 0 to 1")
+            if rate.rate_type in ("TIERED", "TIERED_PERCENTAGE"):
+                if not rate.tiers:
+                    v.add(cat_doc, path, entry, loc + ("tiers",), f"{rate.rate_type} rates need tiers")
+                elif any(t.size is None for t in rate.tiers[:-1]):
+                    v.add(cat_doc, path, entry, loc + ("tiers",), "every tier but the last needs a size")
+            elif rate.tiers:
+                v.add(cat_doc, path, entry, loc + ("tiers",), f"{rate.rate_type} rates take no tiers")
+            if rate.credit_type_id and rate.credit_type_id not in custom_units:
+                v.add(
+                    cat_doc,
+                    path,
+                    entry,
+                    loc + ("credit_type_id",),
+                    f"custom pricing unit '{rate.credit_type_id}' needs a credit_type_conversions entry on "
+                    "the rate card",
+                )
+            if rate.ending_before and _parse_ts(rate.ending_before) <= _parse_ts(rate.starting_at):
+                v.add(
+                    cat_doc,
+                    path,
+                    entry,
+                    loc + ("ending_before",),
+                    f"ends ({rate.ending_before}) before it starts ({rate.starting_at})",
+                )
+            # Metronome identifies a rate by product + pricing group values + start: duplicates overwrite.
+            ident = (rate.product, tuple(sorted((rate.pricing_group_values or {}).items())), rate.starting_at)
+            if ident in seen_rates:
+                v.add(
+                    cat_doc,
+                    path,
+                    entry,
+                    loc,
+                    "duplicate rate: same product, pricing_group_values and starting_at as "
+                    f"rates[{seen_rates[ident]}]",
+                )
+            else:
+                seen_rates[ident] = j
+
+    if env_doc is None:
+        return
+    customers: dict[str, Customer] = {c.name: c for _, c in env["customers"]}  # type: ignore[misc]
+    alias_owner: dict[str, str] = {}
+    for i, c in env["customers"]:
+        assert isinstance(c, Customer)
+        entry, path = f"customer '{c.name}'", ("customers", i)
+        for j, alias in enumerate(c.ingest_aliases):
+            owner = alias_owner.get(alias)
+            if owner is not None:
+                what = "listed twice" if owner == c.name else f"already used by customer '{owner}'"
+                v.add(env_doc, path, entry, ("ingest_aliases", j), f"ingest alias '{alias}' is {what}")
+            else:
+                alias_owner[alias] = c.name
+        if c.stripe_collection_method and not c.stripe_customer_id:
+            v.add(env_doc, path, entry, ("stripe_collection_method",), "needs stripe_customer_id")
+
+    for i, k in env["contracts"]:
+        assert isinstance(k, Contract)
+        entry, path = f"contract '{k.name}'", ("contracts", i)
+        if k.customer not in v.declared.get("customers", set()):
+            v.add(env_doc, path, entry, ("customer",), f"unknown customer '{k.customer}' {_known(customers)}")
+        if k.rate_card not in v.declared.get("rate_cards", set()):
+            v.add(env_doc, path, entry, ("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
+        if k.ending_before and _parse_ts(k.ending_before) <= _parse_ts(k.starting_at):
+            v.add(
+                env_doc,
+                path,
+                entry,
+                ("ending_before",),
+                f"the contract ends ({k.ending_before}) before it starts ({k.starting_at})",
+            )
+
+        def product_ref(loc: Path_, ref: str | None) -> None:
+            if ref is not None and ref not in v.declared.get("products", set()):
+                v.add(env_doc, path, entry, loc, f"unknown product '{ref}' {_known(products)}")  # noqa: B023
+
+        for section in ("commits", "credits"):
+            for j, item in enumerate(getattr(k, section) or []):
+                loc = (section, j)
+                product_ref(loc + ("product",), item.product)
+                for n, ref in enumerate(item.applicable_products or []):
+                    product_ref(loc + ("applicable_products", n), ref)
+                for n, si in enumerate(item.access_schedule.schedule_items):
+                    if _parse_ts(si.ending_before) <= _parse_ts(si.starting_at):
+                        v.add(
+                            env_doc,
+                            path,
+                            entry,
+                            loc + ("access_schedule", "schedule_items", n, "ending_before"),
+                            f"ends ({si.ending_before}) before it starts ({si.starting_at})",
+                        )
+                if section == "commits" and item.type == "POSTPAID" and item.invoice_schedule is None:
+                    v.add(
+                        env_doc,
+                        path,
+                        entry,
+                        loc + ("invoice_schedule",),
+                        "POSTPAID commits need an invoice_schedule (the true-up)",
+                    )
+        for j, o in enumerate(k.overrides or []):
+            product_ref(("overrides", j, "product"), o.product)
+            if o.ending_before and _parse_ts(o.ending_before) <= _parse_ts(o.starting_at):
+                v.add(
+                    env_doc,
+                    path,
+                    entry,
+                    ("overrides", j, "ending_before"),
+                    f"ends ({o.ending_before}) before it starts ({o.starting_at})",
+                )
+        for j, d in enumerate(k.discounts or []):
+            product_ref(("discounts", j, "product"), d.product)
+
+
+def _read(path: Path, v: _Validator, required: bool) -> _Doc | None:
+    if not path.exists():
+        if required:
+            v.problems.append(Problem(str(path), None, None, None, "file not found"))
+        return None
+    doc, problems = _parse(path.read_text(encoding="utf-8"), str(path))
+    v.problems.extend(problems)
+    return doc
+
+
+def _build(v: _Validator, cat_doc: _Doc | None, env_doc: _Doc | None) -> tuple[Catalog, Environment]:
+    empty_cat: dict[str, list[tuple[int, Model]]] = {s: [] for s in _SECTIONS[CATALOG_FILE]}
+    empty_env: dict[str, list[tuple[int, Model]]] = {s: [] for s in _SECTIONS[ENVIRONMENT_FILE]}
+    v.single = {}
+    cat = v.sections(cat_doc) if cat_doc is not None else empty_cat
+    env = v.sections(env_doc) if env_doc is not None else empty_env
+    single = dict(v.single)
+    if cat_doc is not None:
+        _check_references(v, cat_doc, env_doc, cat, env, single)
+        _check_raw_references(v)
+    if v.problems:
+        raise CatalogError(sorted(v.problems, key=lambda p: (p.file, p.line or 0)))
+    catalog = Catalog(**{s: [m for _, m in items] for s, items in cat.items()})
+    settings = single.get("settings") or Settings()
+    environment = Environment(
+        settings=settings,
+        stripe=single.get("stripe"),
+        **{s: [m for _, m in items] for s, items in env.items()},
+    )
+    return catalog, environment
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Load and validate one promotable `catalog.yaml` on its own (promote uses this)."""
+    v = _Validator()
+    doc = _read(Path(path), v, required=True)
+    if doc is None:
+        raise CatalogError(v.problems)
+    catalog, _ = _build(v, doc, None)
+    return catalog
+
+
+def load_stack(stack_dir: str | Path) -> Stack:
+    """Load `<stack_dir>/catalog.yaml` and `<stack_dir>/environment.yaml` (optional) as one validated stack.
+
+    Raises CatalogError listing every problem (file:line: entry: field: message).
+    """
+    stack_dir = Path(stack_dir)
+    v = _Validator()
+    if not stack_dir.is_dir():
+        raise CatalogError([Problem(str(stack_dir), None, None, None, "stack directory not found")])
+    cat_doc = _read(stack_dir / CATALOG_FILE, v, required=True)
+    env_doc = _read(stack_dir / ENVIRONMENT_FILE, v, required=False)
+    if cat_doc is None:
+        raise CatalogError(v.problems)
+    catalog, environment = _build(v, cat_doc, env_doc or _Doc(str(stack_dir / ENVIRONMENT_FILE), None))
+    return Stack(name=stack_dir.name, path=stack_dir, catalog=catalog, environment=environment)
+
+
+# --------------------------------------------------------------------------------------------------
+# writing (export, Stripe importer)
+
+
+def _dump_model(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+
+
+def _section(items: list[Model], first: tuple[str, ...] = ("name",)) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        d = _dump_model(item)
+        # `name` first, `adopt` last: easier to read.
+        ordered = {k: d[k] for k in first if k in d}
+        ordered.update({k: v for k, v in d.items() if k not in first and k != "adopt"})
+        if "adopt" in d:
+            ordered["adopt"] = d["adopt"]
+        out.append(ordered)
+    return out
+
+
+def dump_yaml(data: Any, header: str = "") -> str:
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=110)
+    return header + text
+
+
+def catalog_to_yaml(catalog: Catalog, header: str = "") -> str:
+    data = {
+        "billable_metrics": _section(catalog.billable_metrics),  # type: ignore[arg-type]
+        "products": _section(catalog.products),  # type: ignore[arg-type]
+        "rate_cards": _section(catalog.rate_cards),  # type: ignore[arg-type]
+    }
+    return dump_yaml(data, header)
+
+
+def environment_to_yaml(environment: Environment, header: str = "") -> str:
+    data: dict[str, Any] = {}
+    settings = _dump_model(environment.settings)
+    if settings:
+        data["settings"] = settings
+    if environment.stripe is not None:
+        data["stripe"] = environment.stripe.model_dump(mode="json", exclude_none=True)
+    data["customers"] = _section(environment.customers)  # type: ignore[arg-type]
+    data["contracts"] = _section(environment.contracts)  # type: ignore[arg-type]
+    return dump_yaml(data, header)

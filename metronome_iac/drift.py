@@ -1,0 +1,443 @@
+"""`metronome-iac drift --stack NAME [--json]`: the stack's catalog against the live account, no engine.
+
+Live objects are matched the way the provider matches them: the custom field `iac_identity`
+("<project>/<stack>/<name>#<fingerprint>"; the uniqueness key "iac:..." for contracts), else the
+entry's `adopt` key. Desired values come from the same input builders the program uses, and both
+sides go through the providers' own shaping and normalisation (`providers/diff.py`), so a field this
+reports is a field `pulumi preview --refresh` reports.
+
+Exit codes: 0 in sync, 2 drift, 1 error (bad catalog, unreachable API, bad token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metronome_iac.catalog import CatalogError, Stack, load_stack
+from metronome_iac.program import (
+    KINDS,
+    contract_inputs,
+    customer_inputs,
+    metric_inputs,
+    ordered_products,
+    product_inputs,
+    rate_card_inputs,
+)
+
+DEFAULT_PROJECT = "metronome-iac"
+IDENTITY_FIELD = "iac_identity"
+KIND_LABEL = {
+    "billable_metrics": "billable metric",
+    "products": "product",
+    "rate_cards": "rate card",
+    "customers": "customer",
+    "contracts": "contract",
+}
+# What stands in for the id of a referenced object that is missing live.
+MISSING_REF = "<missing>"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", required=True, help="stack name (folder under --stacks-dir)")
+    parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    parser.add_argument("--stacks-dir", default="stacks", help="directory holding one folder per stack")
+    parser.add_argument("--base-url", help="Metronome API URL (default: stack config metronome:baseUrl)")
+    parser.add_argument(
+        "--project", help="Pulumi project name (default: from Pulumi.yaml, else metronome-iac)"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+@dataclass
+class FieldDrift:
+    field: str
+    desired: Any
+    live: Any
+    # For list/dict fields: the differing leaves, e.g. {"path": "rates[input_tokens_product
+    # {model: large, region: us} from 2026-01-01T00:00:00Z].price", "desired": 310, "live": 300}.
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    stack: str
+    project: str
+    base_url: str | None
+    drifted: list[dict[str, Any]] = field(default_factory=list)  # {kind, name, id, fields: [FieldDrift]}
+    missing: list[dict[str, Any]] = field(default_factory=list)  # {kind, name, id}
+    unmanaged: list[dict[str, Any]] = field(default_factory=list)  # {kind, id, name, identity}
+    matched: int = 0
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.drifted or self.missing or self.unmanaged)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "project": self.project,
+            "base_url": self.base_url,
+            "in_sync": self.in_sync,
+            "matched": self.matched,
+            "drifted": [{**d, "fields": [_field_json(f) for f in d["fields"]]} for d in self.drifted],
+            "missing": self.missing,
+            "unmanaged": self.unmanaged,
+        }
+
+
+def _field_json(f: FieldDrift) -> dict[str, Any]:
+    out = asdict(f)
+    if not f.details:
+        out.pop("details")
+    return out
+
+
+def _rate_label(rate: dict[str, Any], names: dict[str, str]) -> str:
+    product = names.get(str(rate.get("product_id")), str(rate.get("product_id")))
+    groups = rate.get("pricing_group_values") or {}
+    group_text = "{" + ", ".join(f"{k}: {v}" for k, v in sorted(groups.items())) + "}" if groups else ""
+    return " ".join(p for p in (product, group_text, f"from {rate.get('starting_at')}") if p)
+
+
+def leaf_differences(
+    path: str, want: Any, have: Any, names: dict[str, str], out: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The differing leaves of two normalised values; rates are matched by their identity
+    (product, pricing group values, start), other lists of objects by position."""
+    if want == have:
+        return out
+    if isinstance(want, dict) and isinstance(have, dict):
+        for key in [*want, *(k for k in have if k not in want)]:
+            leaf_differences(f"{path}.{key}", want.get(key), have.get(key), names, out)
+        return out
+    if isinstance(want, list) and isinstance(have, list) and all(isinstance(x, dict) for x in want + have):
+        if path.rsplit(".", 1)[-1] == "rates":
+            wants = {_rate_label(r, names): r for r in want}
+            haves = {_rate_label(r, names): r for r in have}
+            for key in [*wants, *(k for k in haves if k not in wants)]:
+                leaf_differences(f"{path}[{key}]", wants.get(key), haves.get(key), names, out)
+            return out
+        if len(want) == len(have):
+            for i, (a, b) in enumerate(zip(want, have, strict=True)):
+                leaf_differences(f"{path}[{i}]", a, b, names, out)
+            return out
+    out.append({"path": path, "desired": want, "live": have})
+    return out
+
+
+def _show(value: Any) -> str:
+    from providers.diff import describe
+
+    return describe(value)
+
+
+def render(report: Report) -> str:
+    lines = [
+        f"drift check: stack {report.stack} (project {report.project}, {report.base_url or 'default URL'})"
+    ]
+    for d in report.drifted:
+        lines.append(f"  ~ {KIND_LABEL[d['kind']]} '{d['name']}' ({d['id']}): differs from the catalog")
+        for f in d["fields"]:
+            for leaf in f.details or [{"path": f.field, "desired": f.desired, "live": f.live}]:
+                lines.append(
+                    f"      {leaf['path']}: desired {_show(leaf['desired'])}, live {_show(leaf['live'])}"
+                )
+    for m in report.missing:
+        where = f" (was {m['id']})" if m.get("id") else ""
+        lines.append(
+            f"  - {KIND_LABEL[m['kind']]} '{m['name']}': missing live (archived or never created){where}"
+        )
+    for u in report.unmanaged:
+        tag = f", tagged {u['identity']}" if u.get("identity") else ""
+        lines.append(
+            f"  + {KIND_LABEL[u['kind']]} {u['id']} ('{u.get('name')}'{tag}): live but not in the catalog"
+        )
+    if report.in_sync:
+        lines.append(f"in sync: {report.matched} objects match the catalog")
+    else:
+        lines.append(
+            f"drift: {len(report.drifted)} changed, {len(report.missing)} missing, "
+            f"{len(report.unmanaged)} not in the catalog"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# settings
+
+
+def project_name(explicit: str | None = None, root: Path | None = None) -> str:
+    if explicit:
+        return explicit
+    path = (root or Path.cwd()) / "Pulumi.yaml"
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if isinstance(data.get("name"), str):
+                return data["name"]
+        except yaml.YAMLError:
+            pass
+    return DEFAULT_PROJECT
+
+
+def stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
+    path = (root or Path.cwd()) / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return {}
+    return data.get("config") or {}
+
+
+def resolve_connection(stack: str, base_url: str | None, root: Path | None = None) -> tuple[str | None, str]:
+    """(base URL, token): flag/env/stack config. A `secure:` token needs the Pulumi CLI: use the env."""
+    config = stack_config(stack, root)
+    url = base_url or os.environ.get("METRONOME_BASE_URL") or config.get("metronome:baseUrl")
+    token = os.environ.get("METRONOME_BEARER_TOKEN")
+    if not token:
+        value = config.get("metronome:apiToken")
+        if isinstance(value, str):
+            token = value
+        elif isinstance(value, dict):
+            raise RuntimeError(
+                f"the token in Pulumi.{stack}.yaml is encrypted; export it first: "
+                f"export METRONOME_BEARER_TOKEN=$(pulumi config get metronome:apiToken --stack {stack})"
+            )
+    if not token:
+        raise RuntimeError("no Metronome API token: set METRONOME_BEARER_TOKEN (or metronome:apiToken)")
+    return url, token
+
+
+# --------------------------------------------------------------------------------------------------
+# matching
+
+
+def _module(section: str) -> Any:
+    return importlib.import_module(KINDS[section][0])
+
+
+def _provider_class(section: str) -> Any:
+    from providers.base import MetronomeProvider
+
+    module = _module(section)
+    return next(
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, MetronomeProvider) and v is not MetronomeProvider
+    )
+
+
+def identity_of(live: dict[str, Any]) -> str | None:
+    """The identity tag of a live object in input shape (custom field, or a contract's uniqueness key)."""
+    tag = (live.get("custom_fields") or {}).get(IDENTITY_FIELD)
+    if not tag and isinstance(live.get("uniqueness_key"), str) and live["uniqueness_key"].startswith("iac:"):
+        tag = live["uniqueness_key"][len("iac:") :]
+    return tag
+
+
+def _tag_base(tag: str | None) -> str | None:
+    return tag.split("#", 1)[0] if tag else None
+
+
+def _adopt_match(section: str, adopt: dict[str, str], live: list[tuple[str, dict[str, Any]]]) -> str | None:
+    if adopt.get("id"):
+        return adopt["id"]
+    for key, value in adopt.items():
+        for object_id, obj in live:
+            if key == "ingest_alias" and value in (obj.get("ingest_aliases") or []):
+                return object_id
+            if key == "uniqueness_key" and str(obj.get("uniqueness_key", "")).endswith(value):
+                return object_id
+            if obj.get(key) == value:
+                return object_id
+    return None
+
+
+class _Matcher:
+    """Matches catalog entries of one kind with live objects, tracking what stays unclaimed."""
+
+    def __init__(
+        self, section: str, identity_prefix: str, live: list[tuple[str, dict[str, Any]]], client: Any
+    ) -> None:
+        self.section = section
+        self.client = client
+        self.prefix = identity_prefix
+        self.live = live
+        self.by_id = dict(live)
+        self.claimed: set[str] = set()
+
+    def match(self, name: str, adopt: dict[str, str] | None) -> tuple[str | None, dict[str, Any] | None]:
+        identity = self.prefix + name
+        for object_id, obj in self.live:
+            if object_id not in self.claimed and _tag_base(identity_of(obj)) == identity:
+                self.claimed.add(object_id)
+                return object_id, obj
+        if adopt:
+            object_id = _adopt_match(self.section, adopt, self.live)
+            if object_id:
+                self.claimed.add(object_id)
+                obj = self.by_id.get(object_id)
+                if obj is None:  # adopt by id of an object the listing no longer shows (archived)
+                    obj = _module(self.section).read_object(self.client, object_id)
+                return object_id, obj
+        return None, None
+
+    def unclaimed(self, stack_prefix: str) -> list[dict[str, Any]]:
+        """Live, unclaimed objects that this stack owns (its tag) or nobody owns (no tag)."""
+        out = []
+        for object_id, obj in self.live:
+            if object_id in self.claimed:
+                continue
+            tag = identity_of(obj)
+            if tag and not tag.startswith(stack_prefix):
+                continue  # another stack's or project's object
+            out.append({"kind": self.section, "id": object_id, "name": obj.get("name"), "identity": tag})
+        return out
+
+
+def _compare(
+    section: str, client: Any, object_id: str, desired: dict[str, Any], names: dict[str, str]
+) -> list[FieldDrift] | None:
+    """Drifted fields, or None when the object is gone. Exactly the refresh-then-preview path: the
+    provider's `read_live` (projected onto the desired inputs, as refresh projects onto state) and
+    its `diff_pair` normalisation."""
+    from providers.diff import changed_fields, normalize
+
+    provider = _provider_class(section)()
+    live = provider.read_live(client, object_id, desired)
+    if live is None:
+        return None
+    have, want = provider.diff_pair(live, desired)
+    out = []
+    for f in changed_fields(have, want, provider.api_fields()):
+        w, h = normalize({f: want.get(f)}).get(f), normalize({f: have.get(f)}).get(f)
+        details = leaf_differences(f, w, h, names, []) if isinstance(w, (list, dict)) else []
+        out.append(FieldDrift(f, want.get(f), have.get(f), details))
+    return out
+
+
+def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = None) -> Report:
+    """The drift report for a loaded stack against the account behind `client`."""
+    report = Report(stack=stack.name, project=project, base_url=base_url)
+    prefix = f"{project}/{stack.name}/"
+    env = stack.environment
+    ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}
+
+    def visit(
+        section: str, matcher: _Matcher, name: str, adopt: dict[str, str] | None, desired: Callable[[], dict]
+    ) -> None:
+        object_id, live = matcher.match(name, adopt)
+        if object_id is None or live is None:
+            report.missing.append({"kind": section, "name": name, "id": object_id})
+            ids[section][name] = MISSING_REF
+            return
+        names = {i: n for by_name in ids.values() for n, i in by_name.items() if i != MISSING_REF}
+        fields = _compare(section, client, object_id, desired(), names)
+        if fields is None:  # archived between the listing and the read
+            report.missing.append({"kind": section, "name": name, "id": object_id})
+            ids[section][name] = MISSING_REF
+            return
+        ids[section][name] = object_id
+        report.matched += 1
+        if fields:
+            report.drifted.append({"kind": section, "name": name, "id": object_id, "fields": fields})
+
+    matchers: dict[str, _Matcher] = {}
+    for section in ("billable_metrics", "products", "rate_cards", "customers"):
+        matchers[section] = _Matcher(section, prefix, _module(section).list_objects(client), client)
+
+    for m in stack.catalog.billable_metrics:
+        visit("billable_metrics", matchers["billable_metrics"], m.name, m.adopt, lambda m=m: metric_inputs(m))
+    for p in ordered_products(stack):
+        visit(
+            "products",
+            matchers["products"],
+            p.name,
+            p.adopt,
+            lambda p=p: product_inputs(p, ids["billable_metrics"], ids["products"], env.settings),
+        )
+    for card in stack.catalog.rate_cards:
+        visit(
+            "rate_cards",
+            matchers["rate_cards"],
+            card.name,
+            card.adopt,
+            lambda card=card: rate_card_inputs(card, ids["products"]),
+        )
+    for c in env.customers:
+        visit("customers", matchers["customers"], c.name, c.adopt, lambda c=c: customer_inputs(c))
+
+    # Contracts are listed per customer: those of the stack's live customers.
+    contract_live: list[tuple[str, dict[str, Any]]] = []
+    contract_module = _module("contracts")
+    for customer_id in {i for i in ids["customers"].values() if i != MISSING_REF}:
+        contract_live.extend(contract_module.list_objects(client, customer_id))
+    matchers["contracts"] = _Matcher("contracts", prefix, contract_live, client)
+    for k in env.contracts:
+        visit(
+            "contracts",
+            matchers["contracts"],
+            k.name,
+            k.adopt,
+            lambda k=k: contract_inputs(
+                k, ids["customers"], ids["rate_cards"], ids["products"], env.settings
+            ),
+        )
+
+    # Objects of a kind the stack manages, live, unclaimed, and tagged for this stack or untagged.
+    managed = {
+        "billable_metrics": stack.catalog.billable_metrics,
+        "products": stack.catalog.products,
+        "rate_cards": stack.catalog.rate_cards,
+        "customers": env.customers,
+        "contracts": env.contracts,
+    }
+    for section, matcher in matchers.items():
+        if managed[section]:
+            report.unmanaged.extend(matcher.unclaimed(prefix))
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    def fail(message: str) -> int:
+        if args.json:
+            print(json.dumps({"stack": args.stack, "error": message}))
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+    try:
+        stack = load_stack(Path(args.stacks_dir) / args.stack)
+    except CatalogError as err:
+        return fail(str(err))
+    try:
+        base_url, token = resolve_connection(args.stack, args.base_url)
+        from providers.client import make_client
+
+        # Few retries: a drift check against an unreachable API should fail fast, not after minutes.
+        client = make_client(base_url, token, max_retries=1)
+        report = check_drift(stack, client, project_name(args.project), base_url)
+    except Exception as err:  # any API/connection failure is an error, never "drift"
+        return fail(f"{type(err).__name__}: {err}")
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print(render(report))
+    return 0 if report.in_sync else 2

@@ -1,0 +1,72 @@
+"""Reserved `/_emulator/` knobs for tests: health, stats, reset, runtime config, billing providers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from metronome_iac.emulator.common import bad, check_type, enum, json_body, store_of
+
+router = APIRouter(prefix="/_emulator")
+
+
+@router.get("/health")
+async def health() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/stats")
+async def stats(request: Request) -> JSONResponse:
+    body = request.app.state.stats.as_json()
+    body["events"] = store_of(request).event_count()
+    return JSONResponse(body)
+
+
+@router.post("/reset")
+async def reset(request: Request) -> JSONResponse:
+    from metronome_iac.emulator.app import Stats
+
+    store = store_of(request)
+    store.reset()
+    settings = request.app.state.settings
+    if settings.stripe_connected:
+        store.set_setting("stripe_connected", True)
+    request.app.state.stats = Stats()
+    return JSONResponse({"status": "reset"})
+
+
+@router.get("/config")
+async def get_config(request: Request) -> JSONResponse:
+    s = request.app.state.settings
+    return JSONResponse({"fail_rate": s.fail_rate, "latency_ms": s.latency_ms})
+
+
+@router.post("/config")
+async def set_config(request: Request) -> JSONResponse:
+    body = await json_body(request)
+    settings = request.app.state.settings
+    if "fail_rate" in body:
+        rate = check_type(body["fail_rate"], float, "fail_rate")
+        if not 0 <= rate <= 1:
+            raise bad("fail_rate must be between 0 and 1")
+        settings.fail_rate = float(rate)
+    if "latency_ms" in body:
+        latency = check_type(body["latency_ms"], float, "latency_ms")
+        if latency < 0:
+            raise bad("latency_ms must be >= 0")
+        settings.latency_ms = float(latency)
+    if "seed" in body:
+        import random
+
+        request.app.state.rng = random.Random(body["seed"])
+    return JSONResponse({"fail_rate": settings.fail_rate, "latency_ms": settings.latency_ms})
+
+
+@router.post("/billing-providers")
+async def billing_providers(request: Request) -> JSONResponse:
+    """Connect or disconnect Stripe on the account (the real API cannot; it is done in the dashboard)."""
+    body = await json_body(request)
+    enum(body.get("billing_provider"), ["stripe"], "billing_provider")
+    connected = check_type(body.get("connected", True), bool, "connected")
+    store_of(request).set_setting("stripe_connected", connected)
+    return JSONResponse({"billing_provider": "stripe", "connected": connected})

@@ -1,0 +1,264 @@
+"""Catalog -> Pulumi resources.
+
+`declare(stack)` declares, in dependency order, BillableMetric -> Product -> RateCard -> Customer ->
+Contract (and StripeIntegration when `environment.yaml` has a `stripe:` section). References go by
+output (`metric.id`), so the engine orders creates/replacements itself. The `*_inputs` builders are
+pure functions shared with `drift` (which passes live ids instead of outputs), so the drift report
+and `pulumi preview` compare the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from metronome_iac.catalog import (
+    BillableMetric,
+    Contract,
+    Customer,
+    Product,
+    RateCard,
+    Settings,
+    Stack,
+)
+
+# Section name -> (provider module, Resource class name); also the order of declaration.
+KINDS: dict[str, tuple[str, str]] = {
+    "billable_metrics": ("providers.billable_metric", "BillableMetric"),
+    "products": ("providers.product", "Product"),
+    "rate_cards": ("providers.rate_card", "RateCard"),
+    "customers": ("providers.customer", "Customer"),
+    "contracts": ("providers.contract", "Contract"),
+}
+STRIPE_RESOURCE_NAME = "stripe"
+
+
+def _dump(value: Any) -> Any:
+    """Pydantic sub-models -> plain JSON-able values, dropping unset (None) fields."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    # None means "not set": the provider treats a missing key the same way, and set_mocks drops them.
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------------
+# catalog entry -> provider inputs (ids may be Outputs or plain strings)
+
+
+def metric_inputs(m: BillableMetric) -> dict[str, Any]:
+    return _clean(
+        {
+            "name": m.metronome_name,
+            "aggregation_type": m.aggregation_type,
+            "aggregation_key": m.aggregation_key,
+            "event_type_filter": _dump(m.event_type_filter),
+            "property_filters": _dump(m.property_filters),
+            "group_keys": m.group_keys,
+            "custom_fields": m.custom_fields,
+            "adopt": m.adopt,
+        }
+    )
+
+
+def product_inputs(
+    p: Product, metric_ids: Mapping[str, Any], product_ids: Mapping[str, Any], settings: Settings
+) -> dict[str, Any]:
+    return _clean(
+        {
+            "name": p.metronome_name,
+            "type": p.type,
+            "billable_metric_id": metric_ids[p.billable_metric] if p.billable_metric else None,
+            "pricing_group_key": p.pricing_group_key,
+            "presentation_group_key": p.presentation_group_key,
+            "quantity_conversion": _dump(p.quantity_conversion),
+            "quantity_rounding": _dump(p.quantity_rounding),
+            "tags": p.tags,
+            "is_refundable": p.is_refundable,
+            "composite_product_ids": (
+                [product_ids[n] for n in p.composite_products] if p.composite_products is not None else None
+            ),
+            "composite_tags": p.composite_tags,
+            "custom_fields": p.custom_fields,
+            "update_starting_at": settings.product_update_starting_at,
+            "adopt": p.adopt,
+        }
+    )
+
+
+def rate_card_inputs(card: RateCard, product_ids: Mapping[str, Any]) -> dict[str, Any]:
+    rates = []
+    for r in card.rates:
+        rate = r.model_dump(mode="json", exclude_none=True)
+        rate["product_id"] = product_ids[rate.pop("product")]
+        rates.append(rate)
+    return _clean(
+        {
+            "name": card.metronome_name,
+            "description": card.description,
+            "fiat_credit_type_id": card.fiat_credit_type_id,
+            "credit_type_conversions": _dump(card.credit_type_conversions),
+            "aliases": _dump(card.aliases),
+            "rates": rates,
+            "custom_fields": card.custom_fields,
+            "adopt": card.adopt,
+        }
+    )
+
+
+def customer_inputs(c: Customer) -> dict[str, Any]:
+    return _clean(
+        {
+            "name": c.metronome_name,
+            "ingest_aliases": list(c.ingest_aliases),
+            "external_id": c.external_id,
+            "custom_fields": c.custom_fields,
+            "adopt": c.adopt,
+        }
+    )
+
+
+def _with_product_ids(items: list[Any] | None, product_ids: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """Commits/credits/overrides/discounts: catalog product names -> product ids."""
+    if items is None:
+        return None
+    out = []
+    for item in items:
+        d = item.model_dump(mode="json", exclude_none=True)
+        if "product" in d:
+            d["product_id"] = product_ids[d.pop("product")]
+        if "applicable_products" in d:
+            d["applicable_product_ids"] = [product_ids[n] for n in d.pop("applicable_products")]
+        out.append(d)
+    return out
+
+
+def contract_inputs(
+    k: Contract,
+    customer_ids: Mapping[str, Any],
+    rate_card_ids: Mapping[str, Any],
+    product_ids: Mapping[str, Any],
+    settings: Settings,
+) -> dict[str, Any]:
+    return _clean(
+        {
+            "customer_id": customer_ids[k.customer],
+            "rate_card_id": rate_card_ids[k.rate_card],
+            "starting_at": k.starting_at,
+            "ending_before": k.ending_before,
+            "name": k.metronome_name,
+            "net_payment_terms_days": (
+                k.net_payment_terms_days
+                if k.net_payment_terms_days is not None
+                else settings.net_payment_terms_days
+            ),
+            "commits": _with_product_ids(k.commits, product_ids),
+            "credits": _with_product_ids(k.credits, product_ids),
+            "overrides": _with_product_ids(k.overrides, product_ids),
+            "discounts": _with_product_ids(k.discounts, product_ids),
+            "custom_fields": k.custom_fields,
+            "allow_replacement": k.allow_replacement or None,
+            "adopt": k.adopt,
+        }
+    )
+
+
+def stripe_inputs(stack: Stack, customer_ids: Mapping[str, Any]) -> dict[str, Any] | None:
+    stripe = stack.environment.stripe
+    if stripe is None:
+        return None
+    customers = []
+    for c in stack.environment.customers:
+        if c.stripe_customer_id:
+            customers.append(
+                _clean(
+                    {
+                        "customer_id": customer_ids[c.name],
+                        "stripe_customer_id": c.stripe_customer_id,
+                        "collection_method": c.stripe_collection_method,
+                    }
+                )
+            )
+    return {
+        "expected_account_id": stripe.expected_account_id,
+        "collection_method": stripe.collection_method,
+        "go_live": stripe.go_live,
+        "customers": customers,
+    }
+
+
+def ordered_products(stack: Stack) -> list[Product]:
+    """Composite products refer to other products: declare those first."""
+    done: list[Product] = []
+    pending = list(stack.catalog.products)
+    names: set[str] = set()
+    while pending:
+        ready = [p for p in pending if all(n in names for n in p.composite_products or [])]
+        if not ready:  # a cycle: let the provider report it rather than loop forever
+            ready = pending[:1]
+        for p in ready:
+            done.append(p)
+            names.add(p.name)
+            pending.remove(p)
+    return done
+
+
+# --------------------------------------------------------------------------------------------------
+# the program
+
+
+def _resource_class(section: str) -> Any:
+    # Imported on first use: a stack without contracts never imports the contract module.
+    import importlib
+
+    module_name, class_name = KINDS[section]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def declare(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Declare every resource of `stack`; returns {section: {catalog name: resource}}.
+
+    Sections: billable_metrics, products, rate_cards, customers, contracts, and `stripe`
+    ({"stripe": StripeIntegration} or {}).
+    """
+    env = stack.environment
+    settings = env.settings
+    out: dict[str, dict[str, Any]] = {section: {} for section in KINDS}
+    out["stripe"] = {}
+
+    for m in stack.catalog.billable_metrics:
+        out["billable_metrics"][m.name] = _resource_class("billable_metrics")(m.name, **metric_inputs(m))
+    metric_ids = {name: r.id for name, r in out["billable_metrics"].items()}
+
+    product_ids: dict[str, Any] = {}
+    for p in ordered_products(stack):
+        resource = _resource_class("products")(p.name, **product_inputs(p, metric_ids, product_ids, settings))
+        out["products"][p.name] = resource
+        product_ids[p.name] = resource.id
+
+    for card in stack.catalog.rate_cards:
+        out["rate_cards"][card.name] = _resource_class("rate_cards")(
+            card.name, **rate_card_inputs(card, product_ids)
+        )
+    card_ids = {name: r.id for name, r in out["rate_cards"].items()}
+
+    for c in env.customers:
+        out["customers"][c.name] = _resource_class("customers")(c.name, **customer_inputs(c))
+    customer_ids = {name: r.id for name, r in out["customers"].items()}
+
+    for k in env.contracts:
+        out["contracts"][k.name] = _resource_class("contracts")(
+            k.name, **contract_inputs(k, customer_ids, card_ids, product_ids, settings)
+        )
+
+    stripe = stripe_inputs(stack, customer_ids)
+    if stripe is not None:
+        from providers.stripe_integration import StripeIntegration
+
+        out["stripe"][STRIPE_RESOURCE_NAME] = StripeIntegration(STRIPE_RESOURCE_NAME, **stripe)
+    return out

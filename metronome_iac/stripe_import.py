@@ -1,0 +1,474 @@
+"""`metronome-iac import-stripe`: write a stack (catalog.yaml + environment.yaml) from a Stripe account.
+
+Billing Meters become billable metrics, metered prices become USAGE products with rates on one rate card
+(`stripe_import`), customers with metered subscriptions become customers (with a contract on that rate
+card), and Billing credit grants become contract credits. Whatever cannot be mapped is reported with the
+reason and left out. Files are validated by the catalog loader in a temporary directory before they are
+moved to `--out`, so a file that fails validation is never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from metronome_iac.catalog import (
+    CATALOG_FILE,
+    ENVIRONMENT_FILE,
+    Catalog,
+    CatalogError,
+    Environment,
+    catalog_to_yaml,
+    environment_to_yaml,
+    load_stack,
+)
+
+RATE_CARD = "stripe_import"
+CREDIT_PRODUCT = "stripe_credit"
+AGGREGATIONS = {"sum": "SUM", "count": "COUNT", "last": "LATEST"}
+LIVE_SUBSCRIPTION_STATUSES = {"active", "trialing", "past_due", "unpaid", "incomplete"}
+# Credit grants without an expiry: Metronome access schedules need an end.
+NO_EXPIRY = "2100-01-01T00:00:00Z"
+HEADER = "# Written by `metronome-iac import-stripe` from Stripe account {account}. Review before use.\n"
+
+
+@dataclass
+class StripeAccount:
+    """What the importer reads from Stripe, as plain dicts (Stripe's field names)."""
+
+    account_id: str | None
+    meters: list[dict[str, Any]]
+    prices: list[dict[str, Any]]
+    subscriptions: list[dict[str, Any]]
+    customers: list[dict[str, Any]]
+    credit_grants: list[dict[str, Any]]
+
+
+@dataclass
+class ImportResult:
+    catalog: dict[str, list[dict[str, Any]]]
+    environment: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)  # "<what>: <why>", one per object left out
+    notes: list[str] = field(default_factory=list)  # mapped, but worth a look
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def make_client(api_key: str, api_base: str | None = None) -> Any:
+    import stripe
+
+    base = {"api": api_base} if api_base else None
+    return stripe.StripeClient(api_key, base_addresses=base)  # type: ignore[arg-type]
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return obj.to_dict(for_json=True) if hasattr(obj, "to_dict") else dict(obj)
+
+
+def _all(list_object: Any) -> Iterator[dict[str, Any]]:
+    # auto_paging_iter follows has_more/starting_after: accounts have thousands of customers.
+    for obj in list_object.auto_paging_iter():
+        yield _plain(obj)
+
+
+def read_account(client: Any) -> StripeAccount:
+    v1 = client.v1
+    try:
+        account_id = v1.accounts.retrieve_current().id
+    except Exception as exc:  # some keys (restricted) cannot read the account: import anyway
+        print(
+            f"warning: could not read the Stripe account id ({exc}); set stripe.expected_account_id by hand"
+        )
+        account_id = None
+    subscriptions = list(_all(v1.subscriptions.list(params={"status": "all", "limit": 100})))
+    for sub in subscriptions:
+        items = sub.get("items") or {}
+        if items.get("has_more"):  # a subscription lists 10 items inline; page through the rest
+            params = {"subscription": sub["id"], "limit": 100}
+            items["data"] = list(_all(v1.subscription_items.list(params=params)))
+    return StripeAccount(
+        account_id=account_id,
+        meters=list(_all(v1.billing.meters.list(params={"limit": 100}))),
+        # tiers and product are only returned when expanded
+        prices=list(_all(v1.prices.list(params={"limit": 100, "expand": ["data.tiers", "data.product"]}))),
+        subscriptions=subscriptions,
+        customers=list(_all(v1.customers.list(params={"limit": 100}))),
+        credit_grants=list(_all(v1.billing.credit_grants.list(params={"limit": 100}))),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- mapping
+
+
+class _Names:
+    """Catalog names are `[A-Za-z0-9][A-Za-z0-9_.-]*` and unique per section."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def take(self, *candidates: str | None) -> str:
+        base = next((_slug(c) for c in candidates if c and _slug(c)), "item")
+        name, n = base, 2
+        while name in self.used:
+            name, n = f"{base}_{n}", n + 1
+        self.used.add(name)
+        return name
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip().lower()).strip("_.-")
+    return slug
+
+
+def _number(value: Any) -> float | int:
+    number = Decimal(str(value))
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _rfc3339(unix: int | float) -> str:
+    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _id(ref: Any) -> str | None:
+    """An expandable field: an id string or an expanded object."""
+    if isinstance(ref, Mapping):
+        return ref.get("id")
+    return ref
+
+
+def default_rates_start(now: datetime | None = None) -> str:
+    """Rates start at the beginning of the current month (UTC) unless told otherwise."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-01T00:00:00Z")
+
+
+def map_meter(meter: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(billable metric entry, None) or (None, reason it cannot be mapped)."""
+    if meter.get("status") not in (None, "active"):
+        return None, f"status is {meter.get('status')}"
+    formula = ((meter.get("default_aggregation") or {}).get("formula") or "").lower()
+    if formula not in AGGREGATIONS:
+        return None, f"aggregation formula {formula!r} has no Metronome equivalent (sum, count, last map)"
+    metric: dict[str, Any] = {"name": name, "aggregation_type": AGGREGATIONS[formula]}
+    if meter.get("display_name") and meter["display_name"] != name:
+        metric["display_name"] = meter["display_name"]
+    if formula != "count":
+        metric["aggregation_key"] = (meter.get("value_settings") or {}).get("event_payload_key") or "value"
+    metric["event_type_filter"] = {"in_values": [meter["event_name"]]}
+    dimensions = meter.get("dimension_payload_keys") or meter.get("dimensions") or []
+    if dimensions:
+        # Metronome groups events without a key under an empty value; requiring the key drops them instead,
+        # like Stripe rejects meter events missing a dimension.
+        metric["property_filters"] = [{"name": key, "exists": True} for key in dimensions]
+        metric["group_keys"] = [list(dimensions)]
+    return metric, None
+
+
+def map_price(
+    price: Mapping[str, Any], metric_by_meter: Mapping[str, str]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
+    """(product fields, rate fields, None) or (None, None, reason)."""
+    recurring = price.get("recurring") or {}
+    if price.get("type") != "recurring" or recurring.get("usage_type") != "metered":
+        return (
+            None,
+            None,
+            "licensed (not usage-based) price: model it as a subscription or fixed product by hand",
+        )
+    meter_id = recurring.get("meter")
+    if not meter_id:
+        return None, None, "metered price without a meter (legacy usage records): no event stream to map"
+    if meter_id not in metric_by_meter:
+        return None, None, f"its meter {meter_id} was not imported"
+    currency = (price.get("currency") or "").lower()
+    if currency != "usd":
+        return None, None, f"currency {currency.upper()}: the catalog prices in USD cents"
+    if not price.get("active", True):
+        return None, None, "price is archived (inactive)"
+
+    product: dict[str, Any] = {"type": "USAGE", "billable_metric": metric_by_meter[meter_id]}
+    rate: dict[str, Any] = {}
+    if price.get("billing_scheme") == "tiered" or price.get("tiers"):
+        if price.get("tiers_mode") == "volume":
+            return (
+                None,
+                None,
+                ("volume tiers (the whole quantity at one tier's price): Metronome tiers are graduated"),
+            )
+        tiers = price.get("tiers")
+        if not tiers:
+            return None, None, "tiered price without tiers (read it with expand[]=data.tiers)"
+        if any(_number(t.get("flat_amount_decimal") or t.get("flat_amount") or 0) for t in tiers):
+            return None, None, "tiers with a flat fee: Metronome tiers have a unit price only"
+        converted, previous = [], 0
+        for tier in tiers:
+            unit = tier.get("unit_amount_decimal") or tier.get("unit_amount") or 0
+            up_to = tier.get("up_to")
+            if up_to in (None, "inf"):
+                converted.append({"price": _number(unit)})
+                break
+            # Stripe's up_to is cumulative; Metronome's size is the width of the tier.
+            converted.append({"size": _number(up_to) - previous, "price": _number(unit)})
+            previous = _number(up_to)
+        rate.update(rate_type="TIERED", tiers=converted)
+    else:
+        unit = price.get("unit_amount_decimal")
+        if unit is None:
+            unit = price.get("unit_amount")
+        if unit is None:
+            return None, None, "price without unit_amount (custom or free pricing)"
+        rate.update(rate_type="FLAT", price=_number(unit))
+
+    transform = price.get("transform_quantity")
+    if transform and transform.get("divide_by"):
+        divide_by = _number(transform["divide_by"])
+        product["quantity_conversion"] = {
+            "conversion_factor": divide_by,
+            "operation": "DIVIDE",
+            "name": f"per {divide_by:,}",
+        }
+        method = "ROUND_UP" if transform.get("round") == "up" else "ROUND_DOWN"
+        product["quantity_rounding"] = {"decimal_places": 0, "rounding_method": method}
+    return product, rate, None
+
+
+def _price_label(price: Mapping[str, Any]) -> str:
+    product = price.get("product")
+    product_name = product.get("name") if isinstance(product, Mapping) else product
+    nickname = price.get("nickname")
+    return f"price {price['id']} ({nickname or product_name or 'unnamed'})"
+
+
+def build_stack(account: StripeAccount, rates_starting_at: str) -> ImportResult:
+    """Map the Stripe account to catalog and environment entries (plain dicts in the YAML shape)."""
+    result = ImportResult(catalog={"billable_metrics": [], "products": [], "rate_cards": []}, environment={})
+
+    metric_names, metric_by_meter = _Names(), {}
+    for meter in account.meters:
+        name = metric_names.take(meter.get("event_name"), meter["id"])
+        metric, reason = map_meter(meter, name)
+        if metric is None:
+            metric_names.used.discard(name)
+            result.skipped.append(f"meter {meter['id']} ({meter.get('event_name')}): {reason}")
+            continue
+        customer_key = (meter.get("customer_mapping") or {}).get("event_payload_key")
+        if customer_key and customer_key != "stripe_customer_id":
+            result.notes.append(
+                f"meter {meter['id']} reads the customer from payload key {customer_key!r}: "
+                f"translate its events with `metronome-iac events translate --customer-key {customer_key}`"
+            )
+        result.catalog["billable_metrics"].append(metric)
+        metric_by_meter[meter["id"]] = name
+
+    product_names, product_by_price, rates = _Names(), {}, []
+    product_names.used.add(CREDIT_PRODUCT)
+    for price in account.prices:
+        product, rate, reason = map_price(price, metric_by_meter)
+        if product is None or rate is None:
+            result.skipped.append(f"{_price_label(price)}: {reason}")
+            continue
+        stripe_product = price.get("product")
+        product_name = stripe_product.get("name") if isinstance(stripe_product, Mapping) else None
+        name = product_names.take(price.get("lookup_key"), price.get("nickname"), product_name, price["id"])
+        display = " - ".join(x for x in (product_name, price.get("nickname")) if x)
+        entry = {
+            "name": name,
+            **({"display_name": display} if display and display != name else {}),
+            **product,
+        }
+        result.catalog["products"].append(entry)
+        rates.append({"product": name, "starting_at": rates_starting_at, "entitled": True, **rate})
+        product_by_price[price["id"]] = name
+    if rates:
+        result.catalog["rate_cards"].append(
+            {"name": RATE_CARD, "display_name": "Imported from Stripe", "rates": rates}
+        )
+
+    # Customers with at least one live metered subscription item whose price was imported.
+    subscribed: dict[str, str] = {}  # stripe customer id -> collection method
+    for sub in account.subscriptions:
+        if sub.get("status") not in LIVE_SUBSCRIPTION_STATUSES:
+            continue
+        prices = [_id(item.get("price") or {}) for item in (sub.get("items") or {}).get("data", [])]
+        if any(p in product_by_price for p in prices):
+            customer_id = _id(sub.get("customer"))
+            if customer_id:
+                method = sub.get("collection_method") or "charge_automatically"
+                # One send_invoice subscription is enough to make the customer's override send_invoice.
+                if subscribed.get(customer_id) != "send_invoice":
+                    subscribed[customer_id] = method
+        elif any(
+            ((item.get("price") or {}).get("recurring") or {}).get("usage_type") == "metered"
+            for item in (sub.get("items") or {}).get("data", [])
+        ):
+            result.skipped.append(f"subscription {sub['id']}: none of its metered prices could be imported")
+
+    customer_names = _Names()
+    customers, contracts, name_by_stripe = [], [], {}
+    by_id = {c["id"]: c for c in account.customers}
+    for stripe_id, method in subscribed.items():
+        customer = by_id.get(stripe_id)
+        if customer is None or customer.get("deleted"):
+            result.skipped.append(f"customer {stripe_id}: has a subscription but could not be read")
+            continue
+        email_name = (customer.get("email") or "").split("@")[0]
+        name = customer_names.take(customer.get("name"), email_name, stripe_id)
+        entry: dict[str, Any] = {"name": name}
+        if customer.get("name") and customer["name"] != name:
+            entry["display_name"] = customer["name"]
+        # The Stripe id is the ingest alias: meter events carry it, so they go to Metronome unchanged.
+        entry.update(ingest_aliases=[stripe_id], stripe_customer_id=stripe_id)
+        if method == "send_invoice":
+            entry["stripe_collection_method"] = "send_invoice"
+        customers.append(entry)
+        name_by_stripe[stripe_id] = name
+        if rates:
+            contracts.append(
+                {
+                    "name": f"{name}_stripe",
+                    "customer": name,
+                    "rate_card": RATE_CARD,
+                    "starting_at": rates_starting_at,
+                }
+            )
+    contract_by_customer = {k["customer"]: k for k in contracts}
+
+    no_expiry = 0
+    for grant in account.credit_grants:
+        label = f"credit grant {grant['id']}" + (f" ({grant['name']})" if grant.get("name") else "")
+        customer_name = name_by_stripe.get(_id(grant.get("customer")) or "")
+        monetary = ((grant.get("amount") or {}).get("monetary")) or {}
+        if grant.get("voided_at"):
+            result.skipped.append(f"{label}: voided")
+        elif customer_name is None or customer_name not in contract_by_customer:
+            result.skipped.append(
+                f"{label}: customer {_id(grant.get('customer'))} has no imported subscription"
+            )
+        elif (monetary.get("currency") or "").lower() != "usd":
+            result.skipped.append(f"{label}: currency {str(monetary.get('currency')).upper()} is not USD")
+        elif grant.get("expires_at") and grant["expires_at"] <= (
+            grant.get("effective_at") or grant["created"]
+        ):
+            result.skipped.append(f"{label}: expires before it takes effect")
+        else:
+            starting = _rfc3339(grant.get("effective_at") or grant["created"])
+            ending = _rfc3339(grant["expires_at"]) if grant.get("expires_at") else NO_EXPIRY
+            no_expiry += not grant.get("expires_at")
+            credit: dict[str, Any] = {"product": CREDIT_PRODUCT}
+            if grant.get("name"):
+                credit["name"] = grant["name"]
+            if grant.get("priority") is not None:
+                credit["priority"] = grant["priority"]  # lower number first, in Stripe and in Metronome
+            item = {
+                "amount": _number(monetary.get("value") or 0),
+                "starting_at": starting,
+                "ending_before": ending,
+            }
+            credit["access_schedule"] = {"schedule_items": [item]}
+            contract_by_customer[customer_name].setdefault("credits", []).append(credit)
+    if no_expiry:
+        result.notes.append(f"{no_expiry} credit grant(s) have no expiry: their credits end at {NO_EXPIRY}")
+    if any(k.get("credits") for k in contracts):
+        result.catalog["products"].append(
+            {"name": CREDIT_PRODUCT, "display_name": "Stripe credit grants", "type": "FIXED"}
+        )
+
+    if account.account_id:
+        result.environment["stripe"] = {
+            "expected_account_id": account.account_id,
+            "collection_method": "charge_automatically",
+            "go_live": False,
+        }
+    result.environment["customers"] = customers
+    result.environment["contracts"] = contracts
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def write_stack(result: ImportResult, out_dir: Path, account_id: str | None = None) -> None:
+    """Validate in a temporary directory next to `out_dir`, then move the files in. Raises CatalogError."""
+    header = HEADER.format(account=account_id or "?")
+    catalog = Catalog.model_validate(result.catalog)
+    environment = Environment.model_validate(result.environment)
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-import-") as tmp:
+        staging = Path(tmp) / out_dir.name  # same name: the loader uses it as the stack name
+        staging.mkdir()
+        (staging / CATALOG_FILE).write_text(catalog_to_yaml(catalog, header), encoding="utf-8")
+        (staging / ENVIRONMENT_FILE).write_text(environment_to_yaml(environment, header), encoding="utf-8")
+        load_stack(staging)  # raises CatalogError: nothing is moved
+        out_dir.mkdir(exist_ok=True)
+        for name in (CATALOG_FILE, ENVIRONMENT_FILE):
+            os.replace(staging / name, out_dir / name)  # same file system: atomic per file
+
+
+def report(result: ImportResult, stream: Any = None) -> None:
+    stream = stream or sys.stdout
+    c, e = result.catalog, result.environment
+    print(
+        f"imported {len(c['billable_metrics'])} billable metric(s), {len(c['products'])} product(s), "
+        f"{sum(len(r['rates']) for r in c['rate_cards'])} rate(s), "
+        f"{len(e.get('customers', []))} customer(s), "
+        f"{sum(len(k.get('credits', [])) for k in e.get('contracts', []))} credit(s)",
+        file=stream,
+    )
+    if result.skipped:
+        print(f"not imported ({len(result.skipped)}):", file=stream)
+        for line in result.skipped:
+            print(f"  - {line}", file=stream)
+    for line in result.notes:
+        print(f"note: {line}", file=stream)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="stack directory to write (e.g. stacks/prod)")
+    parser.add_argument("--api-key", help="Stripe secret key (default: env STRIPE_API_KEY)")
+    parser.add_argument("--api-base", help="Stripe API base URL (default: env STRIPE_API_BASE, else Stripe)")
+    parser.add_argument(
+        "--rates-starting-at",
+        help="start of the imported rates and contracts (default: this month's start, UTC)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing stack files in --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    api_key = args.api_key or os.environ.get("STRIPE_API_KEY")
+    if not api_key:
+        print("error: no Stripe key: pass --api-key or set STRIPE_API_KEY", file=sys.stderr)
+        return 2
+    out: Path = args.out
+    existing = [n for n in (CATALOG_FILE, ENVIRONMENT_FILE) if (out / n).exists()]
+    if existing and not args.force:
+        print(f"error: {out} already has {', '.join(existing)}; pass --force to overwrite", file=sys.stderr)
+        return 2
+    client = make_client(api_key, args.api_base or os.environ.get("STRIPE_API_BASE"))
+    try:
+        account = read_account(client)
+    except Exception as exc:  # stripe errors carry a readable message
+        print(f"error: reading Stripe failed: {exc}", file=sys.stderr)
+        return 1
+    result = build_stack(account, args.rates_starting_at or default_rates_start())
+    report(result)
+    try:
+        write_stack(result, out, account.account_id)
+    except (CatalogError, ValueError) as exc:
+        print(f"error: the imported stack does not validate, nothing written:\n{exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out / CATALOG_FILE} and {out / ENVIRONMENT_FILE}")
+    return 0

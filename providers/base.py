@@ -1,0 +1,393 @@
+"""`MetronomeProvider`: the dynamic-provider plumbing every resource shares.
+
+A resource module supplies the schema (an `Inputs` model), the diff rules (`REPLACE_FIELDS`) and
+the API calls (hooks below); this class turns them into check / diff / create / read / update /
+delete. Provider objects carry NO instance state: they are pickled by reference into the program's
+state, and everything they need (settings, clients, listing indexes) lives in the host process.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, ClassVar
+
+import metronome
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from .client import (
+    IDENTITY_FIELD,
+    MetronomeError,
+    delete_custom_field_values,
+    get_client,
+    set_custom_field_values,
+)
+from .config import configure_from_request
+from .diff import (
+    PROVIDER_KEY,
+    UNKNOWN,
+    canonical_time,
+    canonical_timestamps,
+    changed_fields,
+    compute_diff,
+    describe,
+    mark_unknowns,
+    normalize,
+)
+from .identity import resource_name_of
+
+# Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
+NON_API_FIELDS = frozenset({"adopt", "identity", "allow_replacement", "update_starting_at"})
+# Outputs computed by the provider (never inputs).
+COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key"})
+
+
+def _timestamp(value: str) -> str:
+    if value == UNKNOWN:
+        return value
+    try:
+        return canonical_time(value)
+    except ValueError:
+        raise ValueError("is not an RFC 3339 timestamp such as 2026-01-01T00:00:00Z") from None
+
+
+Timestamp = Annotated[str, AfterValidator(_timestamp)]
+
+
+class InputsBase(BaseModel):
+    """Fields every resource takes besides Metronome's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_fields: dict[str, str] | None = None
+    adopt: dict[str, str] | None = None
+    identity: str | None = None
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _reason(err: dict[str, Any], hints: dict[str, str], allowed: list[str]) -> str:
+    loc = err.get("loc") or ()
+    field = next((p for p in reversed(loc) if isinstance(p, str)), "")
+    msg = err.get("msg", "invalid")
+    kind = err.get("type", "")
+    if kind == "missing":
+        what = f"`{_path(loc)}` is required"
+        fix = hints.get(field, f"add `{field}`")
+    elif kind == "extra_forbidden":
+        what = f"`{_path(loc)}` is not a known field"
+        fix = f"remove it or fix its spelling (known fields here: {', '.join(allowed)})"
+    else:
+        got = err.get("input")
+        what = f"{msg} (got {got!r})"
+        fix = hints.get(field, f"set `{field}` to a value of the right type")
+    return f"{what}; to fix: {fix}"
+
+
+class MetronomeProvider(ResourceProvider):
+    """Base provider; subclasses set the class attributes and implement the hooks."""
+
+    kind: ClassVar[str] = "Resource"  # "BillableMetric", used in messages
+    entity: ClassVar[str] = ""  # Metronome custom-field entity ("billable_metric", ...)
+    inputs_model: ClassVar[type[InputsBase]] = InputsBase
+    replace_fields: ClassVar[tuple[str, ...]] = ()
+    natural_key: ClassVar[str] = "name"  # adopt: {"id": ...} or {natural_key: ...}
+    hints: ClassVar[dict[str, str]] = {}
+
+    # ------------------------------------------------------------------ hooks (per module)
+
+    def validate(self, inputs: InputsBase, olds: dict[str, Any]) -> list[CheckFailure]:
+        """Cross-field rules pydantic cannot express; `olds` are the previous inputs ({} on create)."""
+        return []
+
+    def warnings(self, inputs: InputsBase) -> list[str]:
+        return []
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        raise NotImplementedError
+
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The live object in input shape (custom_fields incl. iac_identity), None if archived/missing."""
+        raise NotImplementedError
+
+    def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
+        """Id of the live object whose natural key `key` equals `value` (adopt)."""
+        raise NotImplementedError
+
+    def update_object(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        olds: dict[str, Any],
+        news: dict[str, Any],
+        changed: list[str],
+        label: str,
+    ) -> dict[str, Any]:
+        """Apply `changed` (API fields other than custom_fields); return extra computed outputs."""
+        raise NotImplementedError
+
+    def archive_object(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
+    ) -> None:
+        raise NotImplementedError
+
+    def computed_outputs(
+        self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {}
+
+    def tag_adopted(
+        self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any], label: str
+    ) -> None:
+        set_custom_field_values(
+            client, self.entity, object_id, {IDENTITY_FIELD: self.tag(inputs)}, label=label
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    @classmethod
+    def api_fields(cls) -> list[str]:
+        return [f for f in cls.inputs_model.model_fields if f not in NON_API_FIELDS]
+
+    @classmethod
+    def label(cls, props: dict[str, Any]) -> str:
+        return f"{cls.kind} '{resource_name_of(props.get('identity'))}'"
+
+    def tag(self, inputs: dict[str, Any]) -> str:
+        from .identity import identity_tag
+
+        identity = inputs.get("identity") or f"unknown/{inputs.get('name', '?')}"
+        return identity_tag(identity, inputs, self.replace_fields)
+
+    @classmethod
+    def shape(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Inputs in canonical form (model defaults, coerced numbers); lenient if invalid."""
+        data = {k: v for k, v in values.items() if k in cls.inputs_model.model_fields}
+        try:
+            return canonical_timestamps(
+                cls.inputs_model.model_validate(data).model_dump(mode="json", exclude_none=True)
+            )
+        except ValidationError:
+            return {k: v for k, v in data.items() if v is not None}
+
+    @staticmethod
+    def strip_identity(values: dict[str, Any]) -> dict[str, Any]:
+        fields = dict(values.get("custom_fields") or {})
+        fields.pop(IDENTITY_FIELD, None)
+        out = dict(values)
+        if fields:
+            out["custom_fields"] = fields
+        else:
+            out.pop("custom_fields", None)
+        return out
+
+    # ------------------------------------------------------------------ ResourceProvider
+
+    def configure(self, req: ConfigureRequest) -> None:
+        configure_from_request(req)
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        news, olds = mark_unknowns(news), mark_unknowns(olds or {})
+        raw = {k: v for k, v in news.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}
+        # Preview unknowns: string fields keep the sentinel (rules treat it as "some value");
+        # whole values of other types are set aside for validation and put back afterwards.
+        known = {k: v for k, v in raw.items() if v is not None}
+        unknown: dict[str, Any] = {}
+        allowed = sorted(self.inputs_model.model_fields)
+        try:
+            try:
+                model = self.inputs_model.model_validate(known)
+            except ValidationError as err:
+                bad = {str(e["loc"][0]) for e in err.errors() if e.get("loc")}
+                unknown = {k: v for k, v in known.items() if k in bad and v == UNKNOWN}
+                if not unknown:
+                    raise
+                model = self.inputs_model.model_validate({k: v for k, v in known.items() if k not in unknown})
+        except ValidationError as err:
+            failures = [
+                CheckFailure(_path(e.get("loc") or ()), _reason(e, self.hints, allowed))  # type: ignore[arg-type]
+                for e in err.errors()
+            ]
+            return CheckResult(dict(news), failures)
+        failures = self.validate(model, {k: v for k, v in (olds or {}).items() if k != PROVIDER_KEY})
+        for warning in self.warnings(model):
+            print(f"warning: {self.label(raw)}: {warning}", file=sys.stderr, flush=True)
+        inputs = canonical_timestamps(model.model_dump(mode="json", exclude_none=True))
+        inputs.update(unknown)
+        return CheckResult(inputs, failures)
+
+    def diff_pair(self, olds: dict[str, Any], news: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Recorded outputs and new inputs, both in canonical input shape (unknowns kept)."""
+        olds, news = mark_unknowns(olds), mark_unknowns(news)
+        old = self.shape(self.strip_identity(olds))
+        new = {**self.shape(self.strip_identity(news)), **{k: v for k, v in news.items() if v == UNKNOWN}}
+        return old, new
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        old, new = self.diff_pair(olds, news)
+        return compute_diff(old, new, self.api_fields(), self.replace_fields)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}
+        label = self.label(inputs)
+        client = get_client()
+        if inputs.get("adopt"):
+            return self._adopt(client, inputs, label)
+        object_id = self.create_object(client, inputs, label)
+        return CreateResult(object_id, {**inputs, **self.computed_outputs(client, object_id, inputs)})
+
+    def _adopt(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> CreateResult:
+        adopt = dict(inputs["adopt"])
+        if adopt.get("id"):
+            object_id: str | None = adopt["id"]
+        elif adopt.get(self.natural_key):
+            object_id = self.find_live(client, self.natural_key, adopt[self.natural_key], label)
+        else:
+            raise MetronomeError(f"{label}: adopt needs `id` or `{self.natural_key}`")
+        live = self.read_live(client, object_id, inputs) if object_id else None
+        if live is None:
+            raise MetronomeError(f"{label}: nothing live to adopt for {adopt} (missing or archived)")
+        live = self.shape(self.strip_identity(live))
+        desired = self.shape(self.strip_identity(inputs))
+        differing = changed_fields(live, desired, self.api_fields())
+        report = [f"{f}: desired {describe(desired.get(f))}, live {describe(live.get(f))}" for f in differing]
+        immutable = [f for f in differing if f in self.replace_fields]
+        if immutable:
+            raise MetronomeError(
+                f"{label}: cannot adopt {object_id}: fields that cannot change in place differ "
+                f"({', '.join(immutable)}). All differences: " + "; ".join(report)
+            )
+        assert object_id is not None
+        self.tag_adopted(client, object_id, inputs, label)
+        for line in report:
+            print(f"adopt {label} ({object_id}): {line}", file=sys.stderr, flush=True)
+        carried = {k: v for k, v in inputs.items() if k in NON_API_FIELDS}
+        outs = {**live, **carried, "adopt_report": report}
+        outs.update(self.computed_outputs(client, object_id, outs))
+        return CreateResult(object_id, outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = get_client()
+        live = self.read_live(client, id_, props)
+        if live is None:
+            return ReadResult(None, {})
+        outs = self.shape(self.strip_identity(live))
+        outs.update({k: v for k, v in props.items() if k in NON_API_FIELDS or k in COMPUTED_FIELDS})
+        outs.update(self.computed_outputs(client, id_, outs))
+        return ReadResult(id_, outs)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = {k: v for k, v in news.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}
+        label = self.label(inputs)
+        client = get_client()
+        old = self.shape(self.strip_identity(olds))
+        new = self.shape(self.strip_identity(inputs))
+        changed = changed_fields(old, new, self.api_fields())
+        if "custom_fields" in changed:
+            self.update_custom_fields(
+                client, id_, old.get("custom_fields") or {}, new.get("custom_fields") or {}, label
+            )
+        extra = self.update_object(client, id_, old, new, [c for c in changed if c != "custom_fields"], label)
+        # Computed outputs recorded at create (adopt_report, an adopted contract's key) carry over.
+        carried = {k: v for k, v in olds.items() if k in COMPUTED_FIELDS and v is not None}
+        outs = {**inputs, **carried, **extra}
+        outs.update(self.computed_outputs(client, id_, outs))
+        return UpdateResult(outs)
+
+    def update_custom_fields(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        old: dict[str, str],
+        new: dict[str, str],
+        label: str,
+    ) -> None:
+        changed = {k: v for k, v in new.items() if normalize(old.get(k)) != normalize(v)}
+        set_custom_field_values(client, self.entity, object_id, changed, label=label)
+        delete_custom_field_values(
+            client, self.entity, object_id, [k for k in old if k not in new], label=label
+        )
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        self.archive_object(get_client(), id_, props, self.label(props))
+
+
+def declare_props(
+    resource_name: str, inputs: dict[str, Any], computed: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Props for `pulumi.dynamic.Resource.__init__`: inputs, the computed identity, output slots."""
+    from .identity import compute_identity
+
+    props = dict(inputs)  # None values stay: every declared output gets its attribute
+    props["identity"] = compute_identity(resource_name)
+    for name in ("adopt_report", *computed):
+        props.setdefault(name, None)  # declared so dependents can reference the output
+    return props
+
+
+HIGH_CARDINALITY_HINTS = ("request_id", "event_id", "trace_id", "span_id", "transaction_id", "uuid", "guid")
+
+
+def looks_high_cardinality(key: str) -> bool:
+    lowered = key.lower()
+    if any(h in lowered for h in HIGH_CARDINALITY_HINTS):
+        return True
+    return lowered in ("id", "timestamp", "time", "ts", "created_at", "date", "datetime") or lowered.endswith(
+        ("_timestamp", "_time", "_ts", "_at")
+    )
+
+
+def find_by_field(client: metronome.Metronome, index: Any, field: str, value: str, label: str) -> str | None:
+    """Natural-key lookup (adopt) on a kind index of input-shaped objects; refreshed once if not found."""
+    import time
+
+    index.ensure_loaded(client)
+    for attempt in range(2):
+        hits = []
+        for obj in index.objects():
+            have = obj.get(field)
+            if have == value or (isinstance(have, list) and value in have):
+                hits.append(obj["id"])
+        if len(hits) > 1:
+            raise MetronomeError(
+                f"{label}: several live objects have {field} {value!r}: {hits}; adopt by id instead"
+            )
+        if hits:
+            return hits[0]
+        if attempt == 0:
+            index.refresh(client, time.monotonic())
+    return None
+
+
+def current_hour() -> str:
+    from datetime import datetime, timezone
+
+    return (
+        datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+
+
+def is_hour_aligned(ts: str) -> bool:
+    from datetime import datetime
+
+    parsed = datetime.fromisoformat(canonical_time(ts).replace("Z", "+00:00"))
+    return (parsed.minute, parsed.second, parsed.microsecond) == (0, 0, 0)

@@ -1,0 +1,267 @@
+"""BillableMetric: a Metronome billable metric (what usage events count towards)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import metronome
+import pulumi
+from pulumi.dynamic import CheckFailure
+from pydantic import BaseModel, ConfigDict
+
+from .base import InputsBase, MetronomeProvider, declare_props, find_by_field, looks_high_cardinality
+from .client import (
+    IDENTITY_FIELD,
+    MetronomeError,
+    archive,
+    create_once,
+    data_of,
+    ensure_custom_field_keys,
+    kind_index,
+    paginate,
+    request,
+)
+
+ENTITY = "billable_metric"
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+class EventTypeFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    in_values: list[str] | None = None
+    not_in_values: list[str] | None = None
+
+
+class PropertyFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    exists: bool | None = None
+    in_values: list[str] | None = None
+    not_in_values: list[str] | None = None
+
+
+class Inputs(InputsBase):
+    name: str
+    aggregation_type: Literal["COUNT", "SUM", "MAX", "LATEST", "UNIQUE"]
+    aggregation_key: str | None = None
+    event_type_filter: EventTypeFilter | None = None
+    property_filters: list[PropertyFilter] | None = None
+    group_keys: list[list[str]] | None = None
+
+
+HINTS = {
+    "aggregation_type": "use COUNT, SUM, MAX, LATEST or UNIQUE (upper case)",
+    "name": "give the metric a name (shown in Metronome)",
+    "group_keys": "write group keys as a list of lists, e.g. [[model, region]]",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Diff rules
+# ---------------------------------------------------------------------------------------------
+
+# Metronome can only rename a metric (PUT update takes `name` alone): every field that defines what
+# is counted forces a new metric. custom_fields change in place through customFields/setValues.
+REPLACE_FIELDS = (
+    "aggregation_type",
+    "aggregation_key",
+    "event_type_filter",
+    "property_filters",
+    "group_keys",
+)
+
+# ---------------------------------------------------------------------------------------------
+# API calls
+# ---------------------------------------------------------------------------------------------
+
+_FIELDS = (
+    "name",
+    "aggregation_type",
+    "aggregation_key",
+    "event_type_filter",
+    "property_filters",
+    "group_keys",
+)
+
+
+def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+    """An API object in input shape (custom_fields including iac_identity)."""
+    out = {k: obj.get(k) for k in _FIELDS if obj.get(k) is not None}
+    if isinstance(out.get("aggregation_type"), str):
+        out["aggregation_type"] = out["aggregation_type"].upper()
+    if obj.get("custom_fields"):
+        out["custom_fields"] = dict(obj["custom_fields"])
+    return out
+
+
+def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
+    return list(paginate(client, "GET", "/v1/billable-metrics", label="BillableMetric listing"))
+
+
+def list_objects(client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
+    """All active metrics, input-shaped, custom_fields (incl. iac_identity) kept."""
+    return [(o["id"], to_inputs(o)) for o in _list_raw(client) if not o.get("archived_at")]
+
+
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    try:
+        obj = data_of(request(client, "GET", f"/v1/billable-metrics/{object_id}", label=label))
+    except MetronomeError as err:
+        if err.status_code in (400, 404):
+            return None
+        raise
+    return obj if obj and not obj.get("archived_at") else None
+
+
+def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
+    obj = _get(client, object_id, f"BillableMetric {object_id}")
+    return to_inputs(obj) if obj else None
+
+
+def _index(client: metronome.Metronome):
+    return kind_index(client, ENTITY, lambda c: [{"id": i, **o} for i, o in list_objects(c)])
+
+
+class BillableMetricProvider(MetronomeProvider):
+    kind = "BillableMetric"
+    entity = ENTITY
+    inputs_model = Inputs
+    replace_fields = REPLACE_FIELDS
+    natural_key = "name"
+    hints = HINTS
+
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+        failures = []
+        if inputs.aggregation_type != "COUNT" and not inputs.aggregation_key:
+            failures.append(
+                CheckFailure(
+                    "aggregation_key",
+                    f"aggregation_key is required for aggregation_type {inputs.aggregation_type}; "
+                    "to fix: name the property to aggregate (e.g. aggregation_key: tokens) or use COUNT",
+                )
+            )
+        required = {
+            f.name
+            for f in inputs.property_filters or []
+            if f.exists or (f.in_values and f.exists is not False)
+        }
+        for i, compound in enumerate(inputs.group_keys or []):
+            for j, key in enumerate(compound):
+                if key not in required:
+                    failures.append(
+                        CheckFailure(
+                            f"group_keys[{i}][{j}]",
+                            f"group key {key!r} is not a property the metric's property_filters require to "
+                            f"exist, so events without it would be grouped under an empty value; to fix: add "
+                            f"{{name: {key}, exists: true}} to property_filters (or remove the key)",
+                        )
+                    )
+        return failures
+
+    def warnings(self, inputs: Inputs) -> list[str]:  # type: ignore[override]
+        keys = sorted(
+            {k for compound in inputs.group_keys or [] for k in compound if looks_high_cardinality(k)}
+        )
+        return [
+            f"group key {k!r} looks high-cardinality: each distinct value becomes its own invoice line and "
+            f"price group; group by low-cardinality dimensions (model, region, tier) instead"
+            for k in keys
+        ]
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        tag = self.tag(inputs)
+        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
+        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
+        body = {k: inputs[k] for k in _FIELDS if inputs.get(k) is not None}
+        body["custom_fields"] = custom_fields
+
+        def create(single: metronome.Metronome) -> str:
+            from .client import raw_request
+
+            return raw_request(single, "POST", "/v1/billable-metrics/create", body=body)["data"]["id"]
+
+        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
+        return object_id
+
+    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+        obj = _get(client, object_id, self.label(props or {}))
+        return to_inputs(obj) if obj else None
+
+    def find_live(self, client, key, value, label):  # type: ignore[override]
+        return find_by_field(client, _index(client), key, value, label)
+
+    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
+        if set(changed) - {"name"}:
+            raise MetronomeError(
+                f"{label}: {sorted(set(changed) - {'name'})} cannot change in place; replace the metric"
+            )
+        if "name" in changed:
+            request(
+                client, "PUT", f"/v1/billable-metrics/{object_id}", label=label, body={"name": news["name"]}
+            )
+        return {}
+
+    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+        archive(client, "/v1/billable-metrics/archive", {"id": object_id}, label=label)
+        _index(client).forget(object_id)
+
+
+class BillableMetric(pulumi.dynamic.Resource, module="metronome", name="BillableMetric"):
+    """A Metronome billable metric.
+
+    Project additions: `adopt` ({"id": ...} or {"name": ...}) takes over a live metric instead of
+    creating one (fails if a field that cannot change differs; differences are in `adopt_report`).
+    `identity` ("<project>/<stack>/<resource name>") is computed here and stored on the metric as the
+    custom field `iac_identity` so a retried create never makes a duplicate. Every field but `name`
+    forces replacement (Metronome can only rename a metric).
+    """
+
+    name: pulumi.Output[str]
+    aggregation_type: pulumi.Output[str]
+    aggregation_key: pulumi.Output[str]
+    event_type_filter: pulumi.Output[dict]
+    property_filters: pulumi.Output[list]
+    group_keys: pulumi.Output[list]
+    custom_fields: pulumi.Output[dict]
+    adopt_report: pulumi.Output[list]
+
+    def __init__(
+        self,
+        resource_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        name: pulumi.Input[str],
+        aggregation_type: pulumi.Input[str],
+        aggregation_key: pulumi.Input[str] | None = None,
+        event_type_filter: pulumi.Input[dict] | None = None,
+        property_filters: pulumi.Input[list] | None = None,
+        group_keys: pulumi.Input[list] | None = None,
+        custom_fields: pulumi.Input[dict] | None = None,
+        adopt: pulumi.Input[dict] | None = None,
+    ) -> None:
+        props = declare_props(
+            resource_name,
+            dict(
+                name=name,
+                aggregation_type=aggregation_type,
+                aggregation_key=aggregation_key,
+                event_type_filter=event_type_filter,
+                property_filters=property_filters,
+                group_keys=group_keys,
+                custom_fields=custom_fields,
+                adopt=adopt,
+            ),
+        )
+        super().__init__(BillableMetricProvider(), resource_name, props, opts)
+
+
+__all__ = [
+    "BillableMetric",
+    "BillableMetricProvider",
+    "Inputs",
+    "REPLACE_FIELDS",
+    "list_objects",
+    "read_object",
+]

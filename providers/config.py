@@ -1,0 +1,69 @@
+"""Provider settings, resolved inside the provider host, never stored on a provider instance.
+
+The program pickles provider objects by reference and with no instance attributes, so the
+`__provider` blob carries no URL and no token. The host calls `configure(req)` once per distinct
+`__provider` string; we keep what it hands us in a module-level cache for every later call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    base_url: str | None = None
+    # repr=False: settings may end up in a traceback or a log line; the token must not.
+    token: str | None = field(default=None, repr=False)
+    stripe_api_key: str | None = field(default=None, repr=False)
+
+
+_LOCK = threading.Lock()
+_SETTINGS: ProviderSettings | None = None
+
+
+def _get(config: Any, key: str) -> str | None:
+    try:
+        value = config.get(key)
+    except Exception:  # a config object without the key or a plain dict
+        value = None
+    return str(value) if value not in (None, "") else None
+
+
+def configure_from_request(req: Any) -> ProviderSettings:
+    """Resolve settings from a `pulumi.dynamic.ConfigureRequest` (env vars as fallback)."""
+    config = getattr(req, "config", None)
+    settings = ProviderSettings(
+        base_url=_get(config, "metronome:baseUrl") or os.environ.get("METRONOME_BASE_URL") or None,
+        token=_get(config, "metronome:apiToken") or os.environ.get("METRONOME_BEARER_TOKEN") or None,
+        stripe_api_key=_get(config, "stripe:apiKey") or os.environ.get("STRIPE_API_KEY") or None,
+    )
+    global _SETTINGS
+    with _LOCK:
+        # A Configure without metronome settings (e.g. another provider's blob configured
+        # later with an empty config) must not wipe settings we already have.
+        if _SETTINGS is None or settings.base_url or settings.token:
+            _SETTINGS = settings
+    return settings
+
+
+def get_settings() -> ProviderSettings:
+    """The settings for this process: from `configure`, else from the environment."""
+    with _LOCK:
+        if _SETTINGS is not None:
+            return _SETTINGS
+    return ProviderSettings(
+        base_url=os.environ.get("METRONOME_BASE_URL") or None,
+        token=os.environ.get("METRONOME_BEARER_TOKEN") or None,
+        stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,
+    )
+
+
+def reset_settings() -> None:
+    """For tests: forget configured settings."""
+    global _SETTINGS
+    with _LOCK:
+        _SETTINGS = None

@@ -1,0 +1,746 @@
+"""Contract: a Metronome contract binding a customer to a rate card (plus commits, credits, ...).
+
+Contracts have a `uniqueness_key`: creates send "iac:<identity>#<fingerprint>" and a 409 means the
+contract already exists, so it is found by that key and taken over. Changes go through
+/v2/contracts/edit, computed against the LIVE contract, with a uniqueness key per edit.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import metronome
+import pulumi
+from pulumi.dynamic import CheckFailure, DiffResult
+from pydantic import BaseModel, ConfigDict
+
+from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
+from .client import (
+    MetronomeError,
+    archive,
+    data_of,
+    paginate,
+    raw_request,
+    request,
+)
+from .diff import (
+    UNKNOWN,
+    canonical_time,
+    changed_fields,
+    compute_diff,
+    describe,
+    match_items,
+    normalize,
+    project,
+)
+from .identity import contract_uniqueness_key, edit_uniqueness_key
+
+ENTITY = "contract"
+USD_CENTS_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScheduleItem(_Model):
+    amount: float
+    starting_at: Timestamp
+    ending_before: Timestamp
+
+
+class AccessSchedule(_Model):
+    schedule_items: list[ScheduleItem]
+    credit_type_id: str | None = None
+    access_type: Literal["SPEND", "QUANTITY"] | None = None
+
+
+class Commit(_Model):
+    product_id: str
+    type: Literal["PREPAID", "POSTPAID"]
+    name: str | None = None
+    description: str | None = None
+    priority: float | None = None
+    rate_type: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
+    applicable_product_ids: list[str] | None = None
+    applicable_product_tags: list[str] | None = None
+    rollover_fraction: float | None = None
+    access_schedule: AccessSchedule
+    invoice_schedule: dict[str, Any] | None = None
+
+
+class Credit(_Model):
+    product_id: str
+    name: str | None = None
+    description: str | None = None
+    priority: float | None = None
+    applicable_product_ids: list[str] | None = None
+    applicable_product_tags: list[str] | None = None
+    access_schedule: AccessSchedule
+
+
+class OverrideTier(_Model):
+    multiplier: float
+    size: float | None = None
+
+
+class Override(_Model):
+    starting_at: Timestamp
+    ending_before: Timestamp | None = None
+    type: Literal["OVERWRITE", "MULTIPLIER", "TIERED"] | None = None
+    product_id: str | None = None
+    applicable_product_tags: list[str] | None = None
+    multiplier: float | None = None
+    overwrite_rate: dict[str, Any] | None = None
+    tiers: list[OverrideTier] | None = None
+    entitled: bool | None = None
+    is_commit_specific: bool | None = None
+    priority: float | None = None
+    target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
+
+
+class Discount(_Model):
+    product_id: str
+    schedule: dict[str, Any]
+    name: str | None = None
+
+
+class BillingProviderConfiguration(_Model):
+    billing_provider_configuration_id: str | None = None
+    billing_provider: str | None = None
+    delivery_method: str | None = None
+
+
+class Inputs(InputsBase):
+    customer_id: str
+    rate_card_id: str | None = None
+    starting_at: Timestamp
+    ending_before: Timestamp | None = None
+    name: str | None = None
+    net_payment_terms_days: int | None = None
+    commits: list[Commit] | None = None
+    credits: list[Credit] | None = None
+    overrides: list[Override] | None = None
+    discounts: list[Discount] | None = None
+    billing_provider_configuration: BillingProviderConfiguration | None = None
+    allow_replacement: bool = False
+
+
+HINTS = {
+    "customer_id": "reference the customer's id (customer_id=customer.id)",
+    "rate_card_id": "reference the rate card's id (rate_card_id=card.id)",
+    "starting_at": "use an RFC 3339 time such as 2026-01-01T00:00:00Z",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Diff rules
+# ---------------------------------------------------------------------------------------------
+
+# A contract's customer, rate card and start date can never change (Metronome: start a new
+# contract); replacing a contract archives the old one and voids its invoices, so check refuses it
+# unless `allow_replacement: true`. Discounts can be added by an edit but not removed or changed, so
+# a removal/change of an existing discount replaces too (see `ContractProvider.diff`). Everything
+# else (name, end date, payment terms, commits, credits, overrides, billing provider) is an edit.
+REPLACE_FIELDS = ("customer_id", "rate_card_id", "starting_at", "discounts")
+ALWAYS_REPLACE = ("customer_id", "rate_card_id", "starting_at")
+# Fields the uniqueness key's fingerprint covers: what identifies this contract.
+IDENTITY_FIELDS = ("customer_id", "rate_card_id", "starting_at")
+
+
+def discounts_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
+    remaining = [normalize(d) for d in new or []]
+    for d in old or []:
+        if normalize(d) not in remaining:
+            return False
+        remaining.remove(normalize(d))
+    return True
+
+
+def replacing_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changed = changed_fields(old, new, REPLACE_FIELDS)
+    if "discounts" in changed and discounts_only_added(old.get("discounts"), new.get("discounts")):
+        changed.remove("discounts")
+    return changed
+
+
+# ---------------------------------------------------------------------------------------------
+# API calls
+# ---------------------------------------------------------------------------------------------
+
+
+def _credit_type_id(obj: dict[str, Any] | None) -> str | None:
+    ct = (obj or {}).get("credit_type") or {}
+    ct_id = ct.get("id") or (obj or {}).get("credit_type_id")
+    return ct_id if ct_id and ct_id != USD_CENTS_ID else None
+
+
+def _schedule(schedule: dict[str, Any] | None, items_keys: tuple[str, ...]) -> dict[str, Any] | None:
+    if not schedule:
+        return None
+    out: dict[str, Any] = {
+        "schedule_items": [
+            {k: i[k] for k in items_keys if i.get(k) is not None}
+            for i in schedule.get("schedule_items") or []
+        ]
+    }
+    for key in ("access_type", "do_not_invoice"):
+        if schedule.get(key) is not None:
+            out[key] = schedule[key]
+    if _credit_type_id(schedule):
+        out["credit_type_id"] = _credit_type_id(schedule)
+    return out
+
+
+def _grant_to_inputs(item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"product_id": (item.get("product") or {}).get("id") or item.get("product_id")}
+    for field in fields:
+        if item.get(field) not in (None, [], {}):
+            out[field] = item[field]
+    access = _schedule(item.get("access_schedule"), ("amount", "starting_at", "ending_before"))
+    if access:
+        out["access_schedule"] = access
+    invoice = _schedule(item.get("invoice_schedule"), ("amount", "timestamp", "unit_price", "quantity"))
+    if invoice and "invoice_schedule" in fields:
+        out["invoice_schedule"] = invoice
+    return out
+
+
+def _override_to_inputs(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    product_id = (item.get("product") or {}).get("id") or item.get("product_id")
+    if product_id:
+        out["product_id"] = product_id
+    if item.get("override_tiers") and not item.get("tiers"):
+        out["tiers"] = item["override_tiers"]  # the response's name for tiers
+    for field in (
+        "starting_at",
+        "ending_before",
+        "type",
+        "applicable_product_tags",
+        "multiplier",
+        "tiers",
+        "entitled",
+        "is_commit_specific",
+        "priority",
+        "target",
+    ):
+        if item.get(field) not in (None, [], {}):
+            out[field] = item[field]
+    if item.get("overwrite_rate"):
+        rate = {k: v for k, v in item["overwrite_rate"].items() if v is not None and k != "credit_type"}
+        if _credit_type_id(item["overwrite_rate"]):
+            rate["credit_type_id"] = _credit_type_id(item["overwrite_rate"])
+        out["overwrite_rate"] = rate
+    return out
+
+
+def _discount_to_inputs(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"product_id": (item.get("product") or {}).get("id") or item.get("product_id")}
+    if item.get("name"):
+        out["name"] = item["name"]
+    schedule = _schedule(item.get("schedule"), ("amount", "timestamp", "unit_price", "quantity"))
+    if schedule:
+        out["schedule"] = schedule
+    return out
+
+
+_LISTS = {
+    "commits": lambda c: _grant_to_inputs(
+        c,
+        (
+            "type",
+            "name",
+            "description",
+            "priority",
+            "rate_type",
+            "applicable_product_ids",
+            "applicable_product_tags",
+            "rollover_fraction",
+            "invoice_schedule",
+        ),
+    ),
+    "credits": lambda c: _grant_to_inputs(
+        c, ("name", "description", "priority", "applicable_product_ids", "applicable_product_tags")
+    ),
+    "overrides": _override_to_inputs,
+    "discounts": _discount_to_inputs,
+}
+
+
+def live_items(
+    contract: dict[str, Any], field: str, desired: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Active live items of a list field in input shape, each with its Metronome id under `_id`.
+
+    Items matching a declared one are projected onto its keys (Metronome expands schedules and
+    echoes defaults); unmatched ones keep the full mapping, so out-of-band additions show.
+    """
+    items = [i for i in contract.get(field) or [] if not i.get("archived_at")]
+    mapped = [(_LISTS[field](i), i.get("id")) for i in items]
+    shaped = [m for m, _ in mapped]
+    out = []
+    for (item, template), (_, item_id) in zip(match_items(shaped, desired or []), mapped, strict=True):
+        value = project(item, template) if template is not None else item
+        out.append({**value, "_id": item_id})
+    return out
+
+
+def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ContractV2 in input shape (list items keep `_id`; strip with `strip_ids`)."""
+    out: dict[str, Any] = {
+        "customer_id": contract.get("customer_id"),
+        "starting_at": contract.get("starting_at"),
+    }
+    for field in ("rate_card_id", "ending_before", "name", "net_payment_terms_days"):
+        if contract.get(field) is not None:
+            out[field] = contract[field]
+    if desired is not None and "net_payment_terms_days" not in desired:
+        out.pop("net_payment_terms_days", None)  # Metronome fills a default in when none was declared
+    for field in _LISTS:
+        items = live_items(contract, field, (desired or {}).get(field))
+        if items:
+            out[field] = items
+    bpc = contract.get("customer_billing_provider_configuration")
+    declared = (desired or {}).get("billing_provider_configuration") or {}
+    if bpc:
+        if "billing_provider_configuration_id" in declared or not declared:
+            out["billing_provider_configuration"] = {"billing_provider_configuration_id": bpc.get("id")}
+        else:
+            out["billing_provider_configuration"] = {
+                k: bpc.get(k) for k in ("billing_provider", "delivery_method") if bpc.get(k)
+            }
+    if contract.get("custom_fields"):
+        out["custom_fields"] = dict(contract["custom_fields"])
+    return out
+
+
+def strip_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip_ids(v) for k, v in value.items() if k != "_id"}
+    if isinstance(value, list):
+        return [strip_ids(v) for v in value]
+    return value
+
+
+def _list_raw(client: metronome.Metronome, customer_id: str, label: str, include_archived: bool = False):
+    body: dict[str, Any] = {"customer_id": customer_id}
+    if include_archived:
+        body["include_archived"] = True
+    return list(
+        paginate(
+            client, "POST", "/v2/contracts/list", label=label, body=body, limit=None, cursor_in_body="cursor"
+        )
+    )
+
+
+def list_objects(client: metronome.Metronome, customer_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The customer's active contracts, input-shaped (uniqueness_key kept as an extra key)."""
+    out = []
+    for c in _list_raw(client, customer_id, f"Contract listing for {customer_id}"):
+        if c.get("archived_at"):
+            continue
+        shaped = strip_ids(to_inputs(c))
+        if c.get("uniqueness_key"):
+            shaped["uniqueness_key"] = c["uniqueness_key"]
+        out.append((c["id"], shaped))
+    return out
+
+
+def active_contracts(client: metronome.Metronome, customer_id: str, label: str) -> list[dict[str, Any]]:
+    """Contracts not archived and not ended (raw objects)."""
+    now = datetime.now(timezone.utc)
+    out = []
+    for c in _list_raw(client, customer_id, label):
+        if c.get("archived_at"):
+            continue
+        end = c.get("ending_before")
+        if end and datetime.fromisoformat(canonical_time(end).replace("Z", "+00:00")) <= now:
+            continue
+        out.append(c)
+    return out
+
+
+def _get(
+    client: metronome.Metronome, customer_id: str, contract_id: str, label: str
+) -> dict[str, Any] | None:
+    try:
+        obj = data_of(
+            request(
+                client,
+                "POST",
+                "/v2/contracts/get",
+                label=label,
+                body={"customer_id": customer_id, "contract_id": contract_id},
+            )
+        )
+    except MetronomeError as err:
+        if err.status_code in (400, 404):
+            return None
+        raise
+    return obj if obj and not obj.get("archived_at") else None
+
+
+def read_object(
+    client: metronome.Metronome,
+    object_id: str,
+    customer_id: str | None = None,
+    desired: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """The live contract in input shape; None if archived/missing. Contracts live under a customer:
+    pass `customer_id` (or `desired` holding it), else the customers are scanned to find it."""
+    customer_id = customer_id or (desired or {}).get("customer_id") or _owner_of(client, object_id)
+    if not customer_id:
+        return None
+    obj = _get(client, customer_id, object_id, f"Contract {object_id}")
+    return strip_ids(to_inputs(obj, desired)) if obj else None
+
+
+def _owner_of(client: metronome.Metronome, contract_id: str) -> str | None:
+    """The customer a contract belongs to (a scan over customers: only when no customer_id is known)."""
+    from .customer import _list_raw as customers
+
+    for cust in customers(client):
+        contracts = _list_raw(client, cust["id"], f"Contract {contract_id}", include_archived=True)
+        if any(c["id"] == contract_id for c in contracts):
+            return cust["id"]
+    return None
+
+
+def _key_matches(live_key: str | None, key: str) -> bool:
+    # Metronome may read keys back with a prefix ("x" becomes "contract:x"): compare the tail.
+    return bool(live_key) and (live_key == key or live_key.endswith(":" + key))
+
+
+def find_by_uniqueness_key(
+    client: metronome.Metronome, customer_id: str, key: str, label: str, include_archived: bool = True
+) -> dict[str, Any] | None:
+    hits = [
+        c
+        for c in _list_raw(client, customer_id, label, include_archived)
+        if _key_matches(c.get("uniqueness_key"), key)
+    ]
+    active = [c for c in hits if not c.get("archived_at")]
+    return (active or hits or [None])[0]
+
+
+def _create_body(inputs: dict[str, Any], key: str) -> dict[str, Any]:
+    fields = (
+        "customer_id",
+        "rate_card_id",
+        "starting_at",
+        "ending_before",
+        "name",
+        "net_payment_terms_days",
+        "commits",
+        "credits",
+        "overrides",
+        "discounts",
+        "billing_provider_configuration",
+        "custom_fields",
+    )
+    body = {k: inputs[k] for k in fields if inputs.get(k) is not None}
+    body["uniqueness_key"] = key
+    return body
+
+
+class ContractProvider(MetronomeProvider):
+    kind = "Contract"
+    entity = ENTITY
+    inputs_model = Inputs
+    replace_fields = REPLACE_FIELDS
+    natural_key = "uniqueness_key"
+    hints = HINTS
+
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+        failures = []
+        start, end = inputs.starting_at, inputs.ending_before
+        if end and UNKNOWN not in (start, end) and canonical_time(end) <= canonical_time(start):
+            failures.append(
+                CheckFailure(
+                    "ending_before",
+                    f"the contract ends ({end}) before it starts ({start}); "
+                    "to fix: move ending_before after starting_at or remove it",
+                )
+            )
+        for field in ("commits", "credits"):
+            for i, grant in enumerate(getattr(inputs, field) or []):
+                for j, item in enumerate(grant.access_schedule.schedule_items):
+                    if canonical_time(item.ending_before) <= canonical_time(item.starting_at):
+                        failures.append(
+                            CheckFailure(
+                                f"{field}[{i}].access_schedule.schedule_items[{j}].ending_before",
+                                "ends before it starts; to fix: swap or correct the dates",
+                            )
+                        )
+        if olds and not inputs.allow_replacement:
+            new = inputs.model_dump(mode="json", exclude_none=True)
+            old = self.shape(olds)
+            known = [
+                f
+                for f in replacing_fields(old, new)
+                if new.get(f) != UNKNOWN and UNKNOWN not in str(new.get(f))
+            ]
+            for field in known:
+                failures.append(
+                    CheckFailure(
+                        field,
+                        f"changing {field} (from {describe(old.get(field))} to {describe(new.get(field))}) "
+                        "replaces the contract: the old one is archived, its invoices voided; to fix: "
+                        "revert the change, or set allow_replacement: true if a new contract is wanted",
+                    )
+                )
+        return failures
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        old, new = self.diff_pair(olds, news)
+        result = compute_diff(old, new, self.api_fields(), self.replace_fields)
+        replaces = [
+            f for f in result.replaces or [] if f in ALWAYS_REPLACE or f in replacing_fields(old, new)
+        ]
+        return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
+
+    def uniqueness_key(self, inputs: dict[str, Any]) -> str:
+        identity = inputs.get("identity") or "unknown"
+        return contract_uniqueness_key(identity, inputs, IDENTITY_FIELDS)
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        if inputs.get("custom_fields"):
+            from .client import ensure_custom_field_keys
+
+            ensure_custom_field_keys(client, ENTITY, inputs["custom_fields"], label=label)
+        base_key = self.uniqueness_key(inputs)
+        # An archived contract keeps its key forever: after it, use the next suffix.
+        for attempt in range(1, 6):
+            key = base_key if attempt == 1 else f"{base_key}~{attempt}"
+            try:
+                # The SDK may replay this after a timeout or a 5xx; a replay answers 409 and is
+                # resolved below, so the SDK's retries are safe here.
+                return raw_request(client, "POST", "/v1/contracts/create", body=_create_body(inputs, key))[
+                    "data"
+                ]["id"]
+            except metronome.ConflictError as err:
+                existing = find_by_uniqueness_key(client, inputs["customer_id"], key, label)
+                if existing is None:
+                    raise MetronomeError.from_api(label, err) from None
+                if not existing.get("archived_at"):
+                    return existing["id"]  # made by an earlier attempt: take it over
+            except metronome.APIError as err:
+                raise MetronomeError.from_api(label, err) from None
+        raise MetronomeError(f"{label}: uniqueness keys {base_key}~1..5 all belong to archived contracts")
+
+    def computed_outputs(self, client, object_id, inputs):  # type: ignore[override]
+        return {"uniqueness_key": inputs.get("uniqueness_key") or self.uniqueness_key(inputs)}
+
+    def tag_adopted(self, client, object_id, inputs, label):  # type: ignore[override]
+        pass  # contracts are identified by id/uniqueness key; nothing to tag
+
+    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+        props = props or {}
+        customer_id = props.get("customer_id")
+        if not customer_id or customer_id == UNKNOWN:  # e.g. an import: find the owner (a scan)
+            customer_id = _owner_of(client, object_id)
+            if customer_id is None:
+                return None
+        obj = _get(client, customer_id, object_id, self.label(props))
+        return strip_ids(to_inputs(obj, self.shape(props))) if obj else None
+
+    def find_live(self, client, key, value, label):  # type: ignore[override]
+        raise NotImplementedError  # needs the customer: see _adopt_lookup
+
+    def create(self, props: dict[str, Any]):  # type: ignore[override]
+        adopt = props.get("adopt") or {}
+        if adopt.get("uniqueness_key") and not adopt.get("id"):
+            from .client import get_client
+
+            found = find_by_uniqueness_key(
+                get_client(),
+                props["customer_id"],
+                adopt["uniqueness_key"],
+                self.label(props),
+                include_archived=False,
+            )
+            if found is None:
+                raise MetronomeError(
+                    f"{self.label(props)}: no live contract of customer {props['customer_id']} "
+                    f"has uniqueness_key {adopt['uniqueness_key']!r}"
+                )
+            props = {**props, "adopt": {"id": found["id"]}}
+            result = super().create(props)
+            result.outs["adopt"] = adopt
+            result.outs["uniqueness_key"] = found.get("uniqueness_key") or adopt["uniqueness_key"]
+            return result
+        return super().create(props)
+
+    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
+        fixed = [f for f in changed if f in ALWAYS_REPLACE]
+        if fixed:
+            raise MetronomeError(f"{label}: {fixed} cannot change on a contract; it must be replaced")
+        if not changed:
+            return {}
+        live_obj = _get(client, news["customer_id"], object_id, label)
+        if live_obj is None:
+            raise MetronomeError(
+                f"{label}: contract {object_id} is archived or missing; refresh and recreate it"
+            )
+        live = to_inputs(live_obj, news)
+        edit: dict[str, Any] = {}
+        if normalize(live.get("name")) != normalize(news.get("name")):
+            edit["update_contract_name"] = news.get("name")
+        if normalize(live.get("ending_before")) != normalize(news.get("ending_before")):
+            edit["update_contract_end_date"] = news.get("ending_before")  # None = open-ended
+        if "net_payment_terms_days" in changed:
+            edit["update_net_payment_terms_days"] = news.get("net_payment_terms_days")
+        for field, add_key, drop_key in (
+            ("commits", "add_commits", "archive_commits"),
+            ("credits", "add_credits", "archive_credits"),
+            ("overrides", "add_overrides", "remove_overrides"),
+            ("discounts", "add_discounts", None),
+        ):
+            have = list(live.get(field) or [])
+            want = list(news.get(field) or [])
+            unmatched_want = []
+            for item in want:
+                hit = next((h for h in have if normalize(strip_ids(h)) == normalize(item)), None)
+                if hit is None:
+                    unmatched_want.append(item)
+                else:
+                    have.remove(hit)
+            if unmatched_want:
+                edit[add_key] = unmatched_want
+            if have and drop_key:
+                edit[drop_key] = [{"id": h["_id"]} for h in have if h.get("_id")]
+            elif have:
+                raise MetronomeError(
+                    f"{label}: existing {field} cannot be removed or changed by an edit; "
+                    "replace the contract (allow_replacement: true)"
+                )
+        if "billing_provider_configuration" in changed and news.get("billing_provider_configuration"):
+            edit["add_billing_provider_configuration_update"] = {
+                "billing_provider_configuration": news["billing_provider_configuration"],
+                "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
+            }
+        if not edit:
+            return {}
+        body = {"customer_id": news["customer_id"], "contract_id": object_id, **edit}
+        body["uniqueness_key"] = edit_uniqueness_key(
+            object_id, {"edit": edit, "seq": self._edit_count(client, body, label)}
+        )
+        try:
+            request(client, "POST", "/v2/contracts/edit", label=label, body=body)
+        except MetronomeError as err:
+            if err.status_code != 409:
+                raise
+            print(f"{label}: edit {body['uniqueness_key']} was already applied", file=sys.stderr)
+        return {}
+
+    @staticmethod
+    def _edit_count(client: metronome.Metronome, body: dict[str, Any], label: str) -> int:
+        """How many edits the contract has had: makes a repeated identical change a new edit."""
+        try:
+            history = request(
+                client,
+                "POST",
+                "/v2/contracts/getEditHistory",
+                label=label,
+                body={"customer_id": body["customer_id"], "contract_id": body["contract_id"]},
+            )
+        except MetronomeError:
+            return -1
+        return len(data_of(history) or [])
+
+    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+        # void_invoices=true: we only get here because the user removed the contract from the
+        # program (or allowed its replacement); Metronome requires the choice to be explicit.
+        archive(
+            client,
+            "/v1/contracts/archive",
+            {"customer_id": props["customer_id"], "contract_id": object_id, "void_invoices": True},
+            label=label,
+        )
+
+
+class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
+    """A Metronome contract.
+
+    Project additions: `uniqueness_key` (output) is "iac:<identity>#<fingerprint>", so a retried
+    create never duplicates (a 409 takes the existing contract over). `adopt` ({"id": ...} or
+    {"uniqueness_key": ...}) takes over a live contract of `customer_id`. `allow_replacement`
+    (default false): changing customer_id, rate_card_id or starting_at (or removing a discount)
+    replaces the contract, which archives the old one and voids its invoices; check refuses that
+    unless allow_replacement is true. Other changes go through /v2/contracts/edit with a
+    uniqueness key per edit. Deleting archives with void_invoices=true.
+    """
+
+    customer_id: pulumi.Output[str]
+    rate_card_id: pulumi.Output[str]
+    starting_at: pulumi.Output[str]
+    ending_before: pulumi.Output[str]
+    name: pulumi.Output[str]
+    net_payment_terms_days: pulumi.Output[float]
+    commits: pulumi.Output[list]
+    credits: pulumi.Output[list]
+    overrides: pulumi.Output[list]
+    discounts: pulumi.Output[list]
+    billing_provider_configuration: pulumi.Output[dict]
+    custom_fields: pulumi.Output[dict]
+    uniqueness_key: pulumi.Output[str]
+    adopt_report: pulumi.Output[list]
+
+    def __init__(
+        self,
+        resource_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        customer_id: pulumi.Input[str],
+        starting_at: pulumi.Input[str],
+        rate_card_id: pulumi.Input[str] | None = None,
+        ending_before: pulumi.Input[str] | None = None,
+        name: pulumi.Input[str] | None = None,
+        net_payment_terms_days: pulumi.Input[float] | None = None,
+        commits: pulumi.Input[list] | None = None,
+        credits: pulumi.Input[list] | None = None,
+        overrides: pulumi.Input[list] | None = None,
+        discounts: pulumi.Input[list] | None = None,
+        billing_provider_configuration: pulumi.Input[dict] | None = None,
+        custom_fields: pulumi.Input[dict] | None = None,
+        allow_replacement: pulumi.Input[bool] | None = None,
+        adopt: pulumi.Input[dict] | None = None,
+    ) -> None:
+        props = declare_props(
+            resource_name,
+            dict(
+                customer_id=customer_id,
+                rate_card_id=rate_card_id,
+                starting_at=starting_at,
+                ending_before=ending_before,
+                name=name,
+                net_payment_terms_days=net_payment_terms_days,
+                commits=commits,
+                credits=credits,
+                overrides=overrides,
+                discounts=discounts,
+                billing_provider_configuration=billing_provider_configuration,
+                custom_fields=custom_fields,
+                allow_replacement=allow_replacement,
+                adopt=adopt,
+            ),
+            computed=("uniqueness_key",),
+        )
+        super().__init__(ContractProvider(), resource_name, props, opts)
+
+
+__all__ = [
+    "REPLACE_FIELDS",
+    "Contract",
+    "ContractProvider",
+    "Inputs",
+    "active_contracts",
+    "list_objects",
+    "read_object",
+]

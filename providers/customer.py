@@ -1,0 +1,224 @@
+"""Customer: a Metronome customer (who is billed; events reach it through its ingest aliases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import metronome
+import pulumi
+from pulumi.dynamic import CheckFailure
+
+from .base import InputsBase, MetronomeProvider, declare_props
+from .client import (
+    IDENTITY_FIELD,
+    MetronomeError,
+    archive,
+    create_once,
+    data_of,
+    ensure_custom_field_keys,
+    kind_index,
+    paginate,
+    raw_request,
+    request,
+)
+
+ENTITY = "customer"
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+class Inputs(InputsBase):
+    name: str
+    ingest_aliases: list[str] | None = None
+    external_id: str | None = None
+
+
+HINTS = {
+    "name": "give the customer a name (shown on invoices, at most 160 characters)",
+    "ingest_aliases": "list the ids your usage events carry, e.g. [acme-prod]",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Diff rules
+# ---------------------------------------------------------------------------------------------
+
+# external_id is set at creation only (there is no call to change it): a new value means a new
+# customer. name (setName), ingest_aliases (setIngestAliases, a full replace) and custom_fields
+# (customFields/setValues) change in place.
+REPLACE_FIELDS = ("external_id",)
+
+# ---------------------------------------------------------------------------------------------
+# API calls
+# ---------------------------------------------------------------------------------------------
+
+
+def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": obj.get("name")}
+    if obj.get("ingest_aliases"):
+        out["ingest_aliases"] = list(obj["ingest_aliases"])
+    # Metronome echoes the id as external_id when none was given: that is not a declared value.
+    if obj.get("external_id") and obj.get("external_id") != obj.get("id"):
+        out["external_id"] = obj["external_id"]
+    if obj.get("custom_fields"):
+        out["custom_fields"] = dict(obj["custom_fields"])
+    return out
+
+
+def _list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]]:
+    return list(paginate(client, "GET", "/v1/customers", label="Customer listing", params=params))
+
+
+def list_objects(client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
+    """All active customers, input-shaped, custom_fields incl. iac_identity."""
+    return [(o["id"], to_inputs(o)) for o in _list_raw(client) if not o.get("archived_at")]
+
+
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    try:
+        obj = data_of(request(client, "GET", f"/v1/customers/{object_id}", label=label))
+    except MetronomeError as err:
+        if err.status_code in (400, 404):
+            return None
+        raise
+    return obj if obj and not obj.get("archived_at") else None
+
+
+def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
+    obj = _get(client, object_id, f"Customer {object_id}")
+    return to_inputs(obj) if obj else None
+
+
+def _index(client: metronome.Metronome):
+    return kind_index(client, ENTITY, lambda c: [{"id": i, **o} for i, o in list_objects(c)])
+
+
+class CustomerProvider(MetronomeProvider):
+    kind = "Customer"
+    entity = ENTITY
+    inputs_model = Inputs
+    replace_fields = REPLACE_FIELDS
+    natural_key = "ingest_alias"
+    hints = HINTS
+
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+        failures = []
+        if len(inputs.name) > 160:
+            failures.append(
+                CheckFailure("name", "Metronome truncates names to 160 characters; to fix: shorten it")
+            )
+        aliases = inputs.ingest_aliases or []
+        dupes = sorted({a for a in aliases if aliases.count(a) > 1})
+        if dupes:
+            failures.append(
+                CheckFailure("ingest_aliases", f"{dupes} listed twice; to fix: list each alias once")
+            )
+        return failures
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        tag = self.tag(inputs)
+        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
+        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
+        body = {k: inputs[k] for k in ("name", "ingest_aliases", "external_id") if inputs.get(k) is not None}
+        body["custom_fields"] = custom_fields
+
+        def create(single: metronome.Metronome) -> str:
+            return raw_request(single, "POST", "/v1/customers", body=body)["data"]["id"]
+
+        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
+        return object_id
+
+    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+        obj = _get(client, object_id, self.label(props or {}))
+        return to_inputs(obj) if obj else None
+
+    def find_live(self, client, key, value, label):  # type: ignore[override]
+        # The listing filters by alias server-side: one call, no index needed.
+        hits = [o["id"] for o in _list_raw(client, ingest_alias=value) if not o.get("archived_at")]
+        if len(hits) > 1:
+            raise MetronomeError(f"{label}: several live customers have ingest alias {value!r}: {hits}")
+        return hits[0] if hits else None
+
+    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
+        if "external_id" in changed:
+            raise MetronomeError(f"{label}: external_id cannot change in place; replace the customer")
+        if "name" in changed:
+            request(
+                client, "POST", f"/v1/customers/{object_id}/setName", label=label, body={"name": news["name"]}
+            )
+        if "ingest_aliases" in changed:
+            request(
+                client,
+                "POST",
+                f"/v1/customers/{object_id}/setIngestAliases",
+                label=label,
+                body={"ingest_aliases": list(news.get("ingest_aliases") or [])},
+            )
+        return {}
+
+    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+        from .contract import active_contracts
+
+        in_use = active_contracts(client, object_id, label)
+        if in_use:
+            names = ", ".join(f"{c.get('name') or '(unnamed)'} ({c['id']})" for c in in_use)
+            raise MetronomeError(
+                f"{label}: cannot archive customer {object_id}: active contracts still use it: {names}. "
+                "Archiving a customer also archives its contracts and voids their invoices; remove those "
+                "contracts first (or archive them explicitly)"
+            )
+        # Free the aliases first: an archived customer keeps them, and they may be reused.
+        if _get(client, object_id, label) is not None:
+            request(
+                client,
+                "POST",
+                f"/v1/customers/{object_id}/setIngestAliases",
+                label=label,
+                body={"ingest_aliases": []},
+            )
+        archive(client, "/v1/customers/archive", {"id": object_id}, label=label)
+        _index(client).forget(object_id)
+
+
+class Customer(pulumi.dynamic.Resource, module="metronome", name="Customer"):
+    """A Metronome customer.
+
+    Project additions: `adopt` ({"id": ...} or {"ingest_alias": ...}) takes over a live customer
+    instead of creating one (differences land in `adopt_report`). `identity` is stored as the custom
+    field `iac_identity` so a retried create never duplicates. `external_id` forces replacement;
+    name and ingest aliases change in place. Deleting archives the customer (its aliases are freed
+    first) and is refused while active contracts still use it.
+    """
+
+    name: pulumi.Output[str]
+    ingest_aliases: pulumi.Output[list]
+    external_id: pulumi.Output[str]
+    custom_fields: pulumi.Output[dict]
+    adopt_report: pulumi.Output[list]
+
+    def __init__(
+        self,
+        resource_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        name: pulumi.Input[str],
+        ingest_aliases: pulumi.Input[list] | None = None,
+        external_id: pulumi.Input[str] | None = None,
+        custom_fields: pulumi.Input[dict] | None = None,
+        adopt: pulumi.Input[dict] | None = None,
+    ) -> None:
+        props = declare_props(
+            resource_name,
+            dict(
+                name=name,
+                ingest_aliases=ingest_aliases,
+                external_id=external_id,
+                custom_fields=custom_fields,
+                adopt=adopt,
+            ),
+        )
+        super().__init__(CustomerProvider(), resource_name, props, opts)
+
+
+__all__ = ["REPLACE_FIELDS", "Customer", "CustomerProvider", "Inputs", "list_objects", "read_object"]

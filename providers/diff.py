@@ -1,0 +1,206 @@
+"""Normalisation and diff rules shared by every resource.
+
+Values are compared after `normalize`, so these never show as changes:
+- keys missing vs None vs empty list/dict (the API fills such defaults in);
+- 3 vs 3.0 vs "3" (gRPC Structs turn ints into floats; Metronome returns some numbers as strings);
+- timestamps written differently ("...Z", "+00:00", ".000Z");
+- order of lists whose order carries no meaning (everything but ORDER_SENSITIVE keys).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from pulumi.dynamic import DiffResult
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
+
+UNKNOWN = rpc.UNKNOWN
+PROVIDER_KEY = "__provider"
+
+# Lists whose order means something: tiers apply in order; group keys name a compound key in order.
+ORDER_SENSITIVE = frozenset({"tiers", "pricing_group_key", "presentation_group_key", "schedule_items"})
+
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def canonical_time(value: str) -> str:
+    """RFC 3339 in UTC with a Z and whole seconds (sub-second parts kept only when non-zero)."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    parsed = parsed.astimezone(timezone.utc)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if parsed.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return parsed.strftime(fmt)
+
+
+def canonical_timestamps(value: Any) -> Any:
+    """Every RFC 3339 string in `value` (recursively) in the canonical spelling."""
+    if isinstance(value, str) and _TIMESTAMP.match(value):
+        try:
+            return canonical_time(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {k: canonical_timestamps(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical_timestamps(v) for v in value]
+    return value
+
+
+def _number(value: float | int) -> float | int:
+    as_float = float(value)
+    return int(as_float) if as_float.is_integer() and abs(as_float) < 2**53 else as_float
+
+
+def normalize(value: Any, key: str | None = None) -> Any:
+    """The comparable form of a value (never sent to the API)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return _number(value)
+    if isinstance(value, str):
+        if value == UNKNOWN:
+            return value
+        if _NUMBER.match(value):
+            return _number(float(value))
+        if _TIMESTAMP.match(value):
+            try:
+                return canonical_time(value)
+            except ValueError:
+                return value
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == PROVIDER_KEY:
+                continue
+            nv = normalize(v, k)
+            if nv is None or nv == [] or nv == {}:
+                continue
+            out[k] = nv
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [normalize(v, key) for v in value]
+        if key not in ORDER_SENSITIVE:
+            items.sort(key=lambda v: json.dumps(v, sort_keys=True, default=str))
+        return items
+    return value
+
+
+def mark_unknowns(value: Any) -> Any:
+    """Preview unknowns arrive as `pulumi.output.Unknown` objects in check/diff: make them the
+    wire sentinel string, which the rest of the code (and the host's serializer) understands."""
+    if isinstance(value, Unknown):
+        return UNKNOWN
+    if isinstance(value, dict):
+        return {k: mark_unknowns(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mark_unknowns(v) for v in value]
+    return value
+
+
+def contains_unknown(value: Any) -> bool:
+    if isinstance(value, str):
+        return value == UNKNOWN
+    if isinstance(value, dict):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_unknown(v) for v in value)
+    return False
+
+
+def changed_fields(olds: dict[str, Any], news: dict[str, Any], fields: Iterable[str]) -> list[str]:
+    """Input fields whose normalised values differ (a field holding an unknown counts as changed)."""
+    out = []
+    for field in fields:
+        old, new = olds.get(field), news.get(field)
+        if contains_unknown(new):
+            out.append(field)
+            continue
+        o, n = normalize({field: old}).get(field), normalize({field: new}).get(field)
+        if o != n:
+            out.append(field)
+    return out
+
+
+def compute_diff(
+    olds: dict[str, Any],
+    news: dict[str, Any],
+    fields: Iterable[str],
+    replace_fields: Iterable[str],
+    *,
+    delete_before_replace: bool = False,
+) -> DiffResult:
+    """DiffResult over `fields` only; `replaces` lists changed fields that force replacement."""
+    changed = changed_fields(olds, news, fields)
+    replace = set(replace_fields)
+    replaces = [f for f in changed if f in replace]
+    return DiffResult(
+        changes=bool(changed),
+        replaces=replaces,
+        stables=[],
+        delete_before_replace=delete_before_replace if replaces else False,
+    )
+
+
+def describe(value: Any) -> str:
+    return json.dumps(normalize(value), sort_keys=True, default=str) if value is not None else "(none)"
+
+
+def match_items(
+    live: list[dict[str, Any]],
+    templates: list[dict[str, Any]],
+    anchors: tuple[str, ...] = ("product_id", "type"),
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Pair live items with declared ones: exact matches first, then by anchor keys, then in order.
+
+    Unpaired live items come back with template None (out-of-band additions).
+    """
+    free = list(range(len(live)))
+    pairs: dict[int, dict[str, Any]] = {}
+    rest = []
+    for t in templates:
+        hit = next((i for i in free if normalize(project(live[i], t)) == normalize(t)), None)
+        if hit is None:
+            rest.append(t)
+        else:
+            free.remove(hit)
+            pairs[hit] = t
+    for t in list(rest):
+        hit = next((i for i in free if all(live[i].get(a) == t.get(a) for a in anchors)), None)
+        if hit is not None:
+            free.remove(hit)
+            pairs[hit] = t
+            rest.remove(t)
+    for t in rest:
+        if free:
+            pairs[free.pop(0)] = t
+    return [(item, pairs.get(i)) for i, item in enumerate(live)]
+
+
+def project(live: Any, template: Any) -> Any:
+    """`live` restricted to the keys `template` declares (recursively).
+
+    Used to read nested objects the API expands (ids, echoed defaults, computed amounts) back
+    into the declared shape: a declared value that changed still shows, server-side extras don't.
+    """
+    if isinstance(template, dict) and isinstance(live, dict):
+        return {k: project(live[k], v) for k, v in template.items() if k in live and live[k] is not None}
+    if (
+        isinstance(template, list)
+        and isinstance(live, list)
+        and template
+        and all(isinstance(t, dict) for t in template)
+    ):
+        if all(isinstance(v, dict) for v in live):
+            return [project(item, t) if t is not None else item for item, t in match_items(live, template)]
+    return live

@@ -1,0 +1,333 @@
+"""Product: a Metronome contract-pricing product (what a rate card puts a price on)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import metronome
+import pulumi
+from pulumi.dynamic import CheckFailure
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .base import (
+    InputsBase,
+    MetronomeProvider,
+    Timestamp,
+    current_hour,
+    declare_props,
+    find_by_field,
+    is_hour_aligned,
+)
+from .client import (
+    IDENTITY_FIELD,
+    MetronomeError,
+    archive,
+    create_once,
+    data_of,
+    ensure_custom_field_keys,
+    kind_index,
+    paginate,
+    raw_request,
+    request,
+)
+from .diff import UNKNOWN, canonical_time
+
+ENTITY = "product"
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+class QuantityConversion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversion_factor: float
+    operation: Literal["MULTIPLY", "DIVIDE"]
+    name: str | None = None
+
+
+class QuantityRounding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decimal_places: int
+    rounding_method: Literal["ROUND_UP", "ROUND_DOWN", "ROUND_HALF_UP"]
+
+
+class Inputs(InputsBase):
+    name: str
+    type: Literal["USAGE", "FIXED", "COMPOSITE", "SUBSCRIPTION", "PRO_SERVICE"]
+    billable_metric_id: str | None = None
+    pricing_group_key: list[str] | None = None
+    presentation_group_key: list[str] | None = None
+    quantity_conversion: QuantityConversion | None = None
+    quantity_rounding: QuantityRounding | None = None
+    tags: list[str] | None = None
+    is_refundable: bool = True  # Metronome's default; stated so a missing value never diffs
+    composite_product_ids: list[str] | None = None
+    composite_tags: list[str] | None = None
+    update_starting_at: Timestamp | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _alias(cls, value: Any) -> Any:
+        return "PRO_SERVICE" if value == "PROFESSIONAL_SERVICE" else value
+
+
+HINTS = {
+    "type": "use USAGE, FIXED, COMPOSITE, SUBSCRIPTION or PRO_SERVICE",
+    "billable_metric_id": "reference the metric's id (billable_metric_id=metric.id)",
+    "update_starting_at": "use an hour boundary such as 2026-01-01T00:00:00Z",
+}
+
+USAGE_ONLY = (
+    "billable_metric_id",
+    "pricing_group_key",
+    "presentation_group_key",
+    "quantity_conversion",
+    "quantity_rounding",
+)
+STATE_FIELDS = (
+    "name",
+    "billable_metric_id",
+    "pricing_group_key",
+    "presentation_group_key",
+    "quantity_conversion",
+    "quantity_rounding",
+    "tags",
+    "is_refundable",
+    "composite_product_ids",
+    "composite_tags",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Diff rules
+# ---------------------------------------------------------------------------------------------
+
+# A product's type never changes (Metronome: create a new product and archive the old one).
+# Everything else, billable_metric_id included, changes in place through a time-versioned
+# update (`starting_at`, hour-aligned); custom_fields through customFields/setValues.
+REPLACE_FIELDS = ("type",)
+
+# ---------------------------------------------------------------------------------------------
+# API calls
+# ---------------------------------------------------------------------------------------------
+
+
+def latest_state(obj: dict[str, Any]) -> dict[str, Any]:
+    """initial + every update in starting_at order, scheduled ones included: what was last declared."""
+    if not obj.get("initial"):
+        return dict(obj.get("current") or {})
+    state = dict(obj["initial"])
+    for upd in sorted(obj.get("updates") or [], key=lambda u: canonical_time(u["starting_at"])):
+        state.update({k: v for k, v in upd.items() if v is not None})
+    return state
+
+
+def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+    state = latest_state(obj)
+    out: dict[str, Any] = {k: state[k] for k in STATE_FIELDS if state.get(k) is not None}
+    out["type"] = "PRO_SERVICE" if obj.get("type") == "PROFESSIONAL_SERVICE" else obj.get("type")
+    if obj.get("custom_fields"):
+        out["custom_fields"] = dict(obj["custom_fields"])
+    return out
+
+
+def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
+    return list(
+        paginate(
+            client,
+            "POST",
+            "/v1/contract-pricing/products/list",
+            label="Product listing",
+            body={"archive_filter": "NOT_ARCHIVED"},
+        )
+    )
+
+
+def list_objects(client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
+    """All active products, input-shaped (latest declared state), custom_fields incl. iac_identity."""
+    return [(o["id"], to_inputs(o)) for o in _list_raw(client) if not o.get("archived_at")]
+
+
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    try:
+        obj = data_of(
+            request(client, "POST", "/v1/contract-pricing/products/get", label=label, body={"id": object_id})
+        )
+    except MetronomeError as err:
+        if err.status_code in (400, 404):
+            return None
+        raise
+    return obj if obj and not obj.get("archived_at") else None
+
+
+def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
+    obj = _get(client, object_id, f"Product {object_id}")
+    return to_inputs(obj) if obj else None
+
+
+def _index(client: metronome.Metronome):
+    return kind_index(client, ENTITY, lambda c: [{"id": i, **o} for i, o in list_objects(c)])
+
+
+class ProductProvider(MetronomeProvider):
+    kind = "Product"
+    entity = ENTITY
+    inputs_model = Inputs
+    replace_fields = REPLACE_FIELDS
+    natural_key = "name"
+    hints = HINTS
+
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+        failures = []
+        if inputs.type == "USAGE" and not inputs.billable_metric_id:
+            failures.append(
+                CheckFailure(
+                    "billable_metric_id",
+                    "a USAGE product needs billable_metric_id; to fix: set billable_metric_id=<metric>.id "
+                    "(or use type FIXED/SUBSCRIPTION for products not priced on usage)",
+                )
+            )
+        if inputs.type != "USAGE":
+            for field in USAGE_ONLY:
+                if getattr(inputs, field) is not None:
+                    failures.append(
+                        CheckFailure(
+                            field,
+                            f"{field} applies to USAGE products only; to fix: remove it or use type USAGE",
+                        )
+                    )
+        if inputs.type != "COMPOSITE":
+            for field in ("composite_product_ids", "composite_tags"):
+                if getattr(inputs, field):
+                    failures.append(
+                        CheckFailure(field, f"{field} applies to COMPOSITE products only; to fix: remove it")
+                    )
+        if inputs.update_starting_at and inputs.update_starting_at != UNKNOWN:
+            if not is_hour_aligned(inputs.update_starting_at):
+                failures.append(
+                    CheckFailure(
+                        "update_starting_at",
+                        f"{inputs.update_starting_at} is not on an hour boundary (Metronome refuses it); "
+                        "to fix: use a whole hour such as 2026-01-01T00:00:00Z",
+                    )
+                )
+        return failures
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        tag = self.tag(inputs)
+        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
+        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
+        body = {k: inputs[k] for k in ("type", *STATE_FIELDS) if inputs.get(k) is not None}
+        body["custom_fields"] = custom_fields
+
+        def create(single: metronome.Metronome) -> str:
+            return raw_request(single, "POST", "/v1/contract-pricing/products/create", body=body)["data"][
+                "id"
+            ]
+
+        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
+        return object_id
+
+    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+        obj = _get(client, object_id, self.label(props or {}))
+        return to_inputs(obj) if obj else None
+
+    def find_live(self, client, key, value, label):  # type: ignore[override]
+        return find_by_field(client, _index(client), key, value, label)
+
+    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
+        if "type" in changed:
+            raise MetronomeError(f"{label}: type cannot change in place; replace the product")
+        if not changed:
+            return {}
+        body: dict[str, Any] = {
+            "product_id": object_id,
+            # Hour-aligned, as Metronome requires; the current hour makes the change effective now.
+            "starting_at": news.get("update_starting_at") or current_hour(),
+        }
+        for field in changed:
+            value = news.get(field)
+            if value is None and field in (
+                "pricing_group_key",
+                "presentation_group_key",
+                "tags",
+                "composite_product_ids",
+                "composite_tags",
+            ):
+                value = []  # a removed list is an empty list
+            body[field] = value
+        request(client, "POST", "/v1/contract-pricing/products/update", label=label, body=body)
+        return {}
+
+    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+        archive(client, "/v1/contract-pricing/products/archive", {"product_id": object_id}, label=label)
+        _index(client).forget(object_id)
+
+
+class Product(pulumi.dynamic.Resource, module="metronome", name="Product"):
+    """A Metronome contract-pricing product.
+
+    Project additions: `adopt` ({"id": ...} or {"name": ...}) takes over a live product instead of
+    creating one (differences land in `adopt_report`; a differing `type` fails). `identity` is stored
+    as the custom field `iac_identity` so a retried create never duplicates. Only `type` forces
+    replacement; other changes are time-versioned updates effective at `update_starting_at`
+    (hour-aligned) or, by default, the start of the current hour.
+    """
+
+    name: pulumi.Output[str]
+    type: pulumi.Output[str]
+    billable_metric_id: pulumi.Output[str]
+    pricing_group_key: pulumi.Output[list]
+    presentation_group_key: pulumi.Output[list]
+    quantity_conversion: pulumi.Output[dict]
+    quantity_rounding: pulumi.Output[dict]
+    tags: pulumi.Output[list]
+    is_refundable: pulumi.Output[bool]
+    composite_product_ids: pulumi.Output[list]
+    composite_tags: pulumi.Output[list]
+    custom_fields: pulumi.Output[dict]
+    adopt_report: pulumi.Output[list]
+
+    def __init__(
+        self,
+        resource_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        name: pulumi.Input[str],
+        type: pulumi.Input[str],
+        billable_metric_id: pulumi.Input[str] | None = None,
+        pricing_group_key: pulumi.Input[list] | None = None,
+        presentation_group_key: pulumi.Input[list] | None = None,
+        quantity_conversion: pulumi.Input[dict] | None = None,
+        quantity_rounding: pulumi.Input[dict] | None = None,
+        tags: pulumi.Input[list] | None = None,
+        is_refundable: pulumi.Input[bool] | None = None,
+        composite_product_ids: pulumi.Input[list] | None = None,
+        composite_tags: pulumi.Input[list] | None = None,
+        custom_fields: pulumi.Input[dict] | None = None,
+        update_starting_at: pulumi.Input[str] | None = None,
+        adopt: pulumi.Input[dict] | None = None,
+    ) -> None:
+        props = declare_props(
+            resource_name,
+            dict(
+                name=name,
+                type=type,
+                billable_metric_id=billable_metric_id,
+                pricing_group_key=pricing_group_key,
+                presentation_group_key=presentation_group_key,
+                quantity_conversion=quantity_conversion,
+                quantity_rounding=quantity_rounding,
+                tags=tags,
+                is_refundable=is_refundable,
+                composite_product_ids=composite_product_ids,
+                composite_tags=composite_tags,
+                custom_fields=custom_fields,
+                update_starting_at=update_starting_at,
+                adopt=adopt,
+            ),
+        )
+        super().__init__(ProductProvider(), resource_name, props, opts)
+
+
+__all__ = ["REPLACE_FIELDS", "Inputs", "Product", "ProductProvider", "list_objects", "read_object"]

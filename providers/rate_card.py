@@ -1,0 +1,702 @@
+"""RateCard: a Metronome rate card with its rates (prices per product and pricing group).
+
+Rates have no id, no edit and no delete in Metronome: a rate is identified by (product_id,
+pricing_group_values, starting_at), adding a rate with the same identity replaces it, and a rate is
+ended by adding it again with `ending_before`. This module diffs rates by that identity:
+
+- a new rate is added (one addRates batch for all changes);
+- a removed rate is ENDED at the change time (the current hour), never left active; a removed rate
+  that has not started yet cannot be ended before it starts, so it is replaced by a one-hour,
+  not-entitled "tombstone" (recognised and hidden by read);
+- a changed rate: if its live segment starts at or after the current hour it is rewritten in place
+  (same identity); otherwise the live segment is ended at the current hour and the new values start
+  there. Read folds such a chain of contiguous segments back into the one declared rate (first
+  starting_at, latest values), so an update never leaves a phantom diff.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+import metronome
+import pulumi
+from pulumi.dynamic import CheckFailure, DiffResult
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, find_by_field
+from .client import (
+    IDENTITY_FIELD,
+    MetronomeError,
+    archive,
+    create_once,
+    data_of,
+    ensure_custom_field_keys,
+    kind_index,
+    paginate,
+    raw_request,
+    request,
+)
+from .diff import UNKNOWN, canonical_time, compute_diff, normalize
+
+ENTITY = "rate_card"
+USD_CENTS_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"  # Metronome's default fiat credit type
+RATES_PER_CALL = 1000  # one addRates call per card unless a card is huge
+SCHEDULE_FROM = "2000-01-01T00:00:00Z"  # read the whole schedule, history included
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+RateType = Literal["FLAT", "PERCENTAGE", "SUBSCRIPTION", "TIERED", "TIERED_PERCENTAGE", "CUSTOM"]
+
+
+class Tier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    price: float
+    size: float | None = None
+
+
+class CommitRate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rate_type: RateType
+    price: float | None = None
+    tiers: list[Tier] | None = None
+
+
+class Rate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: str
+    starting_at: Timestamp
+    ending_before: Timestamp | None = None
+    entitled: bool = True
+    rate_type: RateType
+    price: float | None = None
+    tiers: list[Tier] | None = None
+    pricing_group_values: dict[str, str] | None = None
+    credit_type_id: str | None = None
+    commit_rate: CommitRate | None = None
+    billing_frequency: Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"] | None = None
+    quantity: float | None = None
+    is_prorated: bool | None = None
+    custom_rate: dict[str, Any] | None = None
+
+
+class Alias(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    starting_at: Timestamp | None = None
+    ending_before: Timestamp | None = None
+
+
+class Conversion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    custom_credit_type_id: str
+    fiat_per_custom_credit: float
+
+
+class Inputs(InputsBase):
+    name: str
+    description: str | None = None
+    fiat_credit_type_id: str | None = None
+    credit_type_conversions: list[Conversion] | None = None
+    aliases: list[Alias] | None = None
+    rates: list[Rate] | None = None
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Inputs:
+        # Stated defaults read back explicitly: drop them so "absent" and "default" compare equal.
+        fiat = self.fiat_credit_type_id or USD_CENTS_ID
+        if self.fiat_credit_type_id == USD_CENTS_ID:
+            self.fiat_credit_type_id = None
+        if self.rates:
+            # Canonical order (by rate identity) so checked inputs, outputs and reads line up.
+            self.rates = sorted(self.rates, key=lambda r: rate_key(r.model_dump(mode="json")))
+        for rate in self.rates or []:
+            if rate.credit_type_id == fiat:
+                rate.credit_type_id = None
+            if rate.pricing_group_values == {}:
+                rate.pricing_group_values = None
+        return self
+
+
+HINTS = {
+    "rate_type": "use FLAT, PERCENTAGE, SUBSCRIPTION, TIERED, TIERED_PERCENTAGE or CUSTOM",
+    "starting_at": "use an RFC 3339 time such as 2026-01-01T00:00:00Z",
+    "product_id": "reference the product's id (product_id=product.id)",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Diff rules
+# ---------------------------------------------------------------------------------------------
+
+# fiat_credit_type_id cannot change on an existing card. Existing credit type conversions cannot
+# be changed or removed (additions are fine: update `add_credit_type_conversions`, handled in
+# `RateCardProvider.diff`). name, description, aliases change through update; rates through
+# addRates (diffed by identity, see the module docstring); custom_fields through setValues.
+REPLACE_FIELDS = ("fiat_credit_type_id", "credit_type_conversions")
+
+
+def rate_key(rate: dict[str, Any]) -> tuple[str, str, str]:
+    pgv = json.dumps(rate.get("pricing_group_values") or {}, sort_keys=True)
+    return (rate.get("product_id", ""), pgv, normalize(rate.get("starting_at", "")))
+
+
+def conversions_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
+    new_by_id = {c["custom_credit_type_id"]: normalize(c) for c in new or []}
+    return all(new_by_id.get(c["custom_credit_type_id"]) == normalize(c) for c in old or [])
+
+
+# ---------------------------------------------------------------------------------------------
+# API calls
+# ---------------------------------------------------------------------------------------------
+
+
+def _ts(value: str) -> datetime:
+    return datetime.fromisoformat(canonical_time(value).replace("Z", "+00:00"))
+
+
+def _fmt(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def card_to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": obj.get("name")}
+    if obj.get("description"):
+        out["description"] = obj["description"]
+    fiat = (obj.get("fiat_credit_type") or {}).get("id") or obj.get("fiat_credit_type_id")
+    if fiat and fiat != USD_CENTS_ID:
+        out["fiat_credit_type_id"] = fiat
+    convs = [
+        {
+            "custom_credit_type_id": (c.get("custom_credit_type") or {}).get("id")
+            or c.get("custom_credit_type_id"),
+            "fiat_per_custom_credit": float(c["fiat_per_custom_credit"]),  # a string in responses
+        }
+        for c in obj.get("credit_type_conversions") or []
+    ]
+    if convs:
+        out["credit_type_conversions"] = convs
+    if obj.get("aliases"):
+        out["aliases"] = [{k: v for k, v in a.items() if v is not None} for a in obj["aliases"]]
+    if obj.get("custom_fields"):
+        out["custom_fields"] = dict(obj["custom_fields"])
+    return out
+
+
+def entry_to_rate(entry: dict[str, Any], fiat: str) -> dict[str, Any]:
+    """A getRateSchedule entry in the input shape of one rate."""
+    live = entry.get("rate") or {}
+    rate: dict[str, Any] = {
+        "product_id": entry["product_id"],
+        "starting_at": canonical_time(entry["starting_at"]),
+        "entitled": entry.get("entitled", True),
+        "rate_type": live.get("rate_type"),
+    }
+    if entry.get("ending_before"):
+        rate["ending_before"] = canonical_time(entry["ending_before"])
+    for field in ("price", "tiers", "quantity", "is_prorated", "custom_rate"):
+        if live.get(field) is not None:
+            rate[field] = live[field]
+    pgv = entry.get("pricing_group_values") or live.get("pricing_group_values")
+    if pgv:
+        rate["pricing_group_values"] = pgv
+    credit_type = (live.get("credit_type") or {}).get("id")
+    if credit_type and credit_type != fiat:
+        rate["credit_type_id"] = credit_type
+    if entry.get("commit_rate"):
+        rate["commit_rate"] = {k: v for k, v in entry["commit_rate"].items() if v is not None}
+    if entry.get("billing_frequency"):
+        rate["billing_frequency"] = entry["billing_frequency"]
+    return rate
+
+
+def _is_tombstone(rate: dict[str, Any]) -> bool:
+    end = rate.get("ending_before")
+    return (
+        bool(end)
+        and not rate.get("entitled", True)
+        and _ts(end) - _ts(rate["starting_at"]) == timedelta(hours=1)
+    )
+
+
+def fold_schedule(
+    entries: list[dict[str, Any]], fiat: str, desired: list[dict[str, Any]] | None, *, keep_last: bool = False
+) -> list[dict[str, Any]]:
+    """Map live schedule segments back to declared rates (see the module docstring).
+
+    With `desired` (the declared rates), a segment that continues the previous one without starting
+    at a declared starting_at is folded into it, and ended segments matching nothing declared are
+    history (dropped). Without it, each live, not-ended segment is a rate of its own.
+    """
+    now = datetime.now(timezone.utc)
+    desired_starts = {rate_key(r) for r in desired or []}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in entries:
+        rate = entry_to_rate(entry, fiat)
+        groups.setdefault(rate_key(rate)[:2], []).append(rate)
+    out: list[dict[str, Any]] = []
+    for segments in groups.values():
+        segments.sort(key=lambda r: _ts(r["starting_at"]))
+        chains: list[dict[str, Any]] = []
+        for seg in segments:
+            prev = chains[-1] if chains else None
+            continues = (
+                desired is not None
+                and prev is not None
+                and rate_key(seg) not in desired_starts
+                and prev.get("ending_before")
+                and _ts(prev["ending_before"]) == _ts(seg["starting_at"])
+            )
+            if continues:
+                assert prev is not None
+                chains[-1] = {**seg, "starting_at": prev["starting_at"], "_last": seg}
+            else:
+                chains.append({**seg, "_last": seg})
+        for chain in chains:
+            declared = rate_key(chain) in desired_starts
+            ended = chain.get("ending_before") and _ts(chain["ending_before"]) <= now
+            if declared or not (ended or _is_tombstone(chain)):
+                out.append(chain if keep_last else _strip(chain))
+    out.sort(key=rate_key)
+    return out
+
+
+def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
+    return list(
+        paginate(client, "POST", "/v1/contract-pricing/rate-cards/list", label="RateCard listing", body={})
+    )
+
+
+def _schedule(client: metronome.Metronome, card_id: str, label: str) -> list[dict[str, Any]]:
+    return list(
+        paginate(
+            client,
+            "POST",
+            "/v1/contract-pricing/rate-cards/getRateSchedule",
+            label=label,
+            body={"rate_card_id": card_id, "starting_at": SCHEDULE_FROM},
+        )
+    )
+
+
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    try:
+        obj = data_of(
+            request(
+                client, "POST", "/v1/contract-pricing/rate-cards/get", label=label, body={"id": object_id}
+            )
+        )
+    except MetronomeError as err:
+        if err.status_code in (400, 404):
+            return None
+        raise
+    return obj if obj and not obj.get("archived_at") else None
+
+
+def _fiat(card: dict[str, Any]) -> str:
+    return card.get("fiat_credit_type_id") or USD_CENTS_ID
+
+
+def read_object(
+    client: metronome.Metronome, object_id: str, desired: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The live card with its rates in input shape; None if archived or missing.
+
+    Pass the declared inputs as `desired` to fold price-change chains back into declared rates.
+    """
+    obj = _get(client, object_id, f"RateCard {object_id}")
+    if obj is None:
+        return None
+    card = card_to_inputs(obj)
+    rates = fold_schedule(
+        _schedule(client, object_id, f"RateCard {object_id}"),
+        _fiat(card),
+        (desired or {}).get("rates") if desired is not None else None,
+    )
+    if rates:
+        card["rates"] = rates
+    return card
+
+
+def list_objects(client: metronome.Metronome, *, with_rates: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """All active rate cards, input-shaped (rates included unless with_rates=False)."""
+    out = []
+    for obj in _list_raw(client):
+        if obj.get("archived_at"):
+            continue
+        card = card_to_inputs(obj)
+        if with_rates:
+            rates = fold_schedule(_schedule(client, obj["id"], f"RateCard {obj['id']}"), _fiat(card), None)
+            if rates:
+                card["rates"] = rates
+        out.append((obj["id"], card))
+    return out
+
+
+def _index(client: metronome.Metronome):
+    return kind_index(
+        client, ENTITY, lambda c: [{"id": i, **o} for i, o in list_objects(c, with_rates=False)]
+    )
+
+
+def _rate_body(rate: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rate.items() if v is not None}
+
+
+def add_rates(client: metronome.Metronome, card_id: str, rates: list[dict[str, Any]], label: str) -> None:
+    # Adding a rate with an existing identity replaces it, so a replayed batch is harmless and the
+    # SDK's own retries are fine here.
+    for i in range(0, len(rates), RATES_PER_CALL):
+        chunk = [_rate_body(r) for r in rates[i : i + RATES_PER_CALL]]
+        request(
+            client,
+            "POST",
+            "/v1/contract-pricing/rate-cards/addRates",
+            label=label,
+            body={"rate_card_id": card_id, "rates": chunk},
+        )
+
+
+def plan_rate_changes(
+    live: list[dict[str, Any]], new: list[dict[str, Any]], now_hour: str
+) -> list[dict[str, Any]]:
+    """The rates to add so the live schedule matches `new` (see the module docstring).
+
+    `live` is the schedule folded against the previously declared rates (`fold_schedule(...,
+    keep_last=True)`), so each declared rate maps to its chain and `_last` is the chain's last
+    live segment, the one to end or rewrite.
+    """
+    hour = _ts(now_hour)
+    new_by = {rate_key(r): r for r in new}
+    live_by = {rate_key(r): r for r in live}
+    adds: list[dict[str, Any]] = []
+    for key, want in new_by.items():
+        current = live_by.get(key)
+        if current is None:
+            adds.append(want)
+            continue
+        if normalize(_strip(current)) == normalize(want):
+            continue
+        last = current.get("_last", current)
+        start = _ts(last["starting_at"])
+        want_end = _ts(want["ending_before"]) if want.get("ending_before") else None
+        if start >= hour:  # not started yet: rewrite it in place
+            adds.append({**want, "starting_at": last["starting_at"]})
+        elif _only_end_differs(current, want) or (want_end is not None and want_end <= hour):
+            # Only the end moves (or the rate ends in the past): the price history stays as it was.
+            end = want["ending_before"] if want_end is not None and want_end > start else _fmt(hour)
+            adds.append(
+                {**_strip(last), "ending_before": end}
+                if want_end is not None
+                else {k: v for k, v in _strip(last).items() if k != "ending_before"}
+            )
+        else:  # a new price from the current hour; the old one ends there
+            adds.append({**_strip(last), "ending_before": _fmt(hour)})
+            adds.append({**want, "starting_at": _fmt(hour)})
+    for key, current in live_by.items():
+        if key in new_by:
+            continue
+        last = current.get("_last", current)
+        if _is_tombstone(last) or (last.get("ending_before") and _ts(last["ending_before"]) <= hour):
+            continue  # already ended
+        start = _ts(last["starting_at"])
+        if start < hour:
+            adds.append({**_strip(last), "ending_before": _fmt(hour)})
+        else:  # not started yet: a rate cannot end before it starts; leave a one-hour tombstone
+            adds.append(
+                {**_strip(last), "entitled": False, "ending_before": _fmt(start + timedelta(hours=1))}
+            )
+    return adds
+
+
+def _strip(rate: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rate.items() if not k.startswith("_") and v is not None}
+
+
+def _only_end_differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def rest(r: dict[str, Any]) -> Any:
+        return normalize({k: v for k, v in _strip(r).items() if k != "ending_before"})
+
+    return rest(a) == rest(b)
+
+
+def contracts_using(client: metronome.Metronome, rate_card_id: str, label: str) -> list[dict[str, Any]]:
+    """Active contracts on this rate card (scans customers' contracts: only done when archiving)."""
+    from . import contract, customer
+
+    hits = []
+    for customer_id, _ in customer.list_objects(client):
+        hits += [
+            c
+            for c in contract.active_contracts(client, customer_id, label)
+            if c.get("rate_card_id") == rate_card_id
+        ]
+    return hits
+
+
+class RateCardProvider(MetronomeProvider):
+    kind = "RateCard"
+    entity = ENTITY
+    inputs_model = Inputs
+    replace_fields = REPLACE_FIELDS
+    natural_key = "name"
+    hints = HINTS
+
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+        failures: list[CheckFailure] = []
+        seen: dict[tuple[str, str, str], int] = {}
+        for i, rate in enumerate(inputs.rates or []):
+            path = f"rates[{i}]"
+            kind = rate.rate_type
+            if kind in ("FLAT", "SUBSCRIPTION", "PERCENTAGE") and rate.price is None:
+                failures.append(
+                    CheckFailure(
+                        f"{path}.price",
+                        f"a {kind} rate needs a price; to fix: set price "
+                        "(in cents unless credit_type_id says otherwise)",
+                    )
+                )
+            if kind in ("TIERED", "TIERED_PERCENTAGE") and not rate.tiers:
+                failures.append(
+                    CheckFailure(
+                        f"{path}.tiers",
+                        f"a {kind} rate needs tiers; to fix: add tiers, "
+                        "e.g. [{size: 1000, price: 300}, {price: 250}]",
+                    )
+                )
+            if rate.tiers and kind not in ("TIERED", "TIERED_PERCENTAGE"):
+                failures.append(
+                    CheckFailure(
+                        f"{path}.tiers",
+                        "tiers apply to TIERED rates only; to fix: use rate_type TIERED or set price instead",
+                    )
+                )
+            if kind == "PERCENTAGE" and rate.price is not None and not 0 <= rate.price <= 1:
+                failures.append(
+                    CheckFailure(
+                        f"{path}.price",
+                        f"a PERCENTAGE price is a fraction, got {rate.price}; to fix: write 0.1 for 10%",
+                    )
+                )
+            if rate.price is not None and rate.price < 0:
+                failures.append(
+                    CheckFailure(f"{path}.price", "price must be >= 0; to fix: use a positive price")
+                )
+            tiers = rate.tiers or []
+            for j, tier in enumerate(tiers):
+                last = j == len(tiers) - 1
+                if not last and tier.size is None:
+                    failures.append(
+                        CheckFailure(
+                            f"{path}.tiers[{j}].size",
+                            "every tier but the last needs a size "
+                            "(tiers are in order, the last one is open-ended); to fix: add "
+                            "size or move this tier last",
+                        )
+                    )
+                if tier.size is not None and tier.size <= 0:
+                    failures.append(
+                        CheckFailure(
+                            f"{path}.tiers[{j}].size",
+                            "size must be > 0; to fix: use the number of units in this tier",
+                        )
+                    )
+            if rate.is_prorated is not None and kind != "SUBSCRIPTION":
+                failures.append(
+                    CheckFailure(
+                        f"{path}.is_prorated",
+                        "is_prorated applies to SUBSCRIPTION rates only; to fix: remove it",
+                    )
+                )
+            if kind == "CUSTOM" and not rate.custom_rate:
+                failures.append(
+                    CheckFailure(f"{path}.custom_rate", "a CUSTOM rate needs custom_rate; to fix: add it")
+                )
+            if rate.ending_before and UNKNOWN not in (rate.ending_before, rate.starting_at):
+                if _ts(rate.ending_before) <= _ts(rate.starting_at):
+                    failures.append(
+                        CheckFailure(
+                            f"{path}.ending_before",
+                            "ending_before must be after starting_at; to fix: move it later or remove it",
+                        )
+                    )
+            if (
+                rate.credit_type_id
+                and rate.credit_type_id
+                not in {c.custom_credit_type_id for c in inputs.credit_type_conversions or []}
+                and rate.credit_type_id != UNKNOWN
+            ):
+                failures.append(
+                    CheckFailure(
+                        f"{path}.credit_type_id",
+                        "a custom credit type needs a conversion on "
+                        "the card; to fix: add it to credit_type_conversions",
+                    )
+                )
+            key = rate_key(rate.model_dump(mode="json"))
+            if key in seen and UNKNOWN not in key[0]:
+                failures.append(
+                    CheckFailure(
+                        path,
+                        f"same product, pricing_group_values and starting_at as "
+                        f"rates[{seen[key]}]; to fix: merge them or change starting_at",
+                    )
+                )
+            seen.setdefault(key, i)
+        return failures
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        old, new = self.diff_pair(olds, news)
+        result = compute_diff(old, new, self.api_fields(), self.replace_fields)
+        replaces = list(result.replaces or [])
+        if "credit_type_conversions" in replaces and conversions_only_added(
+            old.get("credit_type_conversions"), new.get("credit_type_conversions")
+        ):
+            replaces.remove("credit_type_conversions")  # additions go through update
+        return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        tag = self.tag(inputs)
+        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
+        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
+        body = {
+            k: inputs[k]
+            for k in ("name", "description", "fiat_credit_type_id", "credit_type_conversions", "aliases")
+            if inputs.get(k) is not None
+        }
+        body["custom_fields"] = custom_fields
+
+        def create(single: metronome.Metronome) -> str:
+            return raw_request(single, "POST", "/v1/contract-pricing/rate-cards/create", body=body)["data"][
+                "id"
+            ]
+
+        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
+        if inputs.get("rates"):
+            add_rates(client, object_id, list(inputs["rates"]), label)
+        return object_id
+
+    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+        obj = _get(client, object_id, self.label(props or {}))
+        if obj is None:
+            return None
+        card = card_to_inputs(obj)
+        desired = self.shape(props).get("rates") if props else None
+        rates = fold_schedule(
+            _schedule(client, object_id, self.label(props or {})), _fiat(card), desired or []
+        )
+        if rates:
+            card["rates"] = rates
+        return card
+
+    def find_live(self, client, key, value, label):  # type: ignore[override]
+        return find_by_field(client, _index(client), key, value, label)
+
+    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
+        if "fiat_credit_type_id" in changed or (
+            "credit_type_conversions" in changed
+            and not conversions_only_added(
+                olds.get("credit_type_conversions"), news.get("credit_type_conversions")
+            )
+        ):
+            raise MetronomeError(
+                f"{label}: fiat_credit_type_id and existing credit type conversions cannot change "
+                "in place; replace the rate card"
+            )
+        body: dict[str, Any] = {}
+        for field in ("name", "description", "aliases"):
+            if field in changed:
+                body[field] = (
+                    news.get(field) if news.get(field) is not None else ([] if field == "aliases" else None)
+                )
+        if "credit_type_conversions" in changed:
+            have = {c["custom_credit_type_id"] for c in olds.get("credit_type_conversions") or []}
+            body["add_credit_type_conversions"] = [
+                c for c in news.get("credit_type_conversions") or [] if c["custom_credit_type_id"] not in have
+            ]
+        if body:
+            request(
+                client,
+                "POST",
+                "/v1/contract-pricing/rate-cards/update",
+                label=label,
+                body={"rate_card_id": object_id, **body},
+            )
+        if "rates" in changed:
+            fiat = news.get("fiat_credit_type_id") or USD_CENTS_ID
+            old_rates = list(olds.get("rates") or [])
+            live = fold_schedule(_schedule(client, object_id, label), fiat, old_rates, keep_last=True)
+            adds = plan_rate_changes(live, list(news.get("rates") or []), current_hour())
+            if adds:
+                add_rates(client, object_id, adds, label)
+        return {}
+
+    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+        if _get(client, object_id, label) is None:
+            return  # already archived or gone
+        in_use = contracts_using(client, object_id, label)
+        if in_use:
+            names = ", ".join(
+                f"{c.get('name') or '(unnamed)'} ({c['id']}, customer {c.get('customer_id')})" for c in in_use
+            )
+            raise MetronomeError(
+                f"{label}: cannot archive rate card {object_id}: active contracts still use it: "
+                f"{names}; end or remove those contracts first"
+            )
+        archive(client, "/v1/contract-pricing/rate-cards/archive", {"id": object_id}, label=label)
+        _index(client).forget(object_id)
+
+
+class RateCard(pulumi.dynamic.Resource, module="metronome", name="RateCard"):
+    """A Metronome rate card and its rates.
+
+    Project additions: `adopt` ({"id": ...} or {"name": ...}) takes over a live card (differences,
+    rates included, land in `adopt_report`). `identity` is stored as the custom field `iac_identity`
+    so a retried create never duplicates; the rates are added with ONE addRates call. Replacement is
+    forced by `fiat_credit_type_id` and by changing/removing an existing credit type conversion.
+    Rates are diffed by (product_id, pricing_group_values, starting_at): removed rates are ended at
+    the current hour, changed prices start at the current hour (or in place if not started yet).
+    """
+
+    name: pulumi.Output[str]
+    description: pulumi.Output[str]
+    fiat_credit_type_id: pulumi.Output[str]
+    credit_type_conversions: pulumi.Output[list]
+    aliases: pulumi.Output[list]
+    rates: pulumi.Output[list]
+    custom_fields: pulumi.Output[dict]
+    adopt_report: pulumi.Output[list]
+
+    def __init__(
+        self,
+        resource_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        name: pulumi.Input[str],
+        description: pulumi.Input[str] | None = None,
+        fiat_credit_type_id: pulumi.Input[str] | None = None,
+        credit_type_conversions: pulumi.Input[list] | None = None,
+        aliases: pulumi.Input[list] | None = None,
+        rates: pulumi.Input[list] | None = None,
+        custom_fields: pulumi.Input[dict] | None = None,
+        adopt: pulumi.Input[dict] | None = None,
+    ) -> None:
+        props = declare_props(
+            resource_name,
+            dict(
+                name=name,
+                description=description,
+                fiat_credit_type_id=fiat_credit_type_id,
+                credit_type_conversions=credit_type_conversions,
+                aliases=aliases,
+                rates=rates,
+                custom_fields=custom_fields,
+                adopt=adopt,
+            ),
+        )
+        super().__init__(RateCardProvider(), resource_name, props, opts)
+
+
+__all__ = ["REPLACE_FIELDS", "Inputs", "RateCard", "RateCardProvider", "list_objects", "read_object"]

@@ -1,0 +1,566 @@
+"""StripeIntegration: Stripe as the invoicing system of a Metronome account, with a go-live gate.
+
+There is no Metronome object behind this resource. It checks the account-level Stripe connection (made
+once in the dashboard; the API cannot make it), checks the Stripe key against `expected_account_id` and
+the customers' Stripe ids against Stripe, and, only once `go_live` is true, sets each customer's Stripe
+billing provider configuration. Its output `billing_provider_configuration_ids` ({customer_id: id}) is what
+contracts reference.
+
+While live the resource owns each listed customer's Stripe configuration on the connected account: an
+update sets the wanted configuration first and then archives any other active one (a changed
+collection method or Stripe customer id), so a customer is never left without one nor invoiced twice.
+Refused while live, because each would silently change who is invoiced how: turning `go_live` back off,
+dropping a customer that still has an active configuration, and changing `expected_account_id`.
+Stopping is a deliberate, manual archive (the refusal messages say how).
+
+The Stripe secret key comes from stack config `stripe:apiKey` (or env STRIPE_API_KEY) and the optional
+API base from `stripe:apiBase` (or env STRIPE_API_BASE); both are resolved in the provider host and kept
+in module-level caches, never in state, outputs or the pickled provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import metronome
+import pulumi
+from pulumi.dynamic import CheckFailure, ConfigureRequest, CreateResult, DiffResult, ReadResult, UpdateResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import COMPUTED_FIELDS, InputsBase, MetronomeProvider, declare_props
+from .client import MetronomeError, get_client, raw_request, request, retry_after_seconds
+from .config import get_settings
+from .diff import PROVIDER_KEY, UNKNOWN, contains_unknown
+
+KIND = "StripeIntegration"
+BATCH_SIZE = 100  # configurations per setCustomerBillingProviderConfigurations call
+LOOKUP_WORKERS = 8  # concurrent per-customer look-ups (Stripe customers, Metronome configurations)
+MAX_SET_ATTEMPTS = 6
+DELIVERY_METHOD = "direct_to_billing_provider"
+CONNECT_HINT = (
+    "Stripe is not connected to this Metronome account. Connect it once in the Metronome dashboard: "
+    "Settings > Integrations > Stripe (the API cannot make this connection), then run `pulumi up` again."
+)
+GO_LIVE_OFF_REFUSED = (
+    "go_live cannot be turned off once on: the customers' Stripe billing provider configurations would "
+    "stay (or, if archived, invoices would silently stop reaching Stripe). To stop invoicing through Stripe, "
+    "archive the configurations deliberately (/v1/archiveCustomerBillingProviderConfigurations, ids in the "
+    "output billing_provider_configuration_ids), then remove this resource from the stack."
+)
+ARCHIVE_PATH = "/v1/archiveCustomerBillingProviderConfigurations"
+OUTPUTS = ("billing_provider_configuration_ids", "go_live_pending", "delivery_method_id", "stripe_account_id")
+
+
+def account_change_refused(old: str, new: str) -> str:
+    return (
+        f"expected_account_id cannot change while go_live is true ({old} -> {new}): a different Stripe "
+        "account means every customer's Stripe customer id and billing provider configuration changes. "
+        "Do it as a planned migration: connect the new Stripe account in the Metronome dashboard; archive "
+        f"the current configurations deliberately ({ARCHIVE_PATH}, ids in the output "
+        "billing_provider_configuration_ids); remove this resource from the stack and `pulumi up`; then "
+        "declare it again with the new expected_account_id, the customers' new stripe_customer_id values "
+        "and go_live: false, and go live once the preview is clean"
+    )
+
+
+def removal_refused(still_active: dict[str, list[str]]) -> str:
+    listed = "; ".join(f"{cid} (configuration {', '.join(ids)})" for cid, ids in sorted(still_active.items()))
+    return (
+        f"customers still invoiced through Stripe cannot be dropped from a live integration: {listed}. "
+        "Dropping them from the list would not stop Metronome invoicing them through Stripe. To stop "
+        "invoicing a customer through Stripe deliberately: archive its configuration with "
+        f"POST {ARCHIVE_PATH} {{customer_id, customer_billing_provider_configuration_ids: [id]}} "
+        "(it takes effect at once: the customer's contracts that reference it stop sending invoices to "
+        "Stripe), then remove the customer from this list; this check passes once the customer has no "
+        "active Stripe configuration"
+    )
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+CollectionMethod = Literal["charge_automatically", "send_invoice"]
+
+
+class StripeCustomer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1)
+    stripe_customer_id: str = Field(pattern=r"^cus_[A-Za-z0-9]+$")
+    collection_method: CollectionMethod | None = None
+
+
+class Inputs(InputsBase):
+    expected_account_id: str = Field(pattern=r"^acct_[A-Za-z0-9]+$")
+    collection_method: CollectionMethod = "charge_automatically"
+    go_live: bool = False
+    customers: list[StripeCustomer] = Field(default_factory=list)
+
+
+HINTS = {
+    "expected_account_id": "set it to the Stripe account id (acct_...) that the key must belong to",
+    "stripe_customer_id": "use the Stripe customer id (cus_...)",
+    "collection_method": "use charge_automatically or send_invoice",
+    "customer_id": "pass the Metronome customer id (e.g. a Customer resource's id)",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Diff rules
+# ---------------------------------------------------------------------------------------------
+
+# Nothing forces replacement: there is no Metronome object to re-create, and a replacement would
+# run `delete`, which deliberately archives nothing. Changes that must not happen in place while live
+# are refused instead (`gate_refusals`, at check and again at diff/update).
+REPLACE_FIELDS: tuple[str, ...] = ()
+
+
+def gate_refusals(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, why) for changes refused once live; `old`/`new` are inputs in canonical shape."""
+    if old.get("go_live") is not True:
+        return []  # nothing has been set yet: everything may change
+    refusals = []
+    if new.get("go_live") is False:
+        refusals.append(("go_live", GO_LIVE_OFF_REFUSED))
+    old_account, new_account = old.get("expected_account_id"), new.get("expected_account_id")
+    if old_account and new_account not in (None, UNKNOWN, old_account):
+        refusals.append(("expected_account_id", account_change_refused(old_account, new_account)))
+    return refusals
+
+
+def comparable(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs as diffed: each customer with its effective collection method, so an override equal to
+    the default and an omitted one compare equal (customer order and number types are handled by
+    `compute_diff`'s normalisation)."""
+    customers = inputs.get("customers")
+    if not isinstance(customers, list) or not all(isinstance(c, dict) for c in customers):
+        return inputs  # a preview unknown: compared as is (counts as a change)
+    return {**inputs, "customers": desired_configurations(inputs)}
+
+# ---------------------------------------------------------------------------------------------
+# Stripe settings and client (host-process caches)
+# ---------------------------------------------------------------------------------------------
+
+_STRIPE_LOCK = threading.Lock()
+_STRIPE_API_BASE: str | None = None
+_STRIPE_CLIENTS: dict[tuple[str, str | None], Any] = {}
+
+
+def _configure_stripe(req: ConfigureRequest) -> None:
+    global _STRIPE_API_BASE
+    config = getattr(req, "config", None)
+    try:
+        base = config.get("stripe:apiBase") if config is not None else None
+    except Exception:  # a config object without the key
+        base = None
+    if base:
+        with _STRIPE_LOCK:
+            _STRIPE_API_BASE = str(base)
+
+
+def stripe_api_base() -> str | None:
+    with _STRIPE_LOCK:
+        return _STRIPE_API_BASE or os.environ.get("STRIPE_API_BASE") or None
+
+
+def stripe_client(label: str) -> Any:
+    """The `stripe` client for the configured key and base, built on first use in the host."""
+    import stripe
+
+    key = get_settings().stripe_api_key
+    if not key:
+        raise MetronomeError(
+            f"{label}: no Stripe secret key: set the secret config `stripe:apiKey` "
+            "(pulumi config set --secret stripe:apiKey sk_...) or STRIPE_API_KEY"
+        )
+    base = stripe_api_base()
+    cache_key = (hashlib.sha256(key.encode()).hexdigest(), base)
+    with _STRIPE_LOCK:
+        client = _STRIPE_CLIENTS.get(cache_key)
+        if client is None:
+            addresses = {"api": base} if base else None
+            client = _STRIPE_CLIENTS[cache_key] = stripe.StripeClient(
+                key,
+                base_addresses=addresses,
+                max_network_retries=2,  # type: ignore[arg-type]
+            )
+        return client
+
+
+def stripe_account_id(label: str) -> str:
+    """The account the Stripe key belongs to (GET /v1/account)."""
+    import stripe
+
+    try:
+        return stripe_client(label).v1.accounts.retrieve_current().id
+    except stripe.StripeError as err:
+        raise MetronomeError(
+            f"{label}: Stripe rejected the key when reading its account: {err.user_message or err}"
+        ) from None
+
+
+def check_account(expected: str, label: str) -> str:
+    actual = stripe_account_id(label)
+    if actual != expected:
+        raise MetronomeError(
+            f"{label}: the Stripe key belongs to account {actual}, not expected_account_id {expected}; "
+            "use the key of the account Metronome is connected to (or fix expected_account_id)"
+        )
+    return actual
+
+
+def missing_stripe_customers(stripe_ids: Iterable[str], label: str) -> list[tuple[str, str]]:
+    """(stripe id, why) for every id Stripe does not know (or has deleted); all ids are looked up."""
+    import stripe
+
+    client = stripe_client(label)
+
+    def look(stripe_id: str) -> tuple[str, str] | None:
+        try:
+            customer = client.v1.customers.retrieve(stripe_id)
+        except stripe.InvalidRequestError as err:
+            if err.http_status == 404:
+                return stripe_id, "no such customer"
+            raise MetronomeError(f"{label}: Stripe: {err.user_message or err}") from None
+        except stripe.StripeError as err:
+            raise MetronomeError(f"{label}: Stripe: {err.user_message or err}") from None
+        return (stripe_id, "deleted in Stripe") if getattr(customer, "deleted", False) else None
+
+    ids = sorted(set(stripe_ids))
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+        return [m for m in pool.map(look, ids) if m is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Metronome calls
+# ---------------------------------------------------------------------------------------------
+
+
+def stripe_delivery_method(client: metronome.Metronome, expected_account_id: str, label: str) -> str:
+    """The delivery method id of the Stripe connection; fails with the dashboard step when there is none."""
+    methods: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:  # a plain {data, next_page} response with the cursor in the body
+        body = {"next_page": cursor} if cursor else {}
+        page = request(client, "POST", "/v1/listConfiguredBillingProviders", label=label, body=body) or {}
+        methods += [m for m in page.get("data") or [] if m.get("billing_provider") == "stripe"]
+        cursor = page.get("next_page")
+        if not cursor:
+            break
+    if not methods:
+        raise MetronomeError(f"{label}: {CONNECT_HINT}")
+    if len(methods) == 1:
+        return methods[0]["delivery_method_id"]
+    # Several Stripe accounts connected: pick the one whose configuration names the expected account.
+    for m in methods:
+        if expected_account_id in str(m.get("delivery_method_configuration") or {}):
+            return m["delivery_method_id"]
+    ids = [m["delivery_method_id"] for m in methods]
+    raise MetronomeError(
+        f"{label}: several Stripe accounts are connected ({ids}) and none names {expected_account_id}"
+    )
+
+
+def desired_configurations(inputs: dict[str, Any]) -> list[dict[str, str]]:
+    default = inputs.get("collection_method") or "charge_automatically"
+    return [
+        {
+            "customer_id": c["customer_id"],
+            "stripe_customer_id": c["stripe_customer_id"],
+            "collection_method": c.get("collection_method") or default,
+        }
+        for c in inputs.get("customers") or []
+    ]
+
+
+def _matches(config: dict[str, Any], want: dict[str, str], delivery_method_id: str) -> bool:
+    conf = config.get("configuration") or {}
+    return (
+        config.get("billing_provider") == "stripe"
+        and not config.get("archived_at")
+        and conf.get("stripe_customer_id") == want["stripe_customer_id"]
+        and (conf.get("stripe_collection_method") or "charge_automatically") == want["collection_method"]
+        and config.get("delivery_method_id") in (None, delivery_method_id)
+    )
+
+
+def existing_configurations(
+    client: metronome.Metronome, wanted: list[dict[str, str]], delivery_method_id: str, label: str
+) -> dict[str, str]:
+    """{customer_id: config id} for customers that already have the wanted Stripe configuration."""
+
+    def look(want: dict[str, str]) -> tuple[str, str | None]:
+        try:
+            page = request(
+                client,
+                "POST",
+                "/v1/getCustomerBillingProviderConfigurations",
+                label=label,
+                body={"customer_id": want["customer_id"]},
+            )
+        except MetronomeError as err:
+            if err.status_code == 404:
+                raise MetronomeError(
+                    f"{label}: Metronome customer {want['customer_id']} does not exist"
+                ) from None
+            raise
+        hits = [c["id"] for c in (page or {}).get("data") or [] if _matches(c, want, delivery_method_id)]
+        return want["customer_id"], hits[0] if hits else None
+
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+        return {cid: cfg for cid, cfg in pool.map(look, wanted) if cfg}
+
+
+def set_configurations(
+    client: metronome.Metronome,
+    wanted: list[dict[str, str]],
+    delivery_method_id: str,
+    label: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, str]:
+    """Every wanted configuration exists afterwards; returns {customer_id: config id}.
+
+    Existing ones are looked up first, so a retried `up` re-uses them. The set call itself goes out
+    with the SDK retries off: after an ambiguous failure (5xx, connection) the batch is looked up again
+    and only what is still missing is sent, so a configuration is never set twice.
+    """
+    found = existing_configurations(client, wanted, delivery_method_id, label)
+    missing = [w for w in wanted if w["customer_id"] not in found]
+    for start in range(0, len(missing), BATCH_SIZE):
+        batch = missing[start : start + BATCH_SIZE]
+        delay = 0.5
+        for attempt in range(MAX_SET_ATTEMPTS):
+            body = {
+                "data": [
+                    {
+                        "customer_id": w["customer_id"],
+                        "billing_provider": "stripe",
+                        "delivery_method": DELIVERY_METHOD,
+                        "configuration": {
+                            "stripe_customer_id": w["stripe_customer_id"],
+                            "stripe_collection_method": w["collection_method"],
+                        },
+                    }
+                    for w in batch
+                ]
+            }
+            try:
+                response = raw_request(
+                    client, "POST", "/v1/setCustomerBillingProviderConfigurations", body=body, max_retries=0
+                )
+            except metronome.RateLimitError as err:
+                sleep(retry_after_seconds(err.response) or delay)
+            except (metronome.APIConnectionError, metronome.InternalServerError) as err:
+                if attempt == MAX_SET_ATTEMPTS - 1:
+                    raise MetronomeError.from_api(label, err) from None
+                sleep(retry_after_seconds(getattr(err, "response", None)) or delay)
+                again = existing_configurations(client, batch, delivery_method_id, label)
+                found.update(again)
+                batch = [w for w in batch if w["customer_id"] not in again]
+                if not batch:
+                    break
+            except metronome.APIError as err:
+                raise MetronomeError.from_api(label, err) from None
+            else:
+                for config in (response or {}).get("data") or []:
+                    found[config["customer_id"]] = config["id"]
+                break
+            delay = min(delay * 2, 8.0)
+        else:
+            raise MetronomeError(
+                f"{label}: setting Stripe configurations kept failing; run `pulumi up` again"
+            )
+    return {w["customer_id"]: found[w["customer_id"]] for w in wanted if w["customer_id"] in found}
+
+
+# ---------------------------------------------------------------------------------------------
+# Provider
+# ---------------------------------------------------------------------------------------------
+
+
+class StripeIntegrationProvider(MetronomeProvider):
+    kind = KIND
+    entity = ""
+    inputs_model = Inputs
+    replace_fields = REPLACE_FIELDS
+    hints = HINTS
+
+    def configure(self, req: ConfigureRequest) -> None:
+        super().configure(req)
+        _configure_stripe(req)
+
+    # check: schema (base), then the go-live gate and the Stripe look-ups.
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+        label = self.label(inputs.model_dump())
+        failures: list[CheckFailure] = []
+        if inputs.custom_fields or inputs.adopt:
+            failures.append(
+                CheckFailure(
+                    "adopt" if inputs.adopt else "custom_fields",
+                    "StripeIntegration takes neither "
+                    "adopt nor custom_fields: there is no Metronome object behind it; to fix: remove it",
+                )
+            )
+        known_ids = [c.customer_id for c in inputs.customers if c.customer_id != UNKNOWN]
+        dupes = sorted({c for c in known_ids if known_ids.count(c) > 1})
+        if dupes:
+            failures.append(
+                CheckFailure("customers", f"customers listed twice: {dupes}; to fix: list each once")
+            )
+        was_live = bool(olds.get("go_live"))
+        if was_live and not inputs.go_live:
+            failures.append(CheckFailure("go_live", GO_LIVE_OFF_REFUSED))
+        if was_live and inputs.go_live:
+            old_ids = {c.get("customer_id") for c in olds.get("customers") or []}
+            removed = sorted(i for i in old_ids - {c.customer_id for c in inputs.customers} if i != UNKNOWN)
+            if removed and UNKNOWN not in {c.customer_id for c in inputs.customers}:
+                failures.append(
+                    CheckFailure(
+                        "customers",
+                        f"customers {removed} have live Stripe configurations and cannot be dropped "
+                        "silently; to fix: archive their configurations deliberately "
+                        "(/v1/archiveCustomerBillingProviderConfigurations), then remove them",
+                    )
+                )
+        if failures:
+            return failures
+        try:
+            check_account(inputs.expected_account_id, label)
+            missing = missing_stripe_customers(
+                [c.stripe_customer_id for c in inputs.customers if c.stripe_customer_id != UNKNOWN], label
+            )
+        except MetronomeError as err:
+            return [CheckFailure("expected_account_id", str(err))]
+        if missing:
+            listed = ", ".join(f"{sid} ({why})" for sid, why in missing)
+            failures.append(
+                CheckFailure(
+                    "customers",
+                    f"{len(missing)} Stripe customer id(s) not found in Stripe account "
+                    f"{inputs.expected_account_id}: {listed}; to fix: correct the stripe_customer_id of "
+                    "those customers (or create them in Stripe)",
+                )
+            )
+        return failures
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        if olds.get("go_live") is True and news.get("go_live") is False:
+            raise MetronomeError(f"{self.label(news)}: {GO_LIVE_OFF_REFUSED}")
+        result = super().diff(_id, olds, news)
+        if not result.changes and news.get("go_live") is True and not contains_unknown(news.get("customers")):
+            # A configuration archived by hand (seen by refresh) is set again by an update.
+            have = olds.get("billing_provider_configuration_ids") or {}
+            if any(c.get("customer_id") not in have for c in news.get("customers") or []):
+                return DiffResult(changes=True, replaces=[], stables=[], delete_before_replace=False)
+        return result
+
+    # create / read / update: no single Metronome object, so these are written out rather than hooked.
+    def _apply(self, inputs: dict[str, Any], label: str) -> dict[str, Any]:
+        client = get_client()
+        delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
+        account = check_account(inputs["expected_account_id"], label)
+        wanted = desired_configurations(inputs)
+        outs = {**inputs, "delivery_method_id": delivery_method_id, "stripe_account_id": account}
+        if inputs.get("go_live"):
+            outs["billing_provider_configuration_ids"] = set_configurations(
+                client, wanted, delivery_method_id, label
+            )
+            outs["go_live_pending"] = []
+        else:
+            outs["billing_provider_configuration_ids"] = {}
+            outs["go_live_pending"] = [
+                f"customer {w['customer_id']}: Stripe customer {w['stripe_customer_id']}, "
+                f"{w['collection_method']}"
+                for w in wanted
+            ]
+        return outs
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        inputs = self._inputs(props)
+        outs = self._apply(inputs, self.label(inputs))
+        return CreateResult(f"stripe-{inputs['expected_account_id']}", outs)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        inputs = self._inputs(news)
+        if olds.get("go_live") is True and inputs.get("go_live") is False:
+            raise MetronomeError(f"{self.label(inputs)}: {GO_LIVE_OFF_REFUSED}")
+        return UpdateResult(self._apply(inputs, self.label(inputs)))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        inputs = self._inputs(props)
+        label = self.label(inputs)
+        client = get_client()
+        delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
+        account = check_account(inputs["expected_account_id"], label)
+        outs = {**inputs, "delivery_method_id": delivery_method_id, "stripe_account_id": account}
+        if inputs.get("go_live"):
+            live = existing_configurations(client, desired_configurations(inputs), delivery_method_id, label)
+            outs["billing_provider_configuration_ids"] = live
+            outs["go_live_pending"] = []
+        else:
+            outs["billing_provider_configuration_ids"] = {}
+            outs["go_live_pending"] = props.get("go_live_pending") or []
+        return ReadResult(id_, outs)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        # Archiving the configurations would stop invoicing: leave them, and say so.
+        ids = props.get("billing_provider_configuration_ids") or {}
+        if ids:
+            print(
+                f"{self.label(props)}: removed from the stack; {len(ids)} Stripe billing provider "
+                "configuration(s) stay active in Metronome (archive them deliberately to stop invoicing)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _inputs(self, props: dict[str, Any]) -> dict[str, Any]:
+        raw = {
+            k: v
+            for k, v in props.items()
+            if k != PROVIDER_KEY and k not in COMPUTED_FIELDS and k not in OUTPUTS
+        }
+        return self.shape(raw)
+
+
+class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="StripeIntegration"):
+    """Stripe as the invoicing system for Metronome customers, behind a go-live gate.
+
+    While `go_live` is false nothing is set on any customer (`go_live_pending` lists what would be);
+    turning it on sets each customer's Stripe configuration; turning it off again is refused.
+    `billing_provider_configuration_ids` ({customer_id: configuration id}) is what contracts reference.
+    """
+
+    billing_provider_configuration_ids: pulumi.Output[dict]
+    go_live_pending: pulumi.Output[list]
+    delivery_method_id: pulumi.Output[str]
+    stripe_account_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        expected_account_id: pulumi.Input[str],
+        collection_method: pulumi.Input[str] = "charge_automatically",
+        go_live: pulumi.Input[bool] = False,
+        customers: pulumi.Input[list] | None = None,
+    ) -> None:
+        props = declare_props(
+            resource_name,
+            dict(
+                expected_account_id=expected_account_id,
+                collection_method=collection_method,
+                go_live=go_live,
+                customers=customers if customers is not None else [],
+            ),
+            computed=OUTPUTS,
+        )
+        super().__init__(StripeIntegrationProvider(), resource_name, props, opts)
+
+
+__all__ = ["REPLACE_FIELDS", "Inputs", "StripeIntegration", "StripeIntegrationProvider"]

@@ -1,0 +1,315 @@
+"""Catalog loader: the shipped stacks load; each kind of bad file fails with file, entry, field and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from metronome_iac.catalog import (
+    CatalogError,
+    Environment,
+    catalog_to_yaml,
+    environment_to_yaml,
+    load_catalog,
+    load_stack,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "catalogs"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_example_stacks_load(stack: str) -> None:
+    s = load_stack(REPO / "stacks" / stack)
+    assert s.name == stack
+    assert {m.name for m in s.catalog.billable_metrics} == {"input_tokens", "output_tokens"}
+    assert s.catalog.rate_cards[0].rates
+    assert s.environment.customers and s.environment.contracts
+
+
+def test_dev_stack_shape() -> None:
+    s = load_stack(REPO / "stacks" / "dev")
+    product = s.product("input_tokens_product")
+    assert product.quantity_conversion is not None
+    assert product.quantity_conversion.operation == "DIVIDE"
+    assert product.quantity_conversion.conversion_factor == 1_000_000
+    assert any(r.rate_type == "TIERED" and r.tiers for r in s.rate_card("standard").rates)
+    assert len(s.environment.customers) == 3
+    assert all(c.ingest_aliases and c.stripe_customer_id for c in s.environment.customers)
+    assert s.environment.stripe is not None and s.environment.stripe.go_live is False
+    commits = [c for k in s.environment.contracts for c in k.commits or []]
+    assert any(c.type == "PREPAID" for c in commits)
+
+
+def test_promotable_catalog_is_the_same_in_every_stack() -> None:
+    dev = (REPO / "stacks" / "dev" / "catalog.yaml").read_text()
+    for stack in ("staging", "prod"):
+        assert (REPO / "stacks" / stack / "catalog.yaml").read_text() == dev
+
+
+def _stack(
+    tmp_path: Path, catalog_edit: tuple[str, str] | None = None, env_edit: tuple[str, str] | None = None
+) -> Path:
+    """A copy of the dev stack with one textual edit applied."""
+    d = tmp_path / "stack"
+    shutil.copytree(REPO / "stacks" / "dev", d)
+    for name, edit in (("catalog.yaml", catalog_edit), ("environment.yaml", env_edit)):
+        if edit:
+            text = (d / name).read_text()
+            assert edit[0] in text, edit[0]
+            (d / name).write_text(text.replace(edit[0], edit[1], 1))
+    return d
+
+
+def _line_of(path: Path, needle: str, nth: int = 1) -> int:
+    count = 0
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line:
+            count += 1
+            if count == nth:
+                return i
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def _one_problem(d: Path) -> CatalogError:
+    with pytest.raises(CatalogError) as info:
+        load_stack(d)
+    return info.value
+
+
+def _assert_problem(err: CatalogError, file: str, entry: str, field: str, line: int, words: str) -> None:
+    text = str(err)
+    matching = [p for p in err.problems if p.entry == entry and p.field == field]
+    assert matching, f"no problem for {entry} / {field} in:\n{text}"
+    p = matching[0]
+    assert p.file.endswith(file), p
+    assert p.line == line, (p, line)
+    assert words in p.message, p
+    # The rendered message carries all four locations for a human.
+    rendered = str(p)
+    assert f"{file}:{line}" in rendered and entry in rendered and field in rendered
+
+
+def test_unknown_field(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=("    tags: [tokens]", "    tagz: [tokens]"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "product 'input_tokens_product'",
+        "tagz",
+        _line_of(d / "catalog.yaml", "tagz"),
+        "unknown field",
+    )
+
+
+def test_dangling_reference(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=("billable_metric: output_tokens", "billable_metric: output_tokenz"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "product 'output_tokens_product'",
+        "billable_metric",
+        _line_of(d / "catalog.yaml", "output_tokenz"),
+        "unknown billable metric 'output_tokenz'",
+    )
+
+
+def test_dangling_reference_in_environment(tmp_path: Path) -> None:
+    d = _stack(tmp_path, env_edit=("    customer: globex", "    customer: globexx"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "environment.yaml",
+        "contract 'globex_2026'",
+        "customer",
+        _line_of(d / "environment.yaml", "globexx"),
+        "unknown customer 'globexx'",
+    )
+
+
+def test_duplicate_name(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=("  - name: output_tokens\n", "  - name: input_tokens\n"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "billable metric 'input_tokens'",
+        "name",
+        _line_of(d / "catalog.yaml", "- name: input_tokens", nth=2),
+        "duplicate name",
+    )
+
+
+def test_wrong_enum(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=("    aggregation_type: SUM", "    aggregation_type: TOTAL"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "billable metric 'input_tokens'",
+        "aggregation_type",
+        _line_of(d / "catalog.yaml", "TOTAL"),
+        "must be one of COUNT, SUM",
+    )
+
+
+def test_wrong_enum_nested(tmp_path: Path) -> None:
+    d = _stack(tmp_path, env_edit=("        type: PREPAID", "        type: PREPAYED"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "environment.yaml",
+        "contract 'acme_2026'",
+        "commits[0].type",
+        _line_of(d / "environment.yaml", "PREPAYED"),
+        "PREPAID",
+    )
+
+
+def test_ingest_alias_used_twice(tmp_path: Path) -> None:
+    d = _stack(tmp_path, env_edit=("ingest_aliases: [globex]", "ingest_aliases: [globex, acme-batch]"))
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "environment.yaml",
+        "customer 'globex'",
+        "ingest_aliases[1]",
+        _line_of(d / "environment.yaml", "[globex, acme-batch]"),
+        "already used by customer 'acme'",
+    )
+
+
+def test_bad_group_key(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path,
+        catalog_edit=("    pricing_group_key: [model, region]", "    pricing_group_key: [model, tier]"),
+    )
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "product 'input_tokens_product'",
+        "pricing_group_key",
+        _line_of(d / "catalog.yaml", "[model, tier]"),
+        "not one of billable metric 'input_tokens'",
+    )
+
+
+def test_contract_ends_before_it_starts(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path,
+        env_edit=('    ending_before: "2027-03-01T00:00:00Z"', '    ending_before: "2025-03-01T00:00:00Z"'),
+    )
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "environment.yaml",
+        "contract 'initech_2026'",
+        "ending_before",
+        _line_of(d / "environment.yaml", "2025-03-01"),
+        "ends",
+    )
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path,
+        catalog_edit=("    aggregation_type: SUM", "    aggregation_type: TOTAL"),
+        env_edit=("    customer: globex", "    customer: nobody"),
+    )
+    err = _one_problem(d)
+    assert len(err.problems) == 2
+    assert "catalog has 2 problems" in str(err)
+    assert "catalog.yaml" in str(err) and "environment.yaml" in str(err)
+
+
+def test_missing_required_field_points_at_the_entry(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=("    aggregation_type: SUM\n", ""))
+    err = _one_problem(d)
+    p = next(p for p in err.problems if p.field == "aggregation_type")
+    assert p.entry == "billable metric 'input_tokens'"
+    assert p.line == _line_of(d / "catalog.yaml", "- name: input_tokens")
+    assert "required" in p.message
+
+
+def test_fixture_files(tmp_path: Path) -> None:
+    """The bad fixtures in tests/fixtures/catalogs/ each fail the way their name says."""
+    expected = {
+        "unknown_field": ("extra_thing", "unknown field"),
+        "dangling_reference": ("rate_card", "unknown rate card"),
+        "custom_unit_without_conversion": ("rates[0].credit_type_id", "credit_type_conversions"),
+    }
+    for name, (field, words) in expected.items():
+        with pytest.raises(CatalogError) as info:
+            load_stack(FIXTURES / name)
+        assert any(p.field == field and words in p.message and p.line for p in info.value.problems), (
+            name,
+            str(info.value),
+        )
+    # The good fixture uses a custom pricing unit with its conversion and a commit_rate.
+    good = load_stack(FIXTURES / "custom_pricing_unit")
+    rate = good.rate_card("credits_card").rates[0]
+    assert rate.credit_type_id and rate.commit_rate is not None
+
+
+def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
+    d = _stack(tmp_path)
+    (d / "catalog.yaml").write_text("billable_metrics:\n  - name: x\n    group_keys: [[a, b]\n")
+    err = _one_problem(d)
+    assert err.problems[0].line is not None and "invalid YAML" in err.problems[0].message
+
+
+def test_timestamps_are_normalised(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path, env_edit=('starting_at: "2026-03-01T00:00:00Z"', "starting_at: 2026-03-01T01:00:00+01:00")
+    )
+    s = load_stack(d)
+    k = next(k for k in s.environment.contracts if k.name == "initech_2026")
+    assert k.starting_at == "2026-03-01T00:00:00Z"
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    s = load_stack(REPO / "stacks" / "dev")
+    out = tmp_path / "rt"
+    out.mkdir()
+    (out / "catalog.yaml").write_text(catalog_to_yaml(s.catalog))
+    (out / "environment.yaml").write_text(environment_to_yaml(s.environment))
+    again = load_stack(out)
+    assert again.catalog == s.catalog
+    assert again.environment == s.environment
+    assert load_catalog(out / "catalog.yaml") == s.catalog
+
+
+def test_environment_file_is_optional(tmp_path: Path) -> None:
+    d = tmp_path / "only_catalog"
+    d.mkdir()
+    shutil.copy(REPO / "stacks" / "dev" / "catalog.yaml", d / "catalog.yaml")
+    s = load_stack(d)
+    assert s.environment == Environment()
+
+
+def test_reference_of_an_invalid_entry_is_still_checked(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path,
+        catalog_edit=(
+            "    billable_metric: output_tokens\n",
+            "    billable_metric: output_tokenz\n    colour: blue\n",
+        ),
+    )
+    err = _one_problem(d)
+    fields = {(p.entry, p.field) for p in err.problems}
+    assert ("product 'output_tokens_product'", "colour") in fields
+    assert ("product 'output_tokens_product'", "billable_metric") in fields
+    lines = [p.line or 0 for p in err.problems]
+    assert lines == sorted(lines)
+
+
+def test_group_key_needs_a_property_filter(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=("      - {name: region, exists: true}\n", ""))
+    err = _one_problem(d)
+    p = next(p for p in err.problems if p.field == "group_keys[0][1]")
+    assert p.entry == "billable metric 'input_tokens'" and "exists: true" in p.message

@@ -1,0 +1,134 @@
+"""`metronome-iac drift`: 0 in sync, 2 on drift (desired and live values shown), --json, 1 on error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mini_engine import PROJECT, MiniEngine, engine_for, make_stack_dir
+
+from metronome_iac.catalog import load_stack
+from metronome_iac.cli import main
+
+
+@pytest.fixture
+def deployed(fresh_emulator: Any, tmp_path: Path) -> Iterator[tuple[Any, Path, MiniEngine]]:
+    """The dev stack deployed on an emulator of its own (nothing else lives there)."""
+    stack_dir = make_stack_dir(tmp_path)
+    engine = engine_for(fresh_emulator, stack_dir.name)
+    engine.up(load_stack(stack_dir))
+    yield fresh_emulator, stack_dir, engine
+
+
+def drift(emulator: Any, stack_dir: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, url: str = "") -> int:
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
+    args = ["drift", "--stack", stack_dir.name, "--stacks-dir", str(stack_dir.parent), "--project", PROJECT]
+    return main([*args, "--base-url", url or emulator.base_url, *extra])
+
+
+def test_in_sync(deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    emulator, stack_dir, _ = deployed
+    assert drift(emulator, stack_dir, monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert "in sync" in out
+
+
+def test_drift_prints_desired_and_live(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    emulator, stack_dir, engine = deployed
+    client = emulator.client()
+    customer = engine.find("Customer", "acme")
+    client.v1.customers.set_name(customer_id=customer.id, name="ACME (renamed in the UI)")
+    stray = client.v1.customers.create(name="Stray customer", ingest_aliases=["stray-1"]).data
+
+    assert drift(emulator, stack_dir, monkeypatch) == 2
+    out = capsys.readouterr().out
+    assert f"~ customer 'acme' ({customer.id})" in out
+    assert 'name: desired "Acme Corp", live "ACME (renamed in the UI)"' in out
+    assert f"+ customer {stray.id} ('Stray customer'): live but not in the catalog" in out
+    assert "drift: 1 changed, 0 missing, 1 not in the catalog" in out
+
+
+def test_json_shape(deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    emulator, stack_dir, engine = deployed
+    client = emulator.client()
+    metric = engine.find("BillableMetric", "input_tokens")
+    client.v1.billable_metrics.archive(id=metric.id)
+
+    assert drift(emulator, stack_dir, monkeypatch, "--json") == 2
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {
+        "stack",
+        "project",
+        "base_url",
+        "in_sync",
+        "matched",
+        "drifted",
+        "missing",
+        "unmanaged",
+    }
+    assert report["stack"] == stack_dir.name and report["in_sync"] is False
+    assert {"kind": "billable_metrics", "name": "input_tokens", "id": None} in report["missing"]
+    # The product that points at the archived metric shows the dangling reference as drift.
+    drifted = {(d["kind"], d["name"]): d for d in report["drifted"]}
+    fields = drifted[("products", "input_tokens_product")]["fields"]
+    assert fields[0]["field"] == "billable_metric_id" and fields[0]["live"] == metric.id
+
+
+def test_json_in_sync(deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    emulator, stack_dir, _ = deployed
+    assert drift(emulator, stack_dir, monkeypatch, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["in_sync"] is True and report["drifted"] == report["missing"] == report["unmanaged"] == []
+    assert report["matched"] > 0
+
+
+def test_unreachable_api_is_an_error(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    stack_dir = make_stack_dir(tmp_path)
+    assert drift(emulator, stack_dir, monkeypatch, url="http://127.0.0.1:9") == 1
+    assert "error:" in capsys.readouterr().err
+    assert drift(emulator, stack_dir, monkeypatch, "--json", url="http://127.0.0.1:9") == 1
+    assert "error" in json.loads(capsys.readouterr().out)
+
+
+def test_bad_catalog_and_missing_token_are_errors(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    stack_dir = make_stack_dir(tmp_path)
+    (stack_dir / "catalog.yaml").write_text("billable_metrics: [{name: x, aggregation_type: SOME}]\n")
+    assert drift(emulator, stack_dir, monkeypatch) == 1
+    assert "aggregation_type" in capsys.readouterr().err
+
+    good = make_stack_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # no Pulumi.<stack>.yaml here either
+    monkeypatch.delenv("METRONOME_BEARER_TOKEN", raising=False)
+    args = ["drift", "--stack", good.name, "--stacks-dir", str(tmp_path), "--base-url", emulator.base_url]
+    assert main(args) == 1
+    assert "METRONOME_BEARER_TOKEN" in capsys.readouterr().err
+
+
+def test_list_fields_report_the_differing_leaf(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    emulator, stack_dir, _ = deployed
+    catalog = stack_dir / "catalog.yaml"
+    catalog.write_text(catalog.read_text().replace("price: 300\n", "price: 310\n", 1))
+    assert drift(emulator, stack_dir, monkeypatch) == 2
+    out = capsys.readouterr().out
+    assert (
+        "rates[input_tokens_product {model: large, region: us} from 2026-01-01T00:00:00Z].price: "
+        "desired 310, live 300"
+    ) in out
+
+    assert drift(emulator, stack_dir, monkeypatch, "--json") == 2
+    report = json.loads(capsys.readouterr().out)
+    (card,) = [d for d in report["drifted"] if d["kind"] == "rate_cards"]
+    (rates,) = card["fields"]
+    assert rates["field"] == "rates" and len(rates["details"]) == 1
+    assert rates["details"][0]["desired"] == 310 and rates["details"][0]["live"] == 300

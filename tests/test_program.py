@@ -1,0 +1,126 @@
+"""The program under `pulumi.runtime.set_mocks`: resource types, names and references."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+
+from metronome_iac.catalog import load_stack
+from metronome_iac.program import declare
+
+REPO = Path(__file__).resolve().parent.parent
+T = "pulumi-python:dynamic/metronome:"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Every resource gets id "<name>-id"; inputs are recorded with secrets unwrapped."""
+
+    def __init__(self) -> None:
+        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = {k: rpc.unwrap_rpc_secret(v) for k, v in args.inputs.items()}
+        self.resources[(args.typ, args.name)] = inputs
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture
+def mocks() -> RecordingMocks:
+    m = RecordingMocks()
+    pulumi.runtime.set_mocks(m, project="metronome-iac", stack="dev", preview=False)
+    return m
+
+
+def _declare_dev() -> Any:
+    stack = load_stack(REPO / "stacks" / "dev")
+
+    @pulumi.runtime.test
+    def run() -> Any:
+        resources = declare(stack)
+        ids = [r.id for by_name in resources.values() for r in by_name.values()]
+        return pulumi.Output.all(*ids)
+
+    run()
+    return stack
+
+
+def test_declares_every_resource_with_catalog_names(mocks: RecordingMocks) -> None:
+    stack = _declare_dev()
+    got = set(mocks.resources)
+    expected = {(T + "BillableMetric", m.name) for m in stack.catalog.billable_metrics}
+    expected |= {(T + "Product", p.name) for p in stack.catalog.products}
+    expected |= {(T + "RateCard", c.name) for c in stack.catalog.rate_cards}
+    expected |= {(T + "Customer", c.name) for c in stack.environment.customers}
+    expected |= {(T + "Contract", k.name) for k in stack.environment.contracts}
+    if importlib.util.find_spec("providers.stripe_integration") is not None:
+        expected.add((T + "StripeIntegration", "stripe"))
+    assert got == expected
+
+
+def test_references_are_wired_by_output(mocks: RecordingMocks) -> None:
+    _declare_dev()
+    r = mocks.resources
+    product = r[(T + "Product", "input_tokens_product")]
+    assert product["billable_metric_id"] == "input_tokens-id"
+    assert product["name"] == "Input tokens"  # display_name -> Metronome name
+    assert product["quantity_conversion"]["operation"] == "DIVIDE"
+    assert "billable_metric_id" not in r[(T + "Product", "prepaid_commit")]
+
+    card = r[(T + "RateCard", "standard")]
+    assert card["name"] == "Standard 2026"
+    assert {rate["product_id"] for rate in card["rates"]} == {
+        "input_tokens_product-id",
+        "output_tokens_product-id",
+    }
+    tiered = next(rate for rate in card["rates"] if rate["rate_type"] == "TIERED")
+    assert tiered["tiers"][0]["size"] == 1000
+
+    customer = r[(T + "Customer", "acme")]
+    assert customer["name"] == "Acme Corp" and customer["ingest_aliases"] == ["acme-prod", "acme-batch"]
+
+    contract = r[(T + "Contract", "acme_2026")]
+    assert contract["customer_id"] == "acme-id"
+    assert contract["rate_card_id"] == "standard-id"
+    assert contract["commits"][0]["product_id"] == "prepaid_commit-id"
+    assert contract["net_payment_terms_days"] == 30  # from settings
+
+
+def test_identity_input_is_project_stack_name(mocks: RecordingMocks) -> None:
+    _declare_dev()
+    metric = mocks.resources[(T + "BillableMetric", "input_tokens")]
+    assert metric["identity"] == "metronome-iac/dev/input_tokens"
+
+
+def test_stripe_integration_inputs(mocks: RecordingMocks) -> None:
+    if importlib.util.find_spec("providers.stripe_integration") is None:
+        pytest.skip("providers/stripe_integration.py not written yet")
+    _declare_dev()
+    stripe = mocks.resources[(T + "StripeIntegration", "stripe")]
+    assert stripe["expected_account_id"] == "acct_1DevTestAccount"
+    assert stripe["go_live"] is False
+    by_customer = {c["customer_id"]: c for c in stripe["customers"]}
+    assert by_customer["acme-id"]["stripe_customer_id"] == "cus_DevAcme0001"
+    assert by_customer["globex-id"]["collection_method"] == "send_invoice"
+
+
+def test_the_pulumi_program_declares_the_current_stack(mocks: RecordingMocks) -> None:
+    """`__main__.py` loads stacks/<pulumi.get_stack()>/ (here: dev) and declares it."""
+    import runpy
+
+    @pulumi.runtime.test
+    def run() -> Any:
+        namespace = runpy.run_path(str(REPO / "__main__.py"), run_name="__pulumi_program__")
+        resources = namespace["resources"]
+        return pulumi.Output.all(*[r.id for by_name in resources.values() for r in by_name.values()])
+
+    run()
+    assert (T + "Contract", "acme_2026") in mocks.resources
+    assert (T + "BillableMetric", "input_tokens") in mocks.resources

@@ -1,0 +1,95 @@
+"""Customer through the real provider host over gRPC, against the emulator over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from provider_host import ProviderError, ProviderHost, unique
+
+from providers.customer import CustomerProvider as C
+
+
+@pytest.fixture(scope="module")
+def host(emulator) -> Iterator[ProviderHost]:
+    with ProviderHost(emulator.base_url, emulator.token) as h:
+        yield h
+
+
+def customer(**over):
+    name = unique("customer")
+    base = {
+        "identity": f"metronome-iac/test/{name}",
+        "name": name,
+        "ingest_aliases": [f"{name}-prod", f"{name}-staging"],
+        "custom_fields": {"team": "billing"},
+    }
+    return {**base, **over}
+
+
+def test_check(host):
+    host.check_ok(C, customer())
+    failures = dict(host.check(C, {}, customer(name=None))[1])
+    assert "name" in failures and "required" in failures["name"]
+    failures = dict(host.check(C, {}, customer(ingest_aliases=["a", "a"]))[1])
+    assert "ingest_aliases" in failures and "once" in failures["ingest_aliases"]
+    failures = dict(host.check(C, {}, customer(ingest_aliases="acme"))[1])
+    assert "ingest_aliases" in failures
+
+
+def test_lifecycle(host, emulator):
+    client = emulator.client()
+    object_id, inputs, outs = host.create_checked(C, customer())
+    live = client.v1.customers.retrieve(customer_id=object_id).data
+    assert live.name == inputs["name"] and sorted(live.ingest_aliases) == sorted(inputs["ingest_aliases"])
+    assert live.custom_fields["team"] == "billing" and "iac_identity" in live.custom_fields
+
+    read_id, read_outs = host.read(C, object_id, outs)
+    assert read_id == object_id and read_outs == outs == inputs
+
+    same = {**inputs, "ingest_aliases": list(reversed(inputs["ingest_aliases"])), "external_id": None}
+    assert host.diff(C, object_id, read_outs, same).changes == "NONE"
+
+    changed = {
+        **inputs,
+        "name": inputs["name"] + "-v2",
+        "ingest_aliases": [inputs["name"] + "-new"],
+        "custom_fields": {"team": "growth"},
+    }
+    d = host.diff(C, object_id, outs, changed)
+    assert d.changes == "SOME" and d.replaces == []
+    outs = host.update(C, object_id, outs, changed)
+    live = client.v1.customers.retrieve(customer_id=object_id).data
+    assert live.name == changed["name"] and live.ingest_aliases == changed["ingest_aliases"]
+    assert live.custom_fields["team"] == "growth"
+    _, read_outs = host.read(C, object_id, outs)
+    assert host.diff(C, object_id, read_outs, changed).changes == "NONE"
+
+    assert host.diff(C, object_id, outs, {**changed, "external_id": "ext-1"}).replaces == ["external_id"]
+
+    client.v1.customers.set_name(customer_id=object_id, name="hand-edited")
+    _, drifted = host.read(C, object_id, outs)
+    assert drifted["name"] == "hand-edited"
+
+    host.delete(C, object_id, outs)
+    live = client.v1.customers.retrieve(customer_id=object_id).data
+    assert live.archived_at is not None and live.ingest_aliases == []  # aliases freed for reuse
+    assert host.read(C, object_id, outs)[0] == ""
+
+
+def test_read_after_out_of_band_archive(host, emulator):
+    object_id, _, outs = host.create_checked(C, customer())
+    emulator.client().v1.customers.archive(id=object_id)
+    assert host.read(C, object_id, outs) == ("", {})
+
+
+def test_archive_refused_while_contracts_use_it(host, emulator):
+    client = emulator.client()
+    object_id, _, outs = host.create_checked(C, customer())
+    contract = client.v1.contracts.create(
+        customer_id=object_id, starting_at="2026-01-01T00:00:00Z", name="keep-me"
+    )
+    with pytest.raises(ProviderError) as err:
+        host.delete(C, object_id, outs)
+    assert "keep-me" in str(err.value) and contract.data.id in str(err.value)
+    assert client.v1.customers.retrieve(customer_id=object_id).data.archived_at is None

@@ -1,0 +1,253 @@
+"""Table tests for the diff rules: no phantom diffs, no phantom replacements (in-process)."""
+
+from __future__ import annotations
+
+import pytest
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
+
+from providers.billable_metric import BillableMetricProvider
+from providers.contract import ContractProvider
+from providers.customer import CustomerProvider
+from providers.diff import normalize
+from providers.product import ProductProvider
+from providers.rate_card import RateCardProvider
+
+METRIC = {
+    "identity": "p/s/m",
+    "name": "Input tokens",
+    "aggregation_type": "SUM",
+    "aggregation_key": "tokens",
+    "event_type_filter": {"in_values": ["a", "b"]},
+    "property_filters": [{"name": "model", "exists": True}, {"name": "region", "in_values": ["eu", "us"]}],
+    "group_keys": [["model", "region"]],
+}
+PRODUCT = {
+    "identity": "p/s/p",
+    "name": "Tokens",
+    "type": "USAGE",
+    "billable_metric_id": "m-1",
+    "pricing_group_key": ["model", "region"],
+    "quantity_conversion": {"conversion_factor": 1000000, "operation": "DIVIDE"},
+    "quantity_rounding": {"decimal_places": 2, "rounding_method": "ROUND_UP"},
+    "tags": ["a", "b"],
+}
+CARD = {
+    "identity": "p/s/c",
+    "name": "Standard",
+    "credit_type_conversions": [{"custom_credit_type_id": "ct-1", "fiat_per_custom_credit": 2}],
+    "rates": [
+        {
+            "product_id": "p-1",
+            "starting_at": "2026-01-01T00:00:00Z",
+            "rate_type": "FLAT",
+            "price": 3,
+            "pricing_group_values": {"model": "large", "region": "us"},
+        },
+        {
+            "product_id": "p-2",
+            "starting_at": "2026-01-01T00:00:00Z",
+            "rate_type": "TIERED",
+            "tiers": [{"size": 1000, "price": 3}, {"price": 2}],
+        },
+    ],
+}
+CUSTOMER = {"identity": "p/s/u", "name": "Acme", "ingest_aliases": ["a", "b"], "external_id": "ext"}
+CONTRACT = {
+    "identity": "p/s/k",
+    "customer_id": "cu-1",
+    "rate_card_id": "rc-1",
+    "starting_at": "2026-01-01T00:00:00Z",
+    "name": "Acme 2026",
+    "net_payment_terms_days": 30,
+    "discounts": [
+        {
+            "product_id": "p-1",
+            "schedule": {"schedule_items": [{"timestamp": "2026-01-01T00:00:00Z", "amount": 10}]},
+        }
+    ],
+}
+
+U = rpc.UNKNOWN
+
+
+def with_(base, **over):
+    return {**base, **over}
+
+
+def rates_with(**over):
+    return [with_(CARD["rates"][0], **over), CARD["rates"][1]]
+
+
+# (provider, olds (recorded outputs), news, expected changes, expected replaces)
+CASES = [
+    # -- no change: defaults, number spellings, list order, missing vs None, engine fields
+    (BillableMetricProvider, METRIC, METRIC, False, []),
+    (BillableMetricProvider, METRIC, with_(METRIC, event_type_filter={"in_values": ["b", "a"]}), False, []),
+    (
+        BillableMetricProvider,
+        METRIC,
+        with_(METRIC, property_filters=METRIC["property_filters"][::-1]),
+        False,
+        [],
+    ),
+    (BillableMetricProvider, METRIC, with_(METRIC, custom_fields=None, __provider="other-blob"), False, []),
+    (BillableMetricProvider, with_(METRIC, custom_fields={"iac_identity": "p/s/m#1"}), METRIC, False, []),
+    (
+        BillableMetricProvider,
+        with_(METRIC, adopt_report=["x"]),
+        with_(METRIC, adopt={"name": "x"}),
+        False,
+        [],
+    ),
+    (ProductProvider, PRODUCT, with_(PRODUCT, is_refundable=True), False, []),
+    (
+        ProductProvider,
+        PRODUCT,
+        with_(PRODUCT, tags=["b", "a"], update_starting_at="2026-05-01T00:00:00Z"),
+        False,
+        [],
+    ),
+    (
+        ProductProvider,
+        PRODUCT,
+        with_(PRODUCT, quantity_conversion={"conversion_factor": 1e6, "operation": "DIVIDE"}),
+        False,
+        [],
+    ),
+    (
+        ProductProvider,
+        with_(PRODUCT, type="PRO_SERVICE"),
+        with_(PRODUCT, type="PROFESSIONAL_SERVICE"),
+        False,
+        [],
+    ),
+    (RateCardProvider, CARD, with_(CARD, rates=CARD["rates"][::-1]), False, []),
+    (RateCardProvider, CARD, with_(CARD, rates=rates_with(price=3.0)), False, []),
+    (RateCardProvider, CARD, with_(CARD, rates=rates_with(price="3")), False, []),
+    (RateCardProvider, CARD, with_(CARD, rates=rates_with(entitled=True)), False, []),
+    (
+        RateCardProvider,
+        CARD,
+        with_(CARD, rates=rates_with(starting_at="2026-01-01T00:00:00.000+00:00")),
+        False,
+        [],
+    ),
+    (
+        RateCardProvider,
+        CARD,
+        with_(CARD, fiat_credit_type_id="2714e483-4ff1-48e4-9e25-ac732e8f24f2"),
+        False,
+        [],
+    ),
+    (
+        RateCardProvider,
+        with_(
+            CARD, credit_type_conversions=[{"custom_credit_type_id": "ct-1", "fiat_per_custom_credit": "2"}]
+        ),
+        CARD,
+        False,
+        [],
+    ),
+    (CustomerProvider, CUSTOMER, with_(CUSTOMER, ingest_aliases=["b", "a"], custom_fields={}), False, []),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(CONTRACT, net_payment_terms_days=30.0, allow_replacement=True),
+        False,
+        [],
+    ),
+    (ContractProvider, with_(CONTRACT, uniqueness_key="iac:p/s/k#1"), CONTRACT, False, []),
+    # -- in-place updates
+    (BillableMetricProvider, METRIC, with_(METRIC, name="Renamed"), True, []),
+    (BillableMetricProvider, METRIC, with_(METRIC, custom_fields={"team": "x"}), True, []),
+    (ProductProvider, PRODUCT, with_(PRODUCT, billable_metric_id="m-2"), True, []),
+    (ProductProvider, PRODUCT, with_(PRODUCT, tags=["a"]), True, []),
+    (RateCardProvider, CARD, with_(CARD, rates=rates_with(price=4)), True, []),
+    (RateCardProvider, CARD, with_(CARD, rates=CARD["rates"][:1]), True, []),
+    (RateCardProvider, CARD, with_(CARD, description="new"), True, []),
+    (
+        RateCardProvider,
+        CARD,
+        with_(
+            CARD,
+            credit_type_conversions=[
+                *CARD["credit_type_conversions"],
+                {"custom_credit_type_id": "ct-2", "fiat_per_custom_credit": 5},
+            ],
+        ),
+        True,
+        [],
+    ),
+    (CustomerProvider, CUSTOMER, with_(CUSTOMER, name="Acme Corp"), True, []),
+    (CustomerProvider, CUSTOMER, with_(CUSTOMER, ingest_aliases=["a"]), True, []),
+    (ContractProvider, CONTRACT, with_(CONTRACT, name="x", ending_before="2027-01-01T00:00:00Z"), True, []),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(
+            CONTRACT,
+            discounts=[
+                *CONTRACT["discounts"],
+                {
+                    "product_id": "p-2",
+                    "schedule": {"schedule_items": [{"timestamp": "2026-02-01T00:00:00Z", "amount": 1}]},
+                },
+            ],
+        ),
+        True,
+        [],
+    ),
+    # -- replacements, one per immutable field
+    (BillableMetricProvider, METRIC, with_(METRIC, aggregation_type="MAX"), True, ["aggregation_type"]),
+    (BillableMetricProvider, METRIC, with_(METRIC, aggregation_key="x"), True, ["aggregation_key"]),
+    (
+        BillableMetricProvider,
+        METRIC,
+        with_(METRIC, event_type_filter={"in_values": ["a"]}),
+        True,
+        ["event_type_filter"],
+    ),
+    (BillableMetricProvider, METRIC, with_(METRIC, property_filters=[]), True, ["property_filters"]),
+    (BillableMetricProvider, METRIC, with_(METRIC, group_keys=[["model"]]), True, ["group_keys"]),
+    (ProductProvider, PRODUCT, with_(PRODUCT, type="FIXED"), True, ["type"]),
+    (RateCardProvider, CARD, with_(CARD, fiat_credit_type_id="eur"), True, ["fiat_credit_type_id"]),
+    (
+        RateCardProvider,
+        CARD,
+        with_(CARD, credit_type_conversions=[{"custom_credit_type_id": "ct-1", "fiat_per_custom_credit": 3}]),
+        True,
+        ["credit_type_conversions"],
+    ),
+    (RateCardProvider, CARD, with_(CARD, credit_type_conversions=None), True, ["credit_type_conversions"]),
+    (CustomerProvider, CUSTOMER, with_(CUSTOMER, external_id="other"), True, ["external_id"]),
+    (ContractProvider, CONTRACT, with_(CONTRACT, customer_id="cu-2"), True, ["customer_id"]),
+    (ContractProvider, CONTRACT, with_(CONTRACT, rate_card_id="rc-2"), True, ["rate_card_id"]),
+    (ContractProvider, CONTRACT, with_(CONTRACT, starting_at="2026-02-01T00:00:00Z"), True, ["starting_at"]),
+    (ContractProvider, CONTRACT, with_(CONTRACT, discounts=None), True, ["discounts"]),
+    # -- preview unknowns: a changed reference shows, and replaces if immutable
+    (ProductProvider, PRODUCT, with_(PRODUCT, billable_metric_id=U), True, []),
+    (ProductProvider, PRODUCT, with_(PRODUCT, billable_metric_id=Unknown()), True, []),
+    (ContractProvider, CONTRACT, with_(CONTRACT, customer_id=U), True, ["customer_id"]),
+    (RateCardProvider, CARD, with_(CARD, rates=rates_with(product_id=U)), True, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "olds", "news", "changes", "replaces"),
+    CASES,
+    ids=[f"{i}-{c[0].kind}" for i, c in enumerate(CASES)],
+)
+def test_diff_table(provider, olds, news, changes, replaces):
+    result = provider().diff("id-1", olds, news)
+    assert (result.changes, sorted(result.replaces or [])) == (changes, sorted(replaces))
+
+
+def test_normalize_table():
+    assert normalize({"a": 3}) == normalize({"a": 3.0}) == normalize({"a": "3"}) == normalize({"a": "3.0"})
+    assert normalize({"a": None, "b": [], "c": {}}) == {}
+    assert normalize({"t": "2026-01-01T00:00:00Z"}) == normalize({"t": "2026-01-01T00:00:00.000+00:00"})
+    assert normalize({"tiers": [{"size": 1, "price": 2}, {"price": 1}]}) != normalize(
+        {"tiers": [{"price": 1}, {"size": 1, "price": 2}]}
+    )  # tier order matters
+    assert normalize({"tags": ["b", "a"]}) == normalize({"tags": ["a", "b"]})

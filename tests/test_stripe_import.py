@@ -1,0 +1,301 @@
+"""import-stripe: a Stripe account (localstripe + the fake extras) -> a stack that validates and declares."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from fake_stripe import ACCOUNT_ID, API_KEY, FakeStripe
+
+from metronome_iac import stripe_import
+from metronome_iac.catalog import CatalogError, load_stack
+from metronome_iac.cli import main
+
+N_CUSTOMERS = 250
+START = "2026-01-01T00:00:00Z"
+JAN_1, FEB_1 = 1767225600, 1769904000
+
+
+@pytest.fixture(scope="module")
+def account() -> Iterator[dict]:
+    fake = FakeStripe()
+    try:
+        tokens = fake.add_meter(
+            "input_tokens", value_key="tokens", display_name="Input tokens", dimensions=["model", "region"]
+        )
+        requests_meter = fake.add_meter("api_requests", formula="count", display_name="API requests")
+        fake.add_meter("peak_gpus", formula="max")  # no Metronome equivalent of Stripe's aggregation here
+        tokens_product = fake.add_product("Input tokens")
+        requests_product = fake.add_product("API requests")
+        per_million = fake.add_price(
+            tokens_product["id"],
+            meter=tokens["id"],
+            unit_amount=300,
+            lookup_key="input_tokens_per_million",
+            transform_quantity={"divide_by": 1000000, "round": "up"},
+        )
+        graduated = fake.add_price(
+            requests_product["id"],
+            meter=requests_meter["id"],
+            nickname="graduated",
+            tiers_mode="graduated",
+            tiers=[
+                {"up_to": 1000, "unit_amount": 0},
+                {"up_to": 10000, "unit_amount_decimal": "0.5"},
+                {"up_to": None, "unit_amount_decimal": "0.25"},
+            ],
+        )
+        fake.add_price(
+            requests_product["id"],
+            meter=requests_meter["id"],
+            nickname="volume",
+            tiers_mode="volume",
+            tiers=[{"up_to": 1000, "unit_amount": 1}, {"up_to": None, "unit_amount": 0}],
+        )
+        fake.add_price(
+            tokens_product["id"], meter=tokens["id"], currency="eur", unit_amount=280, nickname="euro"
+        )
+        fake.add_price(tokens_product["id"], usage_type="licensed", unit_amount=5000, nickname="seat")
+        fake.add_price(
+            requests_product["id"],
+            meter=requests_meter["id"],
+            nickname="with fee",
+            tiers_mode="graduated",
+            tiers=[{"up_to": 10, "unit_amount": 1, "flat_amount": 500}, {"up_to": None, "unit_amount": 1}],
+        )
+
+        customers = [fake.create_customer(f"Customer {i:03d}") for i in range(N_CUSTOMERS)]
+        idle = [fake.create_customer(f"Idle {i}") for i in range(5)]  # no subscription: not imported
+        for i, cus in enumerate(customers):
+            method = "send_invoice" if i == 7 else "charge_automatically"
+            fake.add_subscription(cus, [per_million["id"], graduated["id"]], collection_method=method)
+        grants = {
+            "expiring": fake.add_credit_grant(
+                customers[0], 10000, name="Launch credit", effective_at=JAN_1, expires_at=FEB_1, priority=10
+            ),
+            "forever": fake.add_credit_grant(customers[1], 2500, name="Goodwill"),
+            "voided": fake.add_credit_grant(customers[2], 100, voided=True),
+            "euro": fake.add_credit_grant(customers[3], 100, currency="eur"),
+            "idle": fake.add_credit_grant(idle[0], 100),
+        }
+        yield {"fake": fake, "customers": customers, "grants": grants, "per_million": per_million}
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def imported(account: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    fake: FakeStripe = account["fake"]
+    out = tmp_path_factory.mktemp("stacks") / "imported"
+    before = len(fake.requests)
+    code = main(
+        [
+            "import-stripe",
+            "--out",
+            str(out),
+            "--api-key",
+            API_KEY,
+            "--api-base",
+            fake.api_base,
+            "--rates-starting-at",
+            START,
+        ]
+    )
+    assert code == 0
+    return {"out": out, "requests": fake.requests[before:]}
+
+
+def test_import_validates_and_maps(imported: dict, account: dict) -> None:
+    stack = load_stack(imported["out"])
+    metrics = {m.name: m for m in stack.catalog.billable_metrics}
+    assert set(metrics) == {"input_tokens", "api_requests"}
+    assert metrics["input_tokens"].aggregation_type == "SUM"
+    assert metrics["input_tokens"].aggregation_key == "tokens"
+    assert metrics["input_tokens"].event_type_filter.in_values == ["input_tokens"]
+    assert metrics["input_tokens"].group_keys == [["model", "region"]]
+    assert [(f.name, f.exists) for f in metrics["input_tokens"].property_filters] == [
+        ("model", True),
+        ("region", True),
+    ]
+    assert (
+        metrics["api_requests"].aggregation_type == "COUNT"
+        and metrics["api_requests"].aggregation_key is None
+    )
+
+    products = {p.name: p for p in stack.catalog.products}
+    assert set(products) == {"input_tokens_per_million", "graduated", "stripe_credit"}
+    tokens = products["input_tokens_per_million"]
+    assert tokens.billable_metric == "input_tokens"
+    assert tokens.quantity_conversion.conversion_factor == 1000000
+    assert tokens.quantity_conversion.operation == "DIVIDE"
+    assert tokens.quantity_rounding.rounding_method == "ROUND_UP"
+    assert products["stripe_credit"].type == "FIXED"
+
+    (card,) = stack.catalog.rate_cards
+    rates = {r.product: r for r in card.rates}
+    assert (
+        rates["input_tokens_per_million"].rate_type == "FLAT"
+        and rates["input_tokens_per_million"].price == 300
+    )
+    tiers = rates["graduated"].tiers
+    assert [(t.size, t.price) for t in tiers] == [(1000, 0), (9000, 0.5), (None, 0.25)]  # up_to -> sizes
+    assert all(r.starting_at == START for r in card.rates)
+
+    env = stack.environment
+    assert env.stripe.expected_account_id == ACCOUNT_ID and env.stripe.go_live is False
+    assert len(env.customers) == N_CUSTOMERS  # all pages read; idle customers left out
+    by_stripe = {c.stripe_customer_id: c for c in env.customers}
+    assert set(by_stripe) == set(account["customers"])
+    first = by_stripe[account["customers"][0]]
+    assert first.ingest_aliases == [account["customers"][0]] and first.display_name == "Customer 000"
+    assert by_stripe[account["customers"][7]].stripe_collection_method == "send_invoice"
+    assert by_stripe[account["customers"][8]].stripe_collection_method is None
+
+    contracts = {k.customer: k for k in env.contracts}
+    assert len(contracts) == N_CUSTOMERS
+    (launch,) = contracts[first.name].credits
+    assert launch.name == "Launch credit" and launch.priority == 10 and launch.product == "stripe_credit"
+    (item,) = launch.access_schedule.schedule_items
+    assert (item.amount, item.starting_at, item.ending_before) == (10000, START, "2026-02-01T00:00:00Z")
+    (forever,) = contracts[by_stripe[account["customers"][1]].name].credits
+    assert forever.access_schedule.schedule_items[0].ending_before == stripe_import.NO_EXPIRY
+    assert not contracts[by_stripe[account["customers"][2]].name].credits  # voided
+    assert not contracts[by_stripe[account["customers"][3]].name].credits  # EUR
+
+
+def test_import_pages_through_everything(imported: dict) -> None:
+    customer_pages = [p for m, p in imported["requests"] if m == "GET" and p == "/v1/customers"]
+    subscription_pages = [p for m, p in imported["requests"] if m == "GET" and p == "/v1/subscriptions"]
+    assert len(customer_pages) == 3  # 255 customers, 100 a page
+    assert len(subscription_pages) == 3
+
+
+def test_import_reports_what_it_could_not_map(
+    account: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake: FakeStripe = account["fake"]
+    assert (
+        main(
+            [
+                "import-stripe",
+                "--out",
+                str(tmp_path / "s"),
+                "--api-key",
+                API_KEY,
+                "--api-base",
+                fake.api_base,
+                "--rates-starting-at",
+                START,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "meter" in out and "aggregation formula 'max' has no Metronome equivalent" in out
+    assert "(volume): volume tiers" in out
+    assert "(euro): currency EUR" in out
+    assert "(seat): licensed (not usage-based) price" in out
+    assert "(with fee): tiers with a flat fee" in out
+    grants = account["grants"]
+    assert f"credit grant {grants['voided']['id']}: voided" in out
+    assert f"credit grant {grants['euro']['id']}: currency EUR is not USD" in out
+    assert f"credit grant {grants['idle']['id']}: customer" in out and "has no imported subscription" in out
+    assert "imported 2 billable metric(s), 3 product(s), 2 rate(s), 250 customer(s), 2 credit(s)" in out
+
+
+def test_invalid_result_is_never_written(account: dict, tmp_path: Path) -> None:
+    data = stripe_import.read_account(stripe_import.make_client(API_KEY, account["fake"].api_base))
+    result = stripe_import.build_stack(data, START)
+    result.catalog["products"][0]["billable_metric"] = "no_such_metric"  # a cross-reference error
+    out = tmp_path / "broken"
+    with pytest.raises(CatalogError, match="no_such_metric"):
+        stripe_import.write_stack(result, out)
+    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # staging cleaned up
+
+
+def test_refuses_to_overwrite_and_needs_a_key(imported: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["import-stripe", "--out", str(imported["out"]), "--api-key", API_KEY]) == 2
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    assert main(["import-stripe", "--out", str(imported["out"]) + "-new"]) == 2
+
+
+def test_map_price_units() -> None:
+    decimal_price = {
+        "id": "price_1",
+        "type": "recurring",
+        "currency": "usd",
+        "billing_scheme": "per_unit",
+        "recurring": {"usage_type": "metered", "meter": "mtr_1"},
+        "unit_amount": None,
+        "unit_amount_decimal": "0.0003",
+        "transform_quantity": {"divide_by": 1000, "round": "down"},
+    }
+    product, rate, reason = stripe_import.map_price(decimal_price, {"mtr_1": "m"})
+    assert reason is None and rate == {"rate_type": "FLAT", "price": 0.0003}
+    assert product["quantity_rounding"] == {"decimal_places": 0, "rounding_method": "ROUND_DOWN"}
+    last = {
+        "id": "mtr_2",
+        "event_name": "gpus",
+        "default_aggregation": {"formula": "last"},
+        "value_settings": {"event_payload_key": "gpus"},
+    }
+    metric, reason = stripe_import.map_meter(last, "gpus")
+    assert metric["aggregation_type"] == "LATEST" and metric["aggregation_key"] == "gpus"
+
+
+_PROVIDERS = [
+    "providers.billable_metric",
+    "providers.product",
+    "providers.rate_card",
+    "providers.customer",
+    "providers.contract",
+    "providers.stripe_integration",
+]
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in _PROVIDERS),
+    reason="not every provider module exists yet",
+)
+def test_program_declares_the_imported_stack(imported: dict) -> None:
+    import pulumi
+
+    from metronome_iac.program import declare
+
+    stack = load_stack(imported["out"])
+    seen: Counter = Counter()
+    stripe_inputs: dict = {}
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+            seen[args.typ.rsplit(":", 1)[-1]] += 1
+            if args.typ.endswith("StripeIntegration"):
+                stripe_inputs.update(args.inputs)
+            return f"{args.name}_id", dict(args.inputs)
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+            return {}
+
+    pulumi.runtime.set_mocks(Mocks(), project="metronome-iac", stack="imported", preview=False)
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output:
+        out = declare(stack)
+        return pulumi.Output.all(*[r.id for section in out.values() for r in section.values()])
+
+    run()
+    assert seen == {
+        "BillableMetric": 2,
+        "Product": 3,
+        "RateCard": 1,
+        "Customer": N_CUSTOMERS,
+        "Contract": N_CUSTOMERS,
+        "StripeIntegration": 1,
+    }
+    assert stripe_inputs["go_live"] is False and len(stripe_inputs["customers"]) == N_CUSTOMERS
+    assert yaml.safe_load((imported["out"] / "environment.yaml").read_text())["stripe"]["go_live"] is False
