@@ -251,14 +251,35 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
         out["customers"][c.name] = _resource_class("customers")(c.name, **customer_inputs(c))
     customer_ids = {name: r.id for name, r in out["customers"].items()}
 
-    for k in env.contracts:
-        out["contracts"][k.name] = _resource_class("contracts")(
-            k.name, **contract_inputs(k, customer_ids, card_ids, product_ids, settings)
-        )
-
+    # The integration comes before contracts: a contract bills through Stripe only once go-live has
+    # set its customer's Stripe configuration, and then it takes that configuration's id.
     stripe = stripe_inputs(stack, customer_ids)
+    integration = None
     if stripe is not None:
         from providers.stripe_integration import StripeIntegration
 
-        out["stripe"][STRIPE_RESOURCE_NAME] = StripeIntegration(STRIPE_RESOURCE_NAME, **stripe)
+        integration = StripeIntegration(STRIPE_RESOURCE_NAME, **stripe)
+        out["stripe"][STRIPE_RESOURCE_NAME] = integration
+    billed_through_stripe = {c.name for c in env.customers if c.stripe_customer_id}
+
+    for k in env.contracts:
+        inputs = contract_inputs(k, customer_ids, card_ids, product_ids, settings)
+        if integration is not None and stripe["go_live"] and k.customer in billed_through_stripe:
+            inputs["billing_provider_configuration"] = stripe_configuration_for(
+                integration, customer_ids[k.customer]
+            )
+        out["contracts"][k.name] = _resource_class("contracts")(k.name, **inputs)
     return out
+
+
+def stripe_configuration_for(integration: Any, customer_id: Any) -> Any:
+    """The contract's `billing_provider_configuration`: its customer's Stripe configuration id."""
+    import pulumi
+
+    def pick(args: list[Any]) -> dict[str, str]:
+        ids, cid = args
+        if cid not in (ids or {}):  # never let a live contract silently miss its invoicing route
+            raise ValueError(f"StripeIntegration has no Stripe configuration for customer {cid}")
+        return {"billing_provider_configuration_id": ids[cid]}
+
+    return pulumi.Output.all(integration.billing_provider_configuration_ids, customer_id).apply(pick)

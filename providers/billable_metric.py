@@ -121,7 +121,7 @@ def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] |
 
 
 def _index(client: metronome.Metronome):
-    return kind_index(client, ENTITY, lambda c: [{"id": i, **o} for i, o in list_objects(c)])
+    return kind_index(client, ENTITY, list_objects, read_object)
 
 
 class BillableMetricProvider(MetronomeProvider):

@@ -259,6 +259,8 @@ def delete_custom_field_values(
 # ---------------------------------------------------------------------------------------------
 
 IDENTITY_FIELD = "iac_identity"
+Lister = Callable[[metronome.Metronome], list[tuple[str, dict[str, Any]]]]
+Reader = Callable[[metronome.Metronome, str], "dict[str, Any] | None"]
 
 
 class KindIndex:
@@ -268,20 +270,20 @@ class KindIndex:
     refresh is skipped when another thread already refreshed after our failure.
     """
 
-    def __init__(self, lister: Callable[[metronome.Metronome], list[dict[str, Any]]]) -> None:
+    def __init__(self, lister: Lister, reader: Reader) -> None:
         self._lister = lister
+        self._reader = reader
         self._lock = threading.Lock()
         self._by_tag: dict[str, str] = {}
         self._objects: dict[str, dict[str, Any]] = {}
         self._loaded_at: float | None = None
 
     def _load(self, client: metronome.Metronome) -> None:
-        objects = self._lister(client)
-        for obj in objects:
-            self._objects[obj["id"]] = obj
+        for object_id, obj in self._lister(client):
+            self._objects[object_id] = {"id": object_id, **obj}
             tag = (obj.get("custom_fields") or {}).get(IDENTITY_FIELD)
             if tag:
-                self._by_tag[tag] = obj["id"]  # merge: keep ids added locally meanwhile
+                self._by_tag[tag] = object_id  # merge: keep ids added locally meanwhile
         self._loaded_at = time.monotonic()
 
     def ensure_loaded(self, client: metronome.Metronome) -> None:
@@ -294,9 +296,17 @@ class KindIndex:
             if self._loaded_at is None or self._loaded_at < since:
                 self._load(client)
 
-    def find(self, tag: str) -> str | None:
+    def find(self, client: metronome.Metronome, tag: str) -> str | None:
+        """The live object tagged `tag`. The index may be older than an archive made since it was
+        loaded (a long-lived host, a hand edit), so a hit is confirmed by reading the object."""
         with self._lock:
-            return self._by_tag.get(tag)
+            object_id = self._by_tag.get(tag)
+        if object_id is None:
+            return None
+        if self._reader(client, object_id) is None:
+            self.forget(object_id)
+            return None
+        return object_id
 
     def objects(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -318,13 +328,13 @@ _INDEXES: dict[tuple[str, str], KindIndex] = {}
 _INDEXES_LOCK = threading.Lock()
 
 
-def kind_index(
-    client: metronome.Metronome, kind: str, lister: Callable[[metronome.Metronome], list[dict[str, Any]]]
-) -> KindIndex:
+def kind_index(client: metronome.Metronome, kind: str, lister: Lister, reader: Reader) -> KindIndex:
+    """The process-wide index of one kind: `lister` gives (id, object) pairs of live objects,
+    `reader` reads one object (None when archived or missing)."""
     with _INDEXES_LOCK:
         key = (client_key(client), kind)
         if key not in _INDEXES:
-            _INDEXES[key] = KindIndex(lister)
+            _INDEXES[key] = KindIndex(lister, reader)
         return _INDEXES[key]
 
 
@@ -372,7 +382,7 @@ def create_once(
     have happened, so we re-read the listing before trying again; after a 429 we wait as told.
     """
     index.ensure_loaded(client)
-    existing = index.find(tag)
+    existing = index.find(client, tag)
     if existing:
         return existing, True
     delay = 0.5
@@ -388,7 +398,7 @@ def create_once(
         except (metronome.APIConnectionError, metronome.InternalServerError) as err:
             last = err
             index.refresh(client, failed_at)
-            existing = index.find(tag)
+            existing = index.find(client, tag)
             if existing:
                 return existing, True
             time.sleep(retry_after_seconds(getattr(err, "response", None)) or delay)

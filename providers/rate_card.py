@@ -8,14 +8,18 @@ ended by adding it again with `ending_before`. This module diffs rates by that i
 - a removed rate is ENDED at the change time (the current hour), never left active; a removed rate
   that has not started yet cannot be ended before it starts, so it is replaced by a one-hour,
   not-entitled "tombstone" (recognised and hidden by read);
-- a changed rate: if its live segment starts at or after the current hour it is rewritten in place
-  (same identity); otherwise the live segment is ended at the current hour and the new values start
-  there. Read folds such a chain of contiguous segments back into the one declared rate (first
-  starting_at, latest values), so an update never leaves a phantom diff.
+- a changed rate: if only its end moves, the live segment gets the new end; if its live segment
+  starts at or after the current hour (or the rate is declared as entirely past: a retroactive
+  correction) it is rewritten in place (same identity); otherwise the live segment is ended at the
+  current hour and the new values start there.
+
+Read folds such a chain of contiguous segments back into the one declared rate (first starting_at,
+latest values), so an update never leaves a phantom diff.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -336,9 +340,7 @@ def list_objects(client: metronome.Metronome, *, with_rates: bool = True) -> lis
 
 
 def _index(client: metronome.Metronome):
-    return kind_index(
-        client, ENTITY, lambda c: [{"id": i, **o} for i, o in list_objects(c, with_rates=False)]
-    )
+    return kind_index(client, ENTITY, functools.partial(list_objects, with_rates=False), read_object)
 
 
 def _rate_body(rate: dict[str, Any]) -> dict[str, Any]:
@@ -382,16 +384,17 @@ def plan_rate_changes(
         last = current.get("_last", current)
         start = _ts(last["starting_at"])
         want_end = _ts(want["ending_before"]) if want.get("ending_before") else None
-        if start >= hour:  # not started yet: rewrite it in place
-            adds.append({**want, "starting_at": last["starting_at"]})
-        elif _only_end_differs(current, want) or (want_end is not None and want_end <= hour):
-            # Only the end moves (or the rate ends in the past): the price history stays as it was.
-            end = want["ending_before"] if want_end is not None and want_end > start else _fmt(hour)
+        if _only_end_differs(current, want):
+            # Only the end moves: the price history stays as it was.
             adds.append(
-                {**_strip(last), "ending_before": end}
+                {**_strip(last), "ending_before": want["ending_before"]}
                 if want_end is not None
                 else {k: v for k, v in _strip(last).items() if k != "ending_before"}
             )
+        elif start >= hour or (want_end is not None and want_end <= hour):
+            # Not started yet, or declared as entirely past (a deliberate retroactive correction):
+            # rewrite the live segment in place.
+            adds.append({**want, "starting_at": last["starting_at"]})
         else:  # a new price from the current hour; the old one ends there
             adds.append({**_strip(last), "ending_before": _fmt(hour)})
             adds.append({**want, "starting_at": _fmt(hour)})

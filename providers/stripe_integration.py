@@ -35,9 +35,9 @@ from pulumi.dynamic import CheckFailure, ConfigureRequest, CreateResult, DiffRes
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import COMPUTED_FIELDS, InputsBase, MetronomeProvider, declare_props
-from .client import MetronomeError, get_client, raw_request, request, retry_after_seconds
+from .client import MetronomeError, archive, get_client, raw_request, request, retry_after_seconds
 from .config import get_settings
-from .diff import PROVIDER_KEY, UNKNOWN, contains_unknown
+from .diff import PROVIDER_KEY, UNKNOWN, compute_diff, contains_unknown
 
 KIND = "StripeIntegration"
 BATCH_SIZE = 100  # configurations per setCustomerBillingProviderConfigurations call
@@ -73,14 +73,15 @@ def account_change_refused(old: str, new: str) -> str:
 def removal_refused(still_active: dict[str, list[str]]) -> str:
     listed = "; ".join(f"{cid} (configuration {', '.join(ids)})" for cid, ids in sorted(still_active.items()))
     return (
-        f"customers still invoiced through Stripe cannot be dropped from a live integration: {listed}. "
-        "Dropping them from the list would not stop Metronome invoicing them through Stripe. To stop "
-        "invoicing a customer through Stripe deliberately: archive its configuration with "
-        f"POST {ARCHIVE_PATH} {{customer_id, customer_billing_provider_configuration_ids: [id]}} "
-        "(it takes effect at once: the customer's contracts that reference it stop sending invoices to "
-        "Stripe), then remove the customer from this list; this check passes once the customer has no "
-        "active Stripe configuration"
+        f"customers with an active Stripe configuration cannot be dropped from a live integration: {listed}. "
+        "Dropping a customer from this list would not stop Metronome invoicing it through Stripe; it would "
+        "only stop this stack from managing it. To stop invoicing a customer through Stripe deliberately: "
+        f"archive its configuration(s) with POST {ARCHIVE_PATH} "
+        "{customer_id, customer_billing_provider_configuration_ids: [<ids above>]} (at once, Metronome "
+        "archives it on the contracts that use it too and stops sending them to Stripe), then remove the "
+        "customer from this list: this check passes once the customer has no active Stripe configuration"
     )
+
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -133,14 +134,31 @@ def gate_refusals(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, s
     return refusals
 
 
+def desired_configurations(inputs: dict[str, Any]) -> list[dict[str, str]]:
+    """One Stripe configuration per customer: its override or the default collection method."""
+    default = inputs.get("collection_method") or "charge_automatically"
+    return [
+        {
+            "customer_id": c["customer_id"],
+            "stripe_customer_id": c["stripe_customer_id"],
+            "collection_method": c.get("collection_method") or default,
+        }
+        for c in inputs.get("customers") or []
+    ]
+
+
 def comparable(inputs: dict[str, Any]) -> dict[str, Any]:
     """Inputs as diffed: each customer with its effective collection method, so an override equal to
     the default and an omitted one compare equal (customer order and number types are handled by
     `compute_diff`'s normalisation)."""
     customers = inputs.get("customers")
-    if not isinstance(customers, list) or not all(isinstance(c, dict) for c in customers):
-        return inputs  # a preview unknown: compared as is (counts as a change)
+    keys = ("customer_id", "stripe_customer_id")
+    if not isinstance(customers, list) or not all(
+        isinstance(c, dict) and all(k in c for k in keys) for c in customers
+    ):
+        return inputs  # a preview unknown or invalid inputs: compared as given
     return {**inputs, "customers": desired_configurations(inputs)}
+
 
 # ---------------------------------------------------------------------------------------------
 # Stripe settings and client (host-process caches)
@@ -202,6 +220,18 @@ def stripe_account_id(label: str) -> str:
         raise MetronomeError(
             f"{label}: Stripe rejected the key when reading its account: {err.user_message or err}"
         ) from None
+
+
+NOT_VERIFIED = (
+    "Stripe not checked: no Stripe key is set (stripe:apiKey or STRIPE_API_KEY); the account and the "
+    "customers' Stripe ids are verified once it is, and go_live needs it"
+)
+
+
+def stripe_checks_skipped(go_live: bool | None) -> bool:
+    """Before go-live a stack may run without a Stripe key (dev against the emulator, a first
+    preview): Stripe-side checks are skipped and the outputs say so. Going live needs the key."""
+    return not go_live and not get_settings().stripe_api_key
 
 
 def check_account(expected: str, label: str) -> str:
@@ -266,54 +296,71 @@ def stripe_delivery_method(client: metronome.Metronome, expected_account_id: str
     )
 
 
-def desired_configurations(inputs: dict[str, Any]) -> list[dict[str, str]]:
-    default = inputs.get("collection_method") or "charge_automatically"
-    return [
-        {
-            "customer_id": c["customer_id"],
-            "stripe_customer_id": c["stripe_customer_id"],
-            "collection_method": c.get("collection_method") or default,
-        }
-        for c in inputs.get("customers") or []
-    ]
-
-
-def _matches(config: dict[str, Any], want: dict[str, str], delivery_method_id: str) -> bool:
-    conf = config.get("configuration") or {}
+def _is_stripe(config: dict[str, Any], delivery_method_id: str | None) -> bool:
+    """An active Stripe configuration (on `delivery_method_id` when given: other connected Stripe
+    accounts are not this resource's business)."""
     return (
         config.get("billing_provider") == "stripe"
         and not config.get("archived_at")
-        and conf.get("stripe_customer_id") == want["stripe_customer_id"]
-        and (conf.get("stripe_collection_method") or "charge_automatically") == want["collection_method"]
-        and config.get("delivery_method_id") in (None, delivery_method_id)
+        and (delivery_method_id is None or config.get("delivery_method_id") in (None, delivery_method_id))
     )
 
 
-def existing_configurations(
-    client: metronome.Metronome, wanted: list[dict[str, str]], delivery_method_id: str, label: str
-) -> dict[str, str]:
-    """{customer_id: config id} for customers that already have the wanted Stripe configuration."""
+def _matches(config: dict[str, Any], want: dict[str, str]) -> bool:
+    conf = config.get("configuration") or {}
+    return (
+        conf.get("stripe_customer_id") == want["stripe_customer_id"]
+        and (conf.get("stripe_collection_method") or "charge_automatically") == want["collection_method"]
+    )
 
-    def look(want: dict[str, str]) -> tuple[str, str | None]:
+
+def stripe_configurations(
+    client: metronome.Metronome,
+    customer_ids: list[str],
+    delivery_method_id: str | None,
+    label: str,
+    *,
+    missing_ok: bool = False,
+) -> dict[str, list[dict[str, Any]]]:
+    """{customer_id: its active Stripe configurations}; one get per customer (the get is not paged)."""
+
+    def look(customer_id: str) -> tuple[str, list[dict[str, Any]]]:
         try:
             page = request(
                 client,
                 "POST",
                 "/v1/getCustomerBillingProviderConfigurations",
                 label=label,
-                body={"customer_id": want["customer_id"]},
+                body={"customer_id": customer_id},
             )
         except MetronomeError as err:
-            if err.status_code == 404:
-                raise MetronomeError(
-                    f"{label}: Metronome customer {want['customer_id']} does not exist"
-                ) from None
-            raise
-        hits = [c["id"] for c in (page or {}).get("data") or [] if _matches(c, want, delivery_method_id)]
-        return want["customer_id"], hits[0] if hits else None
+            if err.status_code != 404:
+                raise
+            if missing_ok:
+                return customer_id, []
+            raise MetronomeError(f"{label}: Metronome customer {customer_id} does not exist") from None
+        configs = [c for c in (page or {}).get("data") or [] if _is_stripe(c, delivery_method_id)]
+        return customer_id, configs
 
     with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        return {cid: cfg for cid, cfg in pool.map(look, wanted) if cfg}
+        return dict(pool.map(look, customer_ids))
+
+
+def existing_configurations(
+    client: metronome.Metronome, wanted: list[dict[str, str]], delivery_method_id: str, label: str
+) -> dict[str, str]:
+    """{customer_id: config id} for customers that already have the wanted Stripe configuration."""
+    live = stripe_configurations(client, [w["customer_id"] for w in wanted], delivery_method_id, label)
+    return _pick(wanted, live)
+
+
+def _pick(wanted: list[dict[str, str]], live: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    found = {}
+    for want in wanted:
+        hits = [c["id"] for c in live.get(want["customer_id"], []) if _matches(c, want)]
+        if hits:
+            found[want["customer_id"]] = hits[0]
+    return found
 
 
 def set_configurations(
@@ -322,14 +369,19 @@ def set_configurations(
     delivery_method_id: str,
     label: str,
     sleep: Callable[[float], None] = time.sleep,
+    found: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Every wanted configuration exists afterwards; returns {customer_id: config id}.
 
-    Existing ones are looked up first, so a retried `up` re-uses them. The set call itself goes out
-    with the SDK retries off: after an ambiguous failure (5xx, connection) the batch is looked up again
-    and only what is still missing is sent, so a configuration is never set twice.
+    Existing ones are looked up first (or passed in as `found`), so a retried `up` re-uses them. The
+    set call itself goes out with the SDK retries off: after an ambiguous failure (5xx, connection) the
+    batch is looked up again and only what is still missing is sent, so a configuration is never set twice.
     """
-    found = existing_configurations(client, wanted, delivery_method_id, label)
+    found = (
+        dict(found)
+        if found is not None
+        else existing_configurations(client, wanted, delivery_method_id, label)
+    )
     missing = [w for w in wanted if w["customer_id"] not in found]
     for start in range(0, len(missing), BATCH_SIZE):
         batch = missing[start : start + BATCH_SIZE]
@@ -378,6 +430,74 @@ def set_configurations(
     return {w["customer_id"]: found[w["customer_id"]] for w in wanted if w["customer_id"] in found}
 
 
+def archive_replaced(
+    client: metronome.Metronome, ids: dict[str, str], replaced: dict[str, list[str]], label: str
+) -> None:
+    """Archive each customer's replaced configurations (one call per customer: the API takes one).
+
+    Runs only after the new configurations exist, so a customer is never without one. A failure leaves
+    new and replaced both active; the error says so per customer, and the next `up` finishes the job
+    (set_configurations finds the new ones, the replaced ones are found again and archived).
+    """
+
+    def one(customer_id: str) -> tuple[str, str] | None:
+        body = {
+            "customer_id": customer_id,
+            "customer_billing_provider_configuration_ids": replaced[customer_id],
+        }
+        try:
+            archive(client, ARCHIVE_PATH, body, label=label)  # "already archived" counts as done
+        except MetronomeError as err:
+            return customer_id, str(err).removeprefix(f"{label}: ")
+        return None
+
+    todo = sorted(cid for cid, old in replaced.items() if old)
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+        failed = dict(f for f in pool.map(one, todo) if f is not None)
+    for customer_id in todo:
+        if customer_id not in failed:
+            print(
+                f"{label}: customer {customer_id}: archived replaced Stripe configuration(s) "
+                f"{', '.join(replaced[customer_id])}; active now: {ids[customer_id]}",
+                file=sys.stderr,
+                flush=True,
+            )
+    if failed:
+        lines = "; ".join(
+            f"customer {cid}: new configuration {ids[cid]} is active AND replaced "
+            f"{', '.join(replaced[cid])} is still active ({why})"
+            for cid, why in sorted(failed.items())
+        )
+        raise MetronomeError(
+            f"{label}: the new Stripe configurations are set, but archiving the replaced ones failed for "
+            f"{len(failed)} customer(s), which therefore have two active Stripe configurations: {lines}. "
+            "Every other customer has exactly its new configuration. Until this step succeeds the stack "
+            "keeps its previous state, so contracts keep referencing the configuration ids recorded there. "
+            "Run `pulumi up` again to finish: it finds the new configurations (nothing is set twice) and "
+            "archives the replaced ones."
+        )
+
+
+def apply_live(
+    client: metronome.Metronome,
+    wanted: list[dict[str, str]],
+    delivery_method_id: str,
+    label: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, str]:
+    """Make each wanted configuration the customer's only active Stripe configuration; {customer_id: id}.
+
+    Idempotent: everything is looked up first, so re-running after any failure converges.
+    """
+    live = stripe_configurations(client, [w["customer_id"] for w in wanted], delivery_method_id, label)
+    ids = set_configurations(
+        client, wanted, delivery_method_id, label, sleep=sleep, found=_pick(wanted, live)
+    )
+    replaced = {cid: [c["id"] for c in live[cid] if c["id"] != new_id] for cid, new_id in ids.items()}
+    archive_replaced(client, ids, replaced, label)
+    return ids
+
+
 # ---------------------------------------------------------------------------------------------
 # Provider
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +514,7 @@ class StripeIntegrationProvider(MetronomeProvider):
         super().configure(req)
         _configure_stripe(req)
 
-    # check: schema (base), then the go-live gate and the Stripe look-ups.
+    # check: schema (base), then the go-live gate, then the look-ups (Metronome, Stripe).
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
         label = self.label(inputs.model_dump())
         failures: list[CheckFailure] = []
@@ -412,22 +532,22 @@ class StripeIntegrationProvider(MetronomeProvider):
             failures.append(
                 CheckFailure("customers", f"customers listed twice: {dupes}; to fix: list each once")
             )
-        was_live = bool(olds.get("go_live"))
-        if was_live and not inputs.go_live:
-            failures.append(CheckFailure("go_live", GO_LIVE_OFF_REFUSED))
-        if was_live and inputs.go_live:
-            old_ids = {c.get("customer_id") for c in olds.get("customers") or []}
-            removed = sorted(i for i in old_ids - {c.customer_id for c in inputs.customers} if i != UNKNOWN)
-            if removed and UNKNOWN not in {c.customer_id for c in inputs.customers}:
-                failures.append(
-                    CheckFailure(
-                        "customers",
-                        f"customers {removed} have live Stripe configurations and cannot be dropped "
-                        "silently; to fix: archive their configurations deliberately "
-                        "(/v1/archiveCustomerBillingProviderConfigurations), then remove them",
-                    )
-                )
+        old = self.shape(olds) if olds else {}
+        new = inputs.model_dump(mode="json", exclude_none=True)
+        failures += [CheckFailure(field, why) for field, why in gate_refusals(old, new)]
         if failures:
+            return failures
+        removed = self._removed_customers(old, inputs)
+        if removed:
+            try:
+                still = stripe_configurations(get_client(), removed, None, label, missing_ok=True)
+            except MetronomeError as err:
+                return [CheckFailure("customers", str(err))]
+            active = {cid: [c["id"] for c in configs] for cid, configs in still.items() if configs}
+            if active:
+                return [CheckFailure("customers", removal_refused(active))]
+        if stripe_checks_skipped(inputs.go_live):
+            print(f"{label}: {NOT_VERIFIED}", file=sys.stderr, flush=True)
             return failures
         try:
             check_account(inputs.expected_account_id, label)
@@ -448,14 +568,27 @@ class StripeIntegrationProvider(MetronomeProvider):
             )
         return failures
 
+    @staticmethod
+    def _removed_customers(old: dict[str, Any], inputs: Inputs) -> list[str]:
+        """Customers dropped from a live integration (none while a preview id is still unknown)."""
+        if old.get("go_live") is not True or not inputs.go_live:
+            return []
+        new_ids = {c.customer_id for c in inputs.customers}
+        if UNKNOWN in new_ids:
+            return []
+        old_ids = {c.get("customer_id") for c in old.get("customers") or [] if isinstance(c, dict)}
+        return sorted(i for i in old_ids - new_ids if i and i != UNKNOWN)
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        if olds.get("go_live") is True and news.get("go_live") is False:
-            raise MetronomeError(f"{self.label(news)}: {GO_LIVE_OFF_REFUSED}")
-        result = super().diff(_id, olds, news)
-        if not result.changes and news.get("go_live") is True and not contains_unknown(news.get("customers")):
+        old, new = self.diff_pair(olds, news)
+        refused = gate_refusals(old, new)
+        if refused:
+            raise MetronomeError(f"{self.label(news)}: " + "; ".join(why for _, why in refused))
+        result = compute_diff(comparable(old), comparable(new), self.api_fields(), self.replace_fields)
+        if not result.changes and new.get("go_live") is True and not contains_unknown(new.get("customers")):
             # A configuration archived by hand (seen by refresh) is set again by an update.
             have = olds.get("billing_provider_configuration_ids") or {}
-            if any(c.get("customer_id") not in have for c in news.get("customers") or []):
+            if any(c.get("customer_id") not in have for c in new.get("customers") or []):
                 return DiffResult(changes=True, replaces=[], stables=[], delete_before_replace=False)
         return result
 
@@ -463,22 +596,27 @@ class StripeIntegrationProvider(MetronomeProvider):
     def _apply(self, inputs: dict[str, Any], label: str) -> dict[str, Any]:
         client = get_client()
         delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
-        account = check_account(inputs["expected_account_id"], label)
         wanted = desired_configurations(inputs)
-        outs = {**inputs, "delivery_method_id": delivery_method_id, "stripe_account_id": account}
+        outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
-            outs["billing_provider_configuration_ids"] = set_configurations(
-                client, wanted, delivery_method_id, label
-            )
+            outs["billing_provider_configuration_ids"] = apply_live(client, wanted, delivery_method_id, label)
             outs["go_live_pending"] = []
         else:
             outs["billing_provider_configuration_ids"] = {}
-            outs["go_live_pending"] = [
+            outs["go_live_pending"] = [NOT_VERIFIED] if stripe_checks_skipped(False) else []
+            outs["go_live_pending"] += [
                 f"customer {w['customer_id']}: Stripe customer {w['stripe_customer_id']}, "
                 f"{w['collection_method']}"
                 for w in wanted
             ]
         return outs
+
+    @staticmethod
+    def _account(inputs: dict[str, Any], label: str) -> dict[str, str]:
+        """{"stripe_account_id": ...} once the key is checked; nothing while checks are skipped."""
+        if stripe_checks_skipped(inputs.get("go_live")):
+            return {}
+        return {"stripe_account_id": check_account(inputs["expected_account_id"], label)}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = self._inputs(props)
@@ -487,8 +625,9 @@ class StripeIntegrationProvider(MetronomeProvider):
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = self._inputs(news)
-        if olds.get("go_live") is True and inputs.get("go_live") is False:
-            raise MetronomeError(f"{self.label(inputs)}: {GO_LIVE_OFF_REFUSED}")
+        refused = gate_refusals(self._inputs(olds), inputs)  # checked at preview; never applied regardless
+        if refused:
+            raise MetronomeError(f"{self.label(inputs)}: " + "; ".join(why for _, why in refused))
         return UpdateResult(self._apply(inputs, self.label(inputs)))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -496,8 +635,7 @@ class StripeIntegrationProvider(MetronomeProvider):
         label = self.label(inputs)
         client = get_client()
         delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
-        account = check_account(inputs["expected_account_id"], label)
-        outs = {**inputs, "delivery_method_id": delivery_method_id, "stripe_account_id": account}
+        outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
             live = existing_configurations(client, desired_configurations(inputs), delivery_method_id, label)
             outs["billing_provider_configuration_ids"] = live

@@ -355,8 +355,8 @@ def make_host(base_url: str, token: str, project: str = PROJECT, stack: str = "t
 def make_stack_dir(root: Path, name: str | None = None, stripe: bool = False) -> Path:
     """A copy of the dev stack under a unique stack name, with unique ingest aliases.
 
-    The `stripe:` section is left out unless asked for: StripeIntegration needs a Stripe account
-    (tests/test_stripe_integration.py covers it against a fake Stripe).
+    The `stripe:` section is left out unless asked for: StripeIntegration needs Stripe connected on the
+    Metronome account (tests/test_stripe_integration.py covers it against a fake Stripe).
     """
     name = name or f"e2e-{uuid.uuid4().hex[:8]}"
     d = root / name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +59,7 @@ def test_declares_every_resource_with_catalog_names(mocks: RecordingMocks) -> No
     expected |= {(T + "RateCard", c.name) for c in stack.catalog.rate_cards}
     expected |= {(T + "Customer", c.name) for c in stack.environment.customers}
     expected |= {(T + "Contract", k.name) for k in stack.environment.contracts}
-    if importlib.util.find_spec("providers.stripe_integration") is not None:
-        expected.add((T + "StripeIntegration", "stripe"))
+    expected.add((T + "StripeIntegration", "stripe"))
     assert got == expected
 
 
@@ -100,8 +98,6 @@ def test_identity_input_is_project_stack_name(mocks: RecordingMocks) -> None:
 
 
 def test_stripe_integration_inputs(mocks: RecordingMocks) -> None:
-    if importlib.util.find_spec("providers.stripe_integration") is None:
-        pytest.skip("providers/stripe_integration.py not written yet")
     _declare_dev()
     stripe = mocks.resources[(T + "StripeIntegration", "stripe")]
     assert stripe["expected_account_id"] == "acct_1DevTestAccount"
@@ -124,3 +120,40 @@ def test_the_pulumi_program_declares_the_current_stack(mocks: RecordingMocks) ->
     run()
     assert (T + "Contract", "acme_2026") in mocks.resources
     assert (T + "BillableMetric", "input_tokens") in mocks.resources
+
+
+class GoLiveMocks(RecordingMocks):
+    """As RecordingMocks, and the integration reports one Stripe configuration per customer it was given."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        rid, state = super().new_resource(args)
+        if args.typ == T + "StripeIntegration":
+            live = self.resources[(args.typ, args.name)]["go_live"]
+            customers = self.resources[(args.typ, args.name)]["customers"]
+            state["billing_provider_configuration_ids"] = (
+                {c["customer_id"]: f"bpc-{c['customer_id']}" for c in customers} if live else {}
+            )
+        return rid, state
+
+
+@pytest.mark.parametrize("go_live", [False, True])
+def test_contracts_bill_through_stripe_only_after_go_live(go_live: bool) -> None:
+    mocks = GoLiveMocks()
+    pulumi.runtime.set_mocks(mocks, project="metronome-iac", stack="dev", preview=False)
+    stack = load_stack(REPO / "stacks" / "dev")
+    assert stack.environment.stripe is not None
+    stack.environment.stripe.go_live = go_live
+
+    @pulumi.runtime.test
+    def run() -> Any:
+        resources = declare(stack)
+        contracts = resources["contracts"].values()
+        return pulumi.Output.all(*[r.id for r in contracts])
+
+    run()
+    contract = mocks.resources[(T + "Contract", "acme_2026")]
+    if go_live:
+        wanted = {"billing_provider_configuration_id": "bpc-acme-id"}
+        assert contract["billing_provider_configuration"] == wanted
+    else:
+        assert "billing_provider_configuration" not in contract

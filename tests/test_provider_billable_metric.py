@@ -144,3 +144,15 @@ def test_api_error_names_resource(host):
     with pytest.raises(ProviderError) as err:
         host.create(M, {**inputs, "aggregation_type": "MEDIAN"})
     assert "BillableMetric '" in str(err.value) and "400" in str(err.value)
+
+
+def test_create_after_out_of_band_archive_makes_a_new_metric(host, emulator):
+    """The host's identity index was loaded while the metric was live; it must not hand back the
+    archived object when the engine re-creates the resource (refresh saw it gone)."""
+    inputs = metric()
+    first_id, _, _ = host.create_checked(M, inputs)
+    emulator.client().v1.billable_metrics.archive(id=first_id)
+    second_id, _, _ = host.create_checked(M, inputs)
+    assert second_id != first_id
+    live = emulator.client().v1.billable_metrics.retrieve(billable_metric_id=second_id).data
+    assert live.archived_at is None

@@ -5,9 +5,13 @@ emulator and a local Stripe (localstripe + the fake extras). Results are verifie
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import Emulator, start_emulator
 from fake_stripe import API_KEY, FakeStripe
@@ -23,9 +27,11 @@ PROVIDER = StripeIntegrationProvider
 class Host:
     """tests/provider_host.py's ProviderHost, configured with the Stripe key (secret) and API base."""
 
-    def __init__(self, emulator: Emulator, stripe_base: str, stripe_key: str = API_KEY) -> None:
+    def __init__(
+        self, emulator: Emulator, stripe_base: str, stripe_key: str = API_KEY, base_url: str | None = None
+    ) -> None:
         config = {"stripe:apiKey": secret(stripe_key), "stripe:apiBase": stripe_base}
-        self.host = ProviderHost(emulator.base_url, emulator.token, config=config)
+        self.host = ProviderHost(base_url or emulator.base_url, emulator.token, config=config)
 
     @staticmethod
     def props(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -92,6 +98,13 @@ def make_customers(emulator: Emulator, fake: FakeStripe, n: int, prefix: str) ->
 
 def live_configs(emulator: Emulator, customer_id: str) -> list[Any]:
     return list(emulator.client().v1.customers.retrieve_billing_configurations(customer_id=customer_id).data)
+
+
+def archived_ids(emulator: Emulator, customer_id: str) -> set[str]:
+    configs = emulator.client().v1.customers.retrieve_billing_configurations(
+        customer_id=customer_id, include_archived=True
+    )
+    return {c.id for c in configs.data if c.archived_at}
 
 
 def base_inputs(customers: list[dict[str, str]], go_live: bool) -> dict[str, Any]:
@@ -299,3 +312,398 @@ def test_preview_with_unknown_customer_ids_still_checks_stripe(
     ((prop, reason),) = host.check(base_inputs(customers, go_live=False))
     assert prop == "customers" and "1 Stripe customer id(s) not found" in reason and "cus_NotThere" in reason
     assert host.check(base_inputs(customers[:1], go_live=True)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# While live: replacing, adding and removing customers' configurations
+# ---------------------------------------------------------------------------------------------
+
+
+def go_live(host: Host, customers: list[dict[str, str]]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A live integration: (id, checked inputs as recorded, outputs)."""
+    on = base_inputs(customers, go_live=True)
+    id_, outs = host.create(on)
+    assert set(outs["billing_provider_configuration_ids"]) == {c["customer_id"] for c in customers}
+    return id_, on, outs
+
+
+def test_live_change_sets_the_new_configuration_then_archives_the_replaced_one(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    host = Host(connected, fake_stripe.api_base)
+    hosts.append(host)
+    customers = make_customers(connected, fake_stripe, 3, "replace")
+    id_, on, outs = go_live(host, customers)
+    old_ids = outs["billing_provider_configuration_ids"]
+
+    changed = [dict(c) for c in customers]
+    changed[0]["collection_method"] = "send_invoice"  # collection method
+    changed[1]["stripe_customer_id"] = fake_stripe.create_customer("replace 1 moved")  # Stripe customer
+    news = base_inputs(changed, go_live=True)
+    assert host.diff(id_, outs, news).changed
+    updated = host.update(id_, outs, news)
+    new_ids = updated["billing_provider_configuration_ids"]
+
+    for before, after in zip(customers, changed, strict=True):
+        cid = after["customer_id"]
+        (active,) = live_configs(connected, cid)  # exactly one active Stripe configuration
+        assert active.id == new_ids[cid]
+        assert active.configuration["stripe_customer_id"] == after["stripe_customer_id"]
+        assert active.configuration["stripe_collection_method"] == after.get(
+            "collection_method", "charge_automatically"
+        )
+        if after == before:  # untouched customer: same configuration, nothing archived
+            assert new_ids[cid] == old_ids[cid] and archived_ids(connected, cid) == set()
+        else:
+            assert new_ids[cid] != old_ids[cid] and archived_ids(connected, cid) == {old_ids[cid]}
+
+    # Re-running converges: the same configurations, nothing set or archived again.
+    assert host.update(id_, outs, news)["billing_provider_configuration_ids"] == new_ids
+    assert host.update(id_, updated, news)["billing_provider_configuration_ids"] == new_ids
+    assert all(len(live_configs(connected, c["customer_id"])) == 1 for c in changed)
+    _, refreshed = host.read(id_, updated)
+    assert refreshed["billing_provider_configuration_ids"] == new_ids
+    assert not host.diff(id_, refreshed, news).changed
+
+
+def test_going_live_leaves_each_customer_exactly_one_active_stripe_configuration(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    """A Stripe configuration set by hand before go-live (other collection method) is replaced too."""
+    host = Host(connected, fake_stripe.api_base)
+    hosts.append(host)
+    (customer,) = make_customers(connected, fake_stripe, 1, "by-hand")
+    by_hand = (
+        connected.client()
+        .v1.customers.set_billing_configurations(
+            data=[
+                {
+                    "customer_id": customer["customer_id"],
+                    "billing_provider": "stripe",
+                    "delivery_method": "direct_to_billing_provider",
+                    "configuration": {
+                        "stripe_customer_id": customer["stripe_customer_id"],
+                        "stripe_collection_method": "send_invoice",
+                    },
+                }
+            ]
+        )
+        .data[0]
+        .id
+    )
+    _, _, outs = go_live(host, [customer])
+    (active,) = live_configs(connected, customer["customer_id"])
+    assert active.id == outs["billing_provider_configuration_ids"][customer["customer_id"]] != by_hand
+    assert active.configuration["stripe_collection_method"] == "charge_automatically"
+    assert archived_ids(connected, customer["customer_id"]) == {by_hand}
+
+
+class FaultyProxy:
+    """Forwards to the emulator, but answers 500 on the paths in `failing` (the emulator's own fault
+    knob hits routes at random; these tests need one route to fail on purpose)."""
+
+    def __init__(self, target: str) -> None:
+        self.failing: set[str] = set()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path in proxy.failing:
+                    status, payload = 500, b'{"message": "injected: archive is unavailable"}'
+                    headers = {"retry-after-ms": "10"}  # keeps the SDK's retries fast
+                else:
+                    forward = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() in ("authorization", "content-type")
+                    }
+                    answer = httpx.request(
+                        self.command, target + self.path, content=body, headers=forward, timeout=30
+                    )
+                    status, payload, headers = answer.status_code, answer.content, {}
+                self.send_response(status)
+                for key, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def faulty_proxy(fresh_emulator: Emulator) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(fresh_emulator.base_url)
+    yield proxy
+    proxy.stop()
+
+
+def test_archive_failure_after_the_set_says_what_it_left_and_a_rerun_finishes(
+    fresh_emulator: Emulator, faulty_proxy: FaultyProxy, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    _connect(fresh_emulator)
+    host = Host(fresh_emulator, fake_stripe.api_base, base_url=faulty_proxy.url)
+    hosts.append(host)
+    customers = make_customers(fresh_emulator, fake_stripe, 3, "archive-fails")
+    a, b, untouched = (c["customer_id"] for c in customers)
+    id_, _, outs = go_live(host, customers)
+    old = outs["billing_provider_configuration_ids"]
+    changed = [{**c, "collection_method": "send_invoice"} for c in customers[:2]] + customers[2:]
+    news = base_inputs(changed, go_live=True)
+
+    faulty_proxy.failing.add("/v1/archiveCustomerBillingProviderConfigurations")
+    with pytest.raises(ProviderError) as info:
+        host.update(id_, outs, news)
+    new = {cid: next(c.id for c in live_configs(fresh_emulator, cid) if c.id != old[cid]) for cid in (a, b)}
+    message = info.value.details
+    assert (
+        "the new Stripe configurations are set, but archiving the replaced ones failed for 2 customer(s)"
+        in message
+    )
+    for cid in (a, b):  # exactly the state it says it left
+        assert (
+            f"customer {cid}: new configuration {new[cid]} is active AND replaced {old[cid]} is still active"
+            in message
+        )
+        assert {c.id for c in live_configs(fresh_emulator, cid)} == {old[cid], new[cid]}
+    assert "injected: archive is unavailable" in message
+    assert "Run `pulumi up` again to finish" in message
+
+    # The engine kept the previous outputs (the update failed). Re-running finishes: `a` with the same
+    # inputs re-uses its new configuration; `b` was changed once more meanwhile (another Stripe customer).
+    faulty_proxy.failing.clear()
+    changed[1] = {**changed[1], "stripe_customer_id": fake_stripe.create_customer("archive-fails b moved")}
+    finished = host.update(id_, outs, base_inputs(changed, go_live=True))
+    ids = finished["billing_provider_configuration_ids"]
+    assert ids[a] == new[a] and ids[untouched] == old[untouched]
+    for cid in (a, b, untouched):
+        (active,) = live_configs(fresh_emulator, cid)
+        assert active.id == ids[cid]
+    assert archived_ids(fresh_emulator, a) == {old[a]}
+    assert archived_ids(fresh_emulator, b) == {old[b], new[b]}  # both configurations it replaced
+    assert archived_ids(fresh_emulator, untouched) == set()
+    by_route = fresh_emulator.admin("GET", "stats").json()["by_route"]
+    # go live, the failed update, and the re-run's one new configuration (for b): nothing set twice.
+    assert by_route["POST /v1/setCustomerBillingProviderConfigurations"] == 3
+
+
+def test_adding_a_customer_while_live_sets_it_and_removing_one_says_how_to_stop_deliberately(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    host = Host(connected, fake_stripe.api_base)
+    hosts.append(host)
+    customers = make_customers(connected, fake_stripe, 3, "add-remove")
+    id_, on, outs = go_live(host, customers[:2])
+
+    # Adding: the new customer's configuration is set; the others are kept.
+    grown = base_inputs(customers, go_live=True)
+    assert host.check(grown, olds=on) == []
+    outs_grown = host.update(id_, outs, grown)
+    ids = outs_grown["billing_provider_configuration_ids"]
+    assert {k: ids[k] for k in outs["billing_provider_configuration_ids"]} == outs[
+        "billing_provider_configuration_ids"
+    ]
+    (added,) = live_configs(connected, customers[2]["customer_id"])
+    assert added.id == ids[customers[2]["customer_id"]]
+
+    # Removing a customer that is still invoiced through Stripe: refused, with the deliberate way out.
+    gone = customers[0]["customer_id"]
+    shrunk = base_inputs(customers[1:], go_live=True)
+    ((prop, reason),) = host.check(shrunk, olds=grown)
+    assert prop == "customers"
+    assert f"{gone} (configuration {ids[gone]})" in reason
+    assert "To stop invoicing a customer through Stripe deliberately" in reason
+    assert "POST /v1/archiveCustomerBillingProviderConfigurations" in reason
+    assert len(live_configs(connected, gone)) == 1
+
+    # Doing what the message says: archive it by hand, then the removal passes and nothing is re-set.
+    connected.client().v1.customers.archive_billing_configurations(
+        customer_id=gone, customer_billing_provider_configuration_ids=[ids[gone]]
+    )
+    assert host.check(shrunk, olds=grown) == []
+    after = host.update(id_, outs_grown, shrunk)
+    assert gone not in after["billing_provider_configuration_ids"]
+    assert live_configs(connected, gone) == []
+    assert all(len(live_configs(connected, c["customer_id"])) == 1 for c in customers[1:])
+
+
+def test_changing_expected_account_id_is_refused_while_live_and_allowed_before(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    host = Host(connected, fake_stripe.api_base)
+    other = Host(connected, fake_stripe.api_base, stripe_key=OTHER_KEY)  # a key of acct_1SomeoneElse
+    hosts += [host, other]
+    customers = make_customers(connected, fake_stripe, 1, "account")
+    moved = {**base_inputs(customers, go_live=True), "expected_account_id": "acct_1SomeoneElse"}
+
+    # Live: refused at check and at diff, and nothing changes in Metronome.
+    id_, on, outs = go_live(host, customers)
+    ((prop, reason),) = other.check(moved, olds=on)
+    assert prop == "expected_account_id"
+    assert "cannot change while go_live is true (acct_1FakeStripe -> acct_1SomeoneElse)" in reason
+    assert "every customer's Stripe customer id and billing provider configuration changes" in reason
+    assert "planned migration" in reason
+    with pytest.raises(ProviderError) as info:
+        other.diff(id_, outs, moved)
+    assert "planned migration" in info.value.details
+    (config,) = live_configs(connected, customers[0]["customer_id"])
+    assert config.id == outs["billing_provider_configuration_ids"][customers[0]["customer_id"]]
+
+    # Not live yet: an ordinary in-place update (nothing has been set on any customer).
+    off = base_inputs(customers, go_live=False)
+    off_id, off_outs = host.create(off)
+    moved_off = {**off, "expected_account_id": "acct_1SomeoneElse"}
+    assert other.check(moved_off, olds=off) == []
+    diff = other.diff(off_id, off_outs, moved_off)
+    assert diff.changed and diff.replaces == []
+    assert other.update(off_id, off_outs, moved_off)["stripe_account_id"] == "acct_1SomeoneElse"
+
+
+# ---------------------------------------------------------------------------------------------
+# Diff: no phantom changes (through the host's Diff, against recorded outputs)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded(connected: Emulator, fake_stripe: FakeStripe) -> Iterator[tuple[Host, str, dict, dict, dict]]:
+    """A live integration as the engine records it: (host, id, inputs, outputs, outputs after a refresh).
+    Outputs come back through the host's gRPC Struct, as the engine stores them (numbers as floats)."""
+    host = Host(connected, fake_stripe.api_base)
+    customers = make_customers(connected, fake_stripe, 3, "diff")
+    customers[1]["collection_method"] = "charge_automatically"  # an override equal to the default
+    customers[2]["collection_method"] = "send_invoice"
+    inputs = {**base_inputs(customers, go_live=True), "collection_method": "charge_automatically"}
+    id_, outs = host.create(inputs)
+    _, refreshed = host.read(id_, outs)
+    yield host, id_, inputs, outs, refreshed
+    host.stop()
+
+
+Edit = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def same(d: dict[str, Any]) -> dict[str, Any]:
+    return d
+
+
+def without(key: str) -> Edit:
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+def customer(i: int, **change: Any) -> Edit:
+    """Change customer i (None removes the field)."""
+
+    def edit(d: dict[str, Any]) -> dict[str, Any]:
+        customers = [dict(c) for c in d["customers"]]
+        customers[i] = {k: v for k, v in {**customers[i], **change}.items() if v is not None}
+        return {**d, "customers": customers}
+
+    return edit
+
+
+def reversed_customers(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, "customers": d["customers"][::-1]}
+
+
+def added_customer(d: dict[str, Any]) -> dict[str, Any]:
+    return {**d, "customers": [*d["customers"], {"customer_id": "c-new", "stripe_customer_id": "cus_New1"}]}
+
+
+DIFF_TABLE: list[tuple[str, str, Edit, Edit, str]] = [
+    # (case, recorded state: "create" or "refresh" outputs, edit of the state, edit of the news, changes)
+    ("same inputs", "create", same, same, "NONE"),
+    ("same inputs after a refresh", "refresh", same, same, "NONE"),
+    ("customers in another order", "create", same, reversed_customers, "NONE"),
+    ("customers in another order after a refresh", "refresh", reversed_customers, same, "NONE"),
+    ("default collection_method omitted in the news", "create", same, without("collection_method"), "NONE"),
+    ("default collection_method omitted in the state", "create", without("collection_method"), same, "NONE"),
+    ("override equal to the default omitted", "create", same, customer(1, collection_method=None), "NONE"),
+    (
+        "default filled in as an override",
+        "create",
+        same,
+        customer(0, collection_method="charge_automatically"),
+        "NONE",
+    ),
+    ("a customer's collection method", "create", same, customer(2, collection_method=None), "SOME"),
+    ("a customer's Stripe customer id", "create", same, customer(0, stripe_customer_id="cus_Other1"), "SOME"),
+    (
+        "the default collection method",
+        "create",
+        same,
+        lambda d: {**d, "collection_method": "send_invoice"},
+        "SOME",
+    ),
+    ("a customer added", "create", same, added_customer, "SOME"),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "state_edit", "news_edit", "expected"),
+    [row[1:] for row in DIFF_TABLE],
+    ids=[row[0] for row in DIFF_TABLE],
+)
+def test_diff_has_no_phantom_changes(
+    recorded: tuple[Host, str, dict, dict, dict], state: str, state_edit: Edit, news_edit: Edit, expected: str
+) -> None:
+    host, id_, inputs, outs, refreshed = recorded
+    olds = state_edit(dict(outs if state == "create" else refreshed))
+    diff = host.diff(id_, olds, news_edit(dict(inputs)))
+    assert (diff.changes, diff.replaces) == (expected, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# The fake Stripe itself
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fake_stripe_state_file_is_private_to_each_instance() -> None:
+    """Two FakeStripes at once (as two test runs would start): each localstripe writes its own file."""
+    shared = Path("/tmp/localstripe.pickle")
+    first, second = FakeStripe(), FakeStripe()
+    try:
+        a, b = first.create_customer("first"), second.create_customer("second")
+        first_state, second_state = Path(first.state_file).read_bytes(), Path(second.state_file).read_bytes()
+        assert a.encode() in first_state and b.encode() not in first_state
+        assert b.encode() in second_state and a.encode() not in second_state
+        assert not shared.exists() or (
+            a.encode() not in shared.read_bytes() and b.encode() not in shared.read_bytes()
+        )
+        assert Path(first.state_file).parent != Path(second.state_file).parent
+    finally:
+        first.stop()
+        second.stop()
+    assert not Path(first.state_dir).exists() and not Path(second.state_dir).exists()
+
+
+def test_without_a_stripe_key_checks_are_skipped_until_go_live(connected: Emulator) -> None:
+    """The dev stack runs against the emulator with no Stripe account: before go-live the Stripe
+    look-ups are skipped and the outputs say so; going live without a key is refused at preview."""
+    from providers.stripe_integration import NOT_VERIFIED
+
+    customer_id = connected.client().v1.customers.create(name="no key yet").data.id
+    inputs = base_inputs([{"customer_id": customer_id, "stripe_customer_id": "cus_NotInAnyStripe"}], False)
+    with ProviderHost(connected.base_url, connected.token) as host:  # no stripe:apiKey, no STRIPE_API_KEY
+        checked = host.check_ok(PROVIDER, Host.props(inputs))
+        _, outs = host.create(PROVIDER, checked, name="stripe")
+        assert outs["go_live_pending"][0] == NOT_VERIFIED
+        assert "stripe_account_id" not in outs
+        assert outs["billing_provider_configuration_ids"] == {}
+
+        _, failures = host.check(PROVIDER, outs, Host.props({**inputs, "go_live": True}), name="stripe")
+        assert [field for field, _ in failures] == ["expected_account_id"]
+        assert "no Stripe secret key" in failures[0][1]
+    assert live_configs(connected, customer_id) == []
