@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STACK ?= prod
 
-.PHONY: up test drift emulator lint bench clean
+.PHONY: up test drift emulator lint bench stop clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,11 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench_providers.py
 
-clean:
-	-[ -f .emulator/emulator.pid ] && kill $$(cat .emulator/emulator.pid) 2>/dev/null; rm -rf .emulator
+# Stop the background emulator that `make up` started; its state file stays.
+stop:
+	-@[ -f .emulator/emulator.pid ] && kill $$(cat .emulator/emulator.pid) 2>/dev/null; rm -f .emulator/emulator.pid
+
+# Start over: the emulator's state and the repo-local Pulumi state go together (one without the
+# other would leave state pointing at objects that no longer exist).
+clean: stop
+	rm -rf .emulator .pulumi
