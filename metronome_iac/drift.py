@@ -6,6 +6,13 @@ entry's `adopt` key. Desired values come from the same input builders the progra
 sides go through the providers' own shaping and normalisation (`providers/diff.py`), so a field this
 reports is a field `pulumi preview --refresh` reports.
 
+With a `stripe:` section the Stripe side is checked too (kind `stripe_configurations`): with `go_live`
+true, each customer with a `stripe_customer_id` must have that Stripe configuration active (missing,
+archived, or another Stripe customer id / collection method is reported), and any other active Stripe
+configuration on a catalog customer is reported as not in the catalog (it may invoice the customer twice);
+with `go_live` false, any active Stripe configuration on a catalog customer is reported (invoiced through
+Stripe before the gate opened).
+
 Exit codes: 0 in sync, 2 drift, 1 error (bad catalog, unreachable API, bad token).
 """
 
@@ -23,25 +30,30 @@ from typing import Any
 
 import yaml
 
-from metronome_iac.catalog import CatalogError, Stack, load_stack
+from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
 from metronome_iac.program import (
     KINDS,
+    STRIPE_RESOURCE_NAME,
     contract_inputs,
     customer_inputs,
     metric_inputs,
     ordered_products,
     product_inputs,
     rate_card_inputs,
+    stripe_inputs,
 )
 
 DEFAULT_PROJECT = "metronome-iac"
 IDENTITY_FIELD = "iac_identity"
+STRIPE_KIND = "stripe_configurations"  # report entries for customers' Stripe billing provider configurations
 KIND_LABEL = {
     "billable_metrics": "billable metric",
     "products": "product",
     "rate_cards": "rate card",
     "customers": "customer",
     "contracts": "contract",
+    STRIPE_KIND: "Stripe configuration of customer",
+    "stripe_connection": "Stripe connection",
 }
 # What stands in for the id of a referenced object that is missing live.
 MISSING_REF = "<missing>"
@@ -157,10 +169,15 @@ def render(report: Report) -> str:
                 )
     for m in report.missing:
         where = f" (was {m['id']})" if m.get("id") else ""
-        lines.append(
-            f"  - {KIND_LABEL[m['kind']]} '{m['name']}': missing live (archived or never created){where}"
-        )
+        why = m.get("detail") or "archived or never created"
+        lines.append(f"  - {KIND_LABEL[m['kind']]} '{m['name']}': missing live ({why}){where}")
     for u in report.unmanaged:
+        if u["kind"] == STRIPE_KIND:
+            lines.append(
+                f"  + Stripe configuration {u['id']} of customer '{u['name']}' "
+                f"({u['stripe_customer_id']}, {u['collection_method']}): {u['detail']}"
+            )
+            continue
         tag = f", tagged {u['identity']}" if u.get("identity") else ""
         lines.append(
             f"  + {KIND_LABEL[u['kind']]} {u['id']} ('{u.get('name')}'{tag}): live but not in the catalog"
@@ -227,14 +244,14 @@ def resolve_connection(stack: str, base_url: str | None, root: Path | None = Non
 # matching
 
 
-def _module(section: str) -> Any:
+def provider_module(section: str) -> Any:
     return importlib.import_module(KINDS[section][0])
 
 
 def _provider_class(section: str) -> Any:
     from providers.base import MetronomeProvider
 
-    module = _module(section)
+    module = provider_module(section)
     return next(
         v
         for v in vars(module).values()
@@ -293,7 +310,7 @@ class _Matcher:
                 self.claimed.add(object_id)
                 obj = self.by_id.get(object_id)
                 if obj is None:  # adopt by id of an object the listing no longer shows (archived)
-                    obj = _module(self.section).read_object(self.client, object_id)
+                    obj = provider_module(self.section).read_object(self.client, object_id)
                 return object_id, obj
         return None, None
 
@@ -359,7 +376,7 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
 
     matchers: dict[str, _Matcher] = {}
     for section in ("billable_metrics", "products", "rate_cards", "customers"):
-        matchers[section] = _Matcher(section, prefix, _module(section).list_objects(client), client)
+        matchers[section] = _Matcher(section, prefix, provider_module(section).list_objects(client), client)
 
     for m in stack.catalog.billable_metrics:
         visit("billable_metrics", matchers["billable_metrics"], m.name, m.adopt, lambda m=m: metric_inputs(m))
@@ -382,9 +399,21 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
     for c in env.customers:
         visit("customers", matchers["customers"], c.name, c.adopt, lambda c=c: customer_inputs(c))
 
+    # Before contracts: with go_live a Stripe customer's contracts reference its Stripe configuration,
+    # which the program takes from the integration's output (the matching live configuration).
+    stripe_ids = check_stripe(stack, client, ids["customers"], report) if env.stripe is not None else {}
+    billed_through_stripe = {c.name for c in env.customers if c.stripe_customer_id}
+
+    def contract_desired(k: Contract) -> dict[str, Any]:
+        desired = contract_inputs(k, ids["customers"], ids["rate_cards"], ids["products"], env.settings)
+        if env.stripe is not None and env.stripe.go_live and k.customer in billed_through_stripe:
+            config_id = stripe_ids.get(ids["customers"][k.customer], MISSING_REF)
+            desired["billing_provider_configuration"] = {"billing_provider_configuration_id": config_id}
+        return desired
+
     # Contracts are listed per customer: those of the stack's live customers.
     contract_live: list[tuple[str, dict[str, Any]]] = []
-    contract_module = _module("contracts")
+    contract_module = provider_module("contracts")
     for customer_id in {i for i in ids["customers"].values() if i != MISSING_REF}:
         contract_live.extend(contract_module.list_objects(client, customer_id))
     matchers["contracts"] = _Matcher("contracts", prefix, contract_live, client)
@@ -394,9 +423,7 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
             matchers["contracts"],
             k.name,
             k.adopt,
-            lambda k=k: contract_inputs(
-                k, ids["customers"], ids["rate_cards"], ids["products"], env.settings
-            ),
+            lambda k=k: contract_desired(k),
         )
 
     # Objects of a kind the stack manages, live, unclaimed, and tagged for this stack or untagged.
@@ -411,6 +438,160 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
         if managed[section]:
             report.unmanaged.extend(matcher.unclaimed(prefix))
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# the Stripe side (the StripeIntegration resource has no Metronome object: its customers' Stripe
+# billing provider configurations are what it owns)
+
+# The built-in default of Metronome and of the provider when a configuration names no method.
+DEFAULT_COLLECTION_METHOD = "charge_automatically"
+
+
+def stripe_connections(client: Any) -> list[dict[str, Any]]:
+    """The account's connected Stripe delivery methods (/v1/listConfiguredBillingProviders)."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = client.v1.settings.billing_providers.list(**({"next_page": cursor} if cursor else {}))
+        out += [m.model_dump() for m in page.data or [] if m.billing_provider == "stripe"]
+        cursor = page.next_page
+        if not cursor:
+            return out
+
+
+def stripe_link(config: dict[str, Any]) -> tuple[str | None, str]:
+    """(stripe_customer_id, collection method) of a Stripe configuration, the method spelled out."""
+    conf = config.get("configuration") or {}
+    return conf.get("stripe_customer_id"), conf.get("stripe_collection_method") or DEFAULT_COLLECTION_METHOD
+
+
+def _stripe_extra(config: dict[str, Any], customer: str, detail: str) -> dict[str, Any]:
+    stripe_customer_id, method = stripe_link(config)
+    return {
+        "kind": STRIPE_KIND,
+        "id": config.get("id"),
+        "name": customer,
+        "identity": None,
+        "customer_id": config.get("customer_id"),
+        "stripe_customer_id": stripe_customer_id,
+        "collection_method": method,
+        "detail": detail,
+    }
+
+
+def _archived_stripe_config(client: Any, customer_id: str, delivery_method_id: str | None) -> str | None:
+    """The id of an archived Stripe configuration of the customer (on the delivery method), if any."""
+    configs = client.v1.customers.retrieve_billing_configurations(
+        customer_id=customer_id, include_archived=True
+    ).data
+    archived = [
+        c.id
+        for c in configs or []
+        if c.billing_provider == "stripe"
+        and c.archived_at
+        and delivery_method_id in (None, c.delivery_method_id)
+    ]
+    return archived[-1] if archived else None
+
+
+def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report: Report) -> dict[str, str]:
+    """Add the Stripe side of the stack to `report`; returns {customer_id: matching configuration id}.
+
+    go_live true: each listed customer must have exactly its catalog configuration active (as the
+    provider leaves it after an `up`); any other active Stripe configuration on a catalog customer is
+    reported (it may invoice the customer a second time). go_live false: no catalog customer may have an
+    active Stripe configuration yet (it would already be invoiced through Stripe, before the gate).
+    """
+    from providers.stripe_integration import (
+        desired_configurations,
+        stripe_configurations,
+        stripe_delivery_method,
+    )
+
+    stripe = stack.environment.stripe
+    assert stripe is not None
+    label = f"StripeIntegration '{STRIPE_RESOURCE_NAME}'"
+    live_ids = {name: i for name, i in customer_ids.items() if i != MISSING_REF}
+    name_of = {i: name for name, i in live_ids.items()}
+    active = stripe_configurations(client, sorted(name_of), None, label, missing_ok=True)
+
+    if not stripe.go_live:
+        why = "active while go_live is false (invoiced through Stripe before the gate opened)"
+        for customer_id, configs in sorted(active.items()):
+            report.unmanaged.extend(_stripe_extra(c, name_of[customer_id], why) for c in configs)
+        return {}
+
+    delivery_method_id: str | None = None
+    if stripe_connections(client):
+        # Several connected Stripe accounts: the one naming expected_account_id (else an error, as in up).
+        delivery_method_id = stripe_delivery_method(client, stripe.expected_account_id, label)
+    else:
+        report.missing.append(
+            {
+                "kind": "stripe_connection",
+                "name": STRIPE_RESOURCE_NAME,
+                "id": None,
+                "detail": "connect Stripe once in the Metronome dashboard: Settings > Integrations > Stripe",
+            }
+        )
+
+    inputs = stripe_inputs(stack, customer_ids) or {}
+    wanted = {w["customer_id"]: w for w in desired_configurations(inputs) if w["customer_id"] != MISSING_REF}
+    matched: dict[str, str] = {}
+    for customer_id, configs in sorted(active.items()):
+        name, want = name_of[customer_id], wanted.get(customer_id)
+        if want is None:
+            why = (
+                "active, but the catalog lists no stripe_customer_id for this customer (double-billing risk)"
+            )
+            report.unmanaged.extend(_stripe_extra(c, name, why) for c in configs)
+            continue
+        # Only the integration's Stripe account is its business (as in the provider); with no connection
+        # listed there is no account to tell them apart by.
+        own = [
+            c
+            for c in configs
+            if delivery_method_id is None or c.get("delivery_method_id") in (None, delivery_method_id)
+        ]
+        desired = (want["stripe_customer_id"], want["collection_method"])
+        hit = next((c for c in own if stripe_link(c) == desired), None) or (own[0] if own else None)
+        for c in configs:
+            if c is not hit:
+                why = "a second active Stripe configuration, not in the catalog (double-billing risk)"
+                report.unmanaged.append(_stripe_extra(c, name, why))
+        if hit is None:
+            archived = _archived_stripe_config(client, customer_id, delivery_method_id)
+            report.missing.append(
+                {
+                    "kind": STRIPE_KIND,
+                    "name": name,
+                    "id": archived,
+                    "customer_id": customer_id,
+                    "detail": "archived" if archived else "never set",
+                }
+            )
+            continue
+        report.matched += 1
+        live = stripe_link(hit)
+        fields = [
+            FieldDrift(f, d, h)
+            for f, d, h in zip(("stripe_customer_id", "stripe_collection_method"), desired, live, strict=True)
+            if d != h
+        ]
+        if fields:
+            report.drifted.append(
+                {
+                    "kind": STRIPE_KIND,
+                    "name": name,
+                    "id": hit["id"],
+                    "customer_id": customer_id,
+                    "fields": fields,
+                }
+            )
+        else:
+            matched[customer_id] = hit["id"]
+    return matched
 
 
 # --------------------------------------------------------------------------------------------------

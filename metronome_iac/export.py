@@ -4,18 +4,25 @@ Every entry carries `adopt: {id: ...}` so the first `pulumi up` with the exporte
 objects over instead of creating them; references use catalog names. Objects are read through the
 providers' `list_objects` (input shape), so what is written is exactly what the provider will compare
 against: after adoption the next plan is empty. The written files must pass `load_stack`.
+
+Customers' Stripe links (their active Stripe billing provider configurations) become
+`stripe_customer_id` / `stripe_collection_method`, and with Stripe connected a `stripe:` section with
+`go_live: true`: the links are already live, and a live StripeIntegration re-uses configurations that
+match instead of setting new ones. The Stripe account id cannot be read from Metronome: it comes from
+`--stripe-account`, else a placeholder that the preview refuses until it is filled in.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import sys
 import tempfile
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from metronome_iac.catalog import (
     CATALOG_FILE,
@@ -28,22 +35,43 @@ from metronome_iac.catalog import (
     Environment,
     Product,
     RateCard,
+    Stripe,
     catalog_to_yaml,
     environment_to_yaml,
     load_stack,
 )
+from metronome_iac.drift import (
+    IDENTITY_FIELD,
+    identity_of,
+    provider_module,
+    stripe_connections,
+    stripe_link,
+)
 from metronome_iac.program import KINDS
 
-IDENTITY_FIELD = "iac_identity"
 HEADER = (
     "# Exported from {url} by `metronome-iac export`.\n"
     "# Every entry adopts its live object (adopt: {{id: ...}}): the first `pulumi up` creates nothing.\n"
 )
+# Accepted by the catalog (acct_ + letters/digits) so the files load; with go_live true the preview's
+# account check refuses it, so a stack is never applied with it.
+ACCOUNT_PLACEHOLDER = "acct_FILLME"
+ACCOUNT_HINT = (
+    "stripe.expected_account_id is the placeholder {placeholder}: set it to the id (acct_...) of the "
+    "Stripe account connected to this Metronome account, or export again with --stripe-account acct_...; "
+    "until then the preview refuses the stack"
+)
+STRIPE_CUSTOMER_ID = re.compile(r"^cus_[A-Za-z0-9]+$")  # the catalog's pattern
+Entry = TypeVar("Entry", BillableMetric, Product, RateCard, Customer, Contract)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory to write catalog.yaml and environment.yaml")
     parser.add_argument("--base-url", help="Metronome API URL (default: METRONOME_BASE_URL or the real API)")
+    parser.add_argument(
+        "--stripe-account",
+        help="Stripe account id (acct_...) for stripe.expected_account_id (Metronome does not expose it)",
+    )
 
 
 def _slug(text: str | None) -> str:
@@ -58,9 +86,7 @@ class _Names:
         self.used: dict[str, set[str]] = {}
 
     def pick(self, section: str, obj: dict[str, Any], object_id: str, fallback: str) -> str:
-        tag = (obj.get("custom_fields") or {}).get(IDENTITY_FIELD) or ""
-        if not tag and str(obj.get("uniqueness_key", "")).startswith("iac:"):
-            tag = obj["uniqueness_key"][4:]
+        tag = identity_of(obj)  # the same tag drift and the providers match on
         base = tag.split("#", 1)[0].rsplit("/", 1)[-1] if tag else ""
         base = _slug(base) or _slug(obj.get("name")) or f"{fallback}_{object_id[:8]}"
         if not re.match(r"^[A-Za-z0-9]", base):
@@ -82,6 +108,21 @@ def _display(catalog_name: str, live_name: str | None) -> str | None:
     return live_name if live_name and live_name != catalog_name else None
 
 
+def _entry(
+    model: type[Entry],
+    name: str,
+    object_id: str,
+    obj: dict[str, Any],
+    drop: tuple[str, ...] = (),
+    **refs: Any,
+) -> Entry:
+    """A catalog entry adopting live object `obj`: its input-shaped fields minus `drop` (fields the
+    caller turns into catalog references, passed in `refs`), `display_name` from the live name."""
+    data = {k: v for k, v in obj.items() if k not in ("name", "custom_fields", *drop)}
+    refs.setdefault("display_name", _display(name, obj.get("name")))
+    return model(name=name, custom_fields=_custom_fields(obj), adopt={"id": object_id}, **refs, **data)
+
+
 def _refs(items: list[dict[str, Any]] | None, products: dict[str, str]) -> list[dict[str, Any]] | None:
     """product_id / applicable_product_ids -> catalog names (commits, credits, overrides, discounts)."""
     if not items:
@@ -97,49 +138,88 @@ def _refs(items: list[dict[str, Any]] | None, products: dict[str, str]) -> list[
     return out
 
 
-def _module(section: str) -> Any:
-    return importlib.import_module(KINDS[section][0])
+def _stripe_links(
+    client: Any,
+    customer_names: dict[str, str],
+    billing_refs: dict[str, dict[str, str | None]],
+    live: bool,
+    warn: Callable[[str], None],
+) -> dict[str, tuple[str, str]]:
+    """{customer_id: (stripe_customer_id, collection method)} from each customer's active Stripe
+    billing provider configuration. `billing_refs`: {customer_id: {contract name: configuration id the
+    contract invoices through}}; `live`: the links will be exported with go_live true."""
+    from providers.stripe_integration import stripe_configurations
+
+    active = stripe_configurations(client, sorted(customer_names), None, "export", missing_ok=True)
+    links: dict[str, tuple[str, str]] = {}
+    for customer_id, configs in sorted(active.items()):
+        if not configs:
+            continue
+        name, refs = customer_names[customer_id], billing_refs.get(customer_id, {})
+        # Several active ones: the one its contracts invoice through is the customer's real route.
+        chosen = next((c for c in configs if c["id"] in refs.values()), configs[0])
+        stripe_customer_id, method = stripe_link(chosen)
+        if not stripe_customer_id or not STRIPE_CUSTOMER_ID.match(stripe_customer_id):
+            warn(
+                f"customer '{name}': Stripe configuration {chosen['id']} has no usable Stripe customer id "
+                f"({stripe_customer_id!r}): its Stripe link is left out"
+            )
+            continue
+        links[customer_id] = (stripe_customer_id, method)
+        if len(configs) > 1:
+            others = ", ".join(c["id"] for c in configs if c is not chosen)
+            warn(
+                f"customer '{name}' has {len(configs)} active Stripe configurations: exported {chosen['id']} "
+                f"({stripe_customer_id}, {method}); once live, `pulumi up` archives the other(s) on the same "
+                f"Stripe account ({others})"
+            )
+        for contract, ref in sorted(refs.items()):
+            if live and ref != chosen["id"]:
+                warn(
+                    f"contract '{contract}' of customer '{name}' does not invoice through its Stripe "
+                    f"configuration {chosen['id']} (it uses {ref or 'none'}): with go_live: true the first "
+                    "`pulumi up` sets that configuration on the contract"
+                )
+    return links
 
 
-def export_account(client: Any, warn: Any = None) -> tuple[Catalog, Environment]:
-    """Everything live (non-archived) in the account, as catalog + environment models."""
+def _with_stripe(
+    customers: list[Customer], links: dict[str, tuple[str, str]], default_method: str
+) -> list[Customer]:
+    out = []
+    for c in customers:
+        link = links.get((c.adopt or {}).get("id", ""))
+        if link:
+            method = link[1] if link[1] != default_method else None  # only an override is written
+            data = {**c.model_dump(exclude_none=True), "stripe_customer_id": link[0]}
+            c = Customer.model_validate({**data, "stripe_collection_method": method})
+        out.append(c)
+    return out
+
+
+def export_account(
+    client: Any, warn: Callable[[str], None] | None = None, stripe_account: str | None = None
+) -> tuple[Catalog, Environment]:
+    """Everything live (non-archived) in the account, as catalog + environment models.
+
+    `stripe_account`: the Stripe account id for `stripe.expected_account_id` (else a placeholder).
+    """
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     names = _Names()
     ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}  # section -> live id -> catalog name
 
     metrics: list[BillableMetric] = []
-    for object_id, obj in _module("billable_metrics").list_objects(client):
+    for object_id, obj in provider_module("billable_metrics").list_objects(client):
         name = names.pick("billable_metrics", obj, object_id, "metric")
-        data = {k: v for k, v in obj.items() if k not in ("name", "custom_fields")}
-        metrics.append(
-            BillableMetric(
-                name=name,
-                display_name=_display(name, obj.get("name")),
-                custom_fields=_custom_fields(obj),
-                adopt={"id": object_id},
-                **data,
-            )
-        )
+        metrics.append(_entry(BillableMetric, name, object_id, obj))
         ids["billable_metrics"][object_id] = name
 
-    live_products = list(_module("products").list_objects(client))
+    live_products = list(provider_module("products").list_objects(client))
     for object_id, obj in live_products:
         ids["products"][object_id] = names.pick("products", obj, object_id, "product")
     products: list[Product] = []
     for object_id, obj in live_products:
         name = ids["products"][object_id]
-        data = {
-            k: v
-            for k, v in obj.items()
-            if k
-            not in (
-                "name",
-                "custom_fields",
-                "billable_metric_id",
-                "composite_product_ids",
-                "update_starting_at",
-            )
-        }
         metric_id = obj.get("billable_metric_id")
         if metric_id and metric_id not in ids["billable_metrics"]:
             warn(
@@ -149,21 +229,21 @@ def export_account(client: Any, warn: Any = None) -> tuple[Catalog, Environment]
             continue
         composite = obj.get("composite_product_ids")
         products.append(
-            Product(
-                name=name,
-                display_name=_display(name, obj.get("name")),
+            _entry(
+                Product,
+                name,
+                object_id,
+                obj,
+                ("billable_metric_id", "composite_product_ids", "update_starting_at"),
                 billable_metric=ids["billable_metrics"].get(metric_id) if metric_id else None,
                 composite_products=[ids["products"][i] for i in composite] if composite else None,
-                custom_fields=_custom_fields(obj),
-                adopt={"id": object_id},
-                **data,
             )
         )
     kept_products = {p.name for p in products}
     product_names = {i: n for i, n in ids["products"].items() if n in kept_products}
 
     cards: list[RateCard] = []
-    for object_id, obj in _module("rate_cards").list_objects(client):
+    for object_id, obj in provider_module("rate_cards").list_objects(client):
         name = names.pick("rate_cards", obj, object_id, "rate_card")
         rates = []
         for rate in obj.get("rates") or []:
@@ -174,36 +254,18 @@ def export_account(client: Any, warn: Any = None) -> tuple[Catalog, Environment]
                 continue
             r["product"] = product_names[product_id]
             rates.append(r)
-        data = {k: v for k, v in obj.items() if k not in ("name", "custom_fields", "rates")}
-        cards.append(
-            RateCard(
-                name=name,
-                display_name=_display(name, obj.get("name")),
-                rates=rates,
-                custom_fields=_custom_fields(obj),
-                adopt={"id": object_id},
-                **data,
-            )
-        )
+        cards.append(_entry(RateCard, name, object_id, obj, ("rates",), rates=rates))
         ids["rate_cards"][object_id] = name
 
     customers: list[Customer] = []
-    for object_id, obj in _module("customers").list_objects(client):
+    for object_id, obj in provider_module("customers").list_objects(client):
         name = names.pick("customers", obj, object_id, "customer")
-        data = {k: v for k, v in obj.items() if k not in ("name", "custom_fields")}
-        customers.append(
-            Customer(
-                name=name,
-                display_name=_display(name, obj.get("name")),
-                custom_fields=_custom_fields(obj),
-                adopt={"id": object_id},
-                **data,
-            )
-        )
+        customers.append(_entry(Customer, name, object_id, obj))
         ids["customers"][object_id] = name
 
     contracts: list[Contract] = []
-    contract_module = _module("contracts")
+    billing_refs: dict[str, dict[str, str | None]] = {}  # customer id -> {contract name: its configuration}
+    contract_module = provider_module("contracts")
     for customer_id, customer_name in ids["customers"].items():
         for object_id, obj in contract_module.list_objects(client, customer_id):
             card_id = obj.get("rate_card_id")
@@ -215,8 +277,6 @@ def export_account(client: Any, warn: Any = None) -> tuple[Catalog, Environment]
                 "contracts", {**obj, "name": obj.get("name") or fallback}, object_id, "contract"
             )
             skip = (
-                "name",
-                "custom_fields",
                 "customer_id",
                 "rate_card_id",
                 "commits",
@@ -227,11 +287,14 @@ def export_account(client: Any, warn: Any = None) -> tuple[Catalog, Environment]
                 "billing_provider_configuration",
                 "allow_replacement",
             )
-            data = {k: v for k, v in obj.items() if k not in skip}
             try:
                 contracts.append(
-                    Contract(
-                        name=name,
+                    _entry(
+                        Contract,
+                        name,
+                        object_id,
+                        obj,
+                        skip,
                         # A contract's Metronome name is optional: only a live name becomes display_name.
                         display_name=obj.get("name") or None,
                         customer=customer_name,
@@ -240,28 +303,55 @@ def export_account(client: Any, warn: Any = None) -> tuple[Catalog, Environment]
                         credits=_refs(obj.get("credits"), product_names),
                         overrides=_refs(obj.get("overrides"), product_names),
                         discounts=_refs(obj.get("discounts"), product_names),
-                        custom_fields=_custom_fields(obj),
-                        adopt={"id": object_id},
-                        **data,
                     )
                 )
+                billing_refs.setdefault(customer_id, {})[name] = (
+                    obj.get("billing_provider_configuration") or {}
+                ).get("billing_provider_configuration_id")
             except KeyError as err:
                 warn(
                     f"contract {object_id} of customer '{customer_name}' uses product {err} "
                     "(not exported): skipped"
                 )
+
+    # Stripe links, and with Stripe connected the StripeIntegration: live already, so go_live true
+    # (false would leave the live configurations unmanaged while the stack claims Stripe is not in use).
+    connected = bool(stripe_connections(client))
+    links = _stripe_links(client, ids["customers"], billing_refs, connected, warn)
+    stripe = None
+    if links and connected:
+        stripe = Stripe(expected_account_id=stripe_account or ACCOUNT_PLACEHOLDER, go_live=True)
+    elif links:
+        warn(
+            f"{len(links)} customer(s) have Stripe configurations but Stripe is not connected to the "
+            "account: their stripe_customer_id is written, without a stripe: section"
+        )
+    if stripe_account and stripe is None:
+        warn("--stripe-account ignored: no customer has a Stripe configuration on a connected Stripe account")
+    default_method = stripe.collection_method if stripe else "charge_automatically"
     return (
         Catalog(billable_metrics=metrics, products=products, rate_cards=cards),
-        Environment(customers=customers, contracts=contracts),
+        Environment(
+            stripe=stripe, customers=_with_stripe(customers, links, default_method), contracts=contracts
+        ),
     )
+
+
+def placeholder_hint(environment: Environment) -> str | None:
+    """What the user must fill in before the next `pulumi up`, if anything."""
+    if environment.stripe is not None and environment.stripe.expected_account_id == ACCOUNT_PLACEHOLDER:
+        return ACCOUNT_HINT.format(placeholder=ACCOUNT_PLACEHOLDER)
+    return None
 
 
 def write_stack(out: Path, catalog: Catalog, environment: Environment, source: str) -> None:
     """Write both files, after checking in a scratch copy that they load."""
     header = HEADER.format(url=source)
+    hint = placeholder_hint(environment)
+    todo = "".join(f"# {line}\n" for line in textwrap.wrap(f"TODO: {hint}", 106)) if hint else ""
     files = {
         CATALOG_FILE: catalog_to_yaml(catalog, header),
-        ENVIRONMENT_FILE: environment_to_yaml(environment, header),
+        ENVIRONMENT_FILE: environment_to_yaml(environment, header + todo),
     }
     with tempfile.TemporaryDirectory() as scratch:
         for name, text in files.items():
@@ -278,11 +368,17 @@ def run(args: argparse.Namespace) -> int:
         print("error: set METRONOME_BEARER_TOKEN to the account's API token", file=sys.stderr)
         return 1
     base_url = args.base_url or os.environ.get("METRONOME_BASE_URL")
+    if args.stripe_account and not re.match(r"^acct_[A-Za-z0-9]+$", args.stripe_account):
+        print(
+            f"error: --stripe-account must be a Stripe account id (acct_...), not {args.stripe_account!r}",
+            file=sys.stderr,
+        )
+        return 1
     try:
         from providers.client import make_client
 
         client = make_client(base_url, token, max_retries=2)
-        catalog, environment = export_account(client)
+        catalog, environment = export_account(client, stripe_account=args.stripe_account)
         write_stack(Path(args.out), catalog, environment, base_url or "https://api.metronome.com")
     except CatalogError as err:
         print(f"error: the export would not load as a stack:\n{err}", file=sys.stderr)
@@ -295,5 +391,11 @@ def run(args: argparse.Namespace) -> int:
         f"{len(catalog.rate_cards)} rate cards, {len(environment.customers)} customers, "
         f"{len(environment.contracts)} contracts"
     )
+    linked = [c for c in environment.customers if c.stripe_customer_id]
     print(f"wrote {Path(args.out) / CATALOG_FILE} and {Path(args.out) / ENVIRONMENT_FILE}: {counts}")
+    if environment.stripe is not None:
+        print(f"stripe: go_live true (their Stripe configurations are live), {len(linked)} customers linked")
+    hint = placeholder_hint(environment)
+    if hint:
+        print(f"fill in: {hint}")
     return 0
