@@ -5,5 +5,6 @@ from .contract import Contract
 from .customer import Customer
 from .product import Product
 from .rate_card import RateCard
+from .stripe_integration import StripeIntegration
 
-__all__ = ["BillableMetric", "Contract", "Customer", "Product", "RateCard"]
+__all__ = ["BillableMetric", "Contract", "Customer", "Product", "RateCard", "StripeIntegration"]

@@ -26,9 +26,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .client import (
     IDENTITY_FIELD,
+    KindIndex,
     MetronomeError,
+    archive,
+    create_once,
     delete_custom_field_values,
+    ensure_custom_field_keys,
     get_client,
+    kind_index,
+    raw_request,
     set_custom_field_values,
 )
 from .config import configure_from_request
@@ -102,7 +108,14 @@ def _reason(err: dict[str, Any], hints: dict[str, str], allowed: list[str]) -> s
 
 
 class MetronomeProvider(ResourceProvider):
-    """Base provider; subclasses set the class attributes and implement the hooks."""
+    """Base provider; subclasses set the class attributes and implement the hooks.
+
+    The default `create_object / read_live / find_live / archive_object` serve the kinds tagged with
+    `iac_identity` (metrics, products, rate cards, customers): such a subclass only states where its
+    objects live (`get_raw`, `list_raw`, `to_inputs`, `create_path` / `create_fields`, `archive_path`
+    / `archive_id_field`). Contracts (uniqueness keys, objects under a customer) and the Stripe
+    integration (no object at all) override the hooks.
+    """
 
     kind: ClassVar[str] = "Resource"  # "BillableMetric", used in messages
     entity: ClassVar[str] = ""  # Metronome custom-field entity ("billable_metric", ...)
@@ -111,7 +124,51 @@ class MetronomeProvider(ResourceProvider):
     natural_key: ClassVar[str] = "name"  # adopt: {"id": ...} or {natural_key: ...}
     hints: ClassVar[dict[str, str]] = {}
 
-    # ------------------------------------------------------------------ hooks (per module)
+    # ------------------------------------------------------------------ API of a tagged kind (per module)
+
+    create_path: ClassVar[str] = ""  # POST; the body takes `create_fields` plus custom_fields
+    create_fields: ClassVar[tuple[str, ...]] = ()
+    archive_path: ClassVar[str] = ""  # POST {archive_id_field: id}
+    archive_id_field: ClassVar[str] = "id"
+
+    @staticmethod
+    def get_raw(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+        """One API object (see `client.get_live`): None if archived or missing."""
+        raise NotImplementedError
+
+    @staticmethod
+    def list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
+        """Every object of the kind, as the listing returns it."""
+        raise NotImplementedError
+
+    @staticmethod
+    def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+        """An API object in input shape (custom_fields including iac_identity)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ reads, kind index (tagged kinds)
+
+    @classmethod
+    def list_objects(cls, client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
+        """(id, object) for every live object, input-shaped: the module's `list_objects(client)`."""
+        return [(o["id"], cls.to_inputs(o)) for o in cls.list_raw(client) if not o.get("archived_at")]
+
+    @classmethod
+    def read_object(cls, client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
+        """One live object, input-shaped; None if archived or missing: the module's `read_object`."""
+        return cls._read(client, object_id, f"{cls.kind} {object_id}")
+
+    @classmethod
+    def _read(cls, client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+        obj = cls.get_raw(client, object_id, label)
+        return cls.to_inputs(obj) if obj else None
+
+    @classmethod
+    def live_index(cls, client: metronome.Metronome) -> KindIndex:
+        """The host-wide index of the kind's live objects by `iac_identity` (create_once, adopt)."""
+        return kind_index(client, cls.entity, cls.list_objects, cls.read_object)
+
+    # ------------------------------------------------------------------ hooks (defaults: tagged kinds)
 
     def validate(self, inputs: InputsBase, olds: dict[str, Any]) -> list[CheckFailure]:
         """Cross-field rules pydantic cannot express; `olds` are the previous inputs ({} on create)."""
@@ -121,17 +178,28 @@ class MetronomeProvider(ResourceProvider):
         return []
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        raise NotImplementedError
+        """Create the object exactly once (`create_once`), tagged with its `iac_identity`."""
+        tag = self.tag(inputs)
+        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
+        ensure_custom_field_keys(client, self.entity, custom_fields, label=label)
+        body = {k: inputs[k] for k in self.create_fields if inputs.get(k) is not None}
+        body["custom_fields"] = custom_fields
+
+        def create(single: metronome.Metronome) -> str:
+            return raw_request(single, "POST", self.create_path, body=body)["data"]["id"]
+
+        object_id, _ = create_once(client, label=label, index=self.live_index(client), tag=tag, create=create)
+        return object_id
 
     def read_live(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """The live object in input shape (custom_fields incl. iac_identity), None if archived/missing."""
-        raise NotImplementedError
+        return self._read(client, object_id, self.label(props or {}))
 
     def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         """Id of the live object whose natural key `key` equals `value` (adopt)."""
-        raise NotImplementedError
+        return find_by_field(client, self.live_index(client), key, value, label)
 
     def update_object(
         self,
@@ -148,7 +216,8 @@ class MetronomeProvider(ResourceProvider):
     def archive_object(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
     ) -> None:
-        raise NotImplementedError
+        archive(client, self.archive_path, {self.archive_id_field: object_id}, label=label)
+        self.live_index(client).forget(object_id)
 
     def computed_outputs(
         self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any]

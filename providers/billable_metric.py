@@ -9,18 +9,8 @@ import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict
 
-from .base import InputsBase, MetronomeProvider, declare_props, find_by_field, looks_high_cardinality
-from .client import (
-    IDENTITY_FIELD,
-    MetronomeError,
-    archive,
-    create_once,
-    data_of,
-    ensure_custom_field_keys,
-    kind_index,
-    paginate,
-    request,
-)
+from .base import InputsBase, MetronomeProvider, declare_props, looks_high_cardinality
+from .client import MetronomeError, get_live, paginate, request
 
 ENTITY = "billable_metric"
 
@@ -96,32 +86,12 @@ def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    return get_live(client, "GET", f"/v1/billable-metrics/{object_id}", label=label)
+
+
 def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     return list(paginate(client, "GET", "/v1/billable-metrics", label="BillableMetric listing"))
-
-
-def list_objects(client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
-    """All active metrics, input-shaped, custom_fields (incl. iac_identity) kept."""
-    return [(o["id"], to_inputs(o)) for o in _list_raw(client) if not o.get("archived_at")]
-
-
-def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
-    try:
-        obj = data_of(request(client, "GET", f"/v1/billable-metrics/{object_id}", label=label))
-    except MetronomeError as err:
-        if err.status_code in (400, 404):
-            return None
-        raise
-    return obj if obj and not obj.get("archived_at") else None
-
-
-def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
-    obj = _get(client, object_id, f"BillableMetric {object_id}")
-    return to_inputs(obj) if obj else None
-
-
-def _index(client: metronome.Metronome):
-    return kind_index(client, ENTITY, list_objects, read_object)
 
 
 class BillableMetricProvider(MetronomeProvider):
@@ -131,6 +101,13 @@ class BillableMetricProvider(MetronomeProvider):
     replace_fields = REPLACE_FIELDS
     natural_key = "name"
     hints = HINTS
+    # API calls used by MetronomeProvider's create-once / read / adopt / archive
+    get_raw = staticmethod(_get)
+    list_raw = staticmethod(_list_raw)
+    to_inputs = staticmethod(to_inputs)
+    create_path = "/v1/billable-metrics/create"
+    create_fields = _FIELDS
+    archive_path = "/v1/billable-metrics/archive"
 
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
         failures = []
@@ -170,28 +147,6 @@ class BillableMetricProvider(MetronomeProvider):
             for k in keys
         ]
 
-    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        tag = self.tag(inputs)
-        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
-        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
-        body = {k: inputs[k] for k in _FIELDS if inputs.get(k) is not None}
-        body["custom_fields"] = custom_fields
-
-        def create(single: metronome.Metronome) -> str:
-            from .client import raw_request
-
-            return raw_request(single, "POST", "/v1/billable-metrics/create", body=body)["data"]["id"]
-
-        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
-        return object_id
-
-    def read_live(self, client, object_id, props=None):  # type: ignore[override]
-        obj = _get(client, object_id, self.label(props or {}))
-        return to_inputs(obj) if obj else None
-
-    def find_live(self, client, key, value, label):  # type: ignore[override]
-        return find_by_field(client, _index(client), key, value, label)
-
     def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
         if set(changed) - {"name"}:
             raise MetronomeError(
@@ -203,9 +158,9 @@ class BillableMetricProvider(MetronomeProvider):
             )
         return {}
 
-    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
-        archive(client, "/v1/billable-metrics/archive", {"id": object_id}, label=label)
-        _index(client).forget(object_id)
+
+list_objects = BillableMetricProvider.list_objects  # (client): all live metrics, input-shaped
+read_object = BillableMetricProvider.read_object  # (client, id): None if archived or missing
 
 
 class BillableMetric(pulumi.dynamic.Resource, module="metronome", name="BillableMetric"):

@@ -149,6 +149,19 @@ def data_of(response: Any) -> Any:
     return response.get("data") if isinstance(response, dict) else None
 
 
+def get_live(
+    client: metronome.Metronome, method: str, path: str, *, label: str, body: Any = None
+) -> dict[str, Any] | None:
+    """One object by id (the raw `data`); None when it is missing (400/404) or archived."""
+    try:
+        obj = data_of(request(client, method, path, label=label, body=body))
+    except MetronomeError as err:
+        if err.status_code in (400, 404):
+            return None
+        raise
+    return obj if obj and not obj.get("archived_at") else None
+
+
 def paginate(
     client: metronome.Metronome,
     method: str,

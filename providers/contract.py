@@ -17,14 +17,7 @@ from pulumi.dynamic import CheckFailure, DiffResult
 from pydantic import BaseModel, ConfigDict
 
 from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
-from .client import (
-    MetronomeError,
-    archive,
-    data_of,
-    paginate,
-    raw_request,
-    request,
-)
+from .client import MetronomeError, archive, data_of, get_live, paginate, raw_request, request
 from .diff import (
     UNKNOWN,
     canonical_time,
@@ -369,21 +362,8 @@ def active_contracts(client: metronome.Metronome, customer_id: str, label: str) 
 def _get(
     client: metronome.Metronome, customer_id: str, contract_id: str, label: str
 ) -> dict[str, Any] | None:
-    try:
-        obj = data_of(
-            request(
-                client,
-                "POST",
-                "/v2/contracts/get",
-                label=label,
-                body={"customer_id": customer_id, "contract_id": contract_id},
-            )
-        )
-    except MetronomeError as err:
-        if err.status_code in (400, 404):
-            return None
-        raise
-    return obj if obj and not obj.get("archived_at") else None
+    body = {"customer_id": customer_id, "contract_id": contract_id}
+    return get_live(client, "POST", "/v2/contracts/get", label=label, body=body)
 
 
 def read_object(

@@ -9,18 +9,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure
 
 from .base import InputsBase, MetronomeProvider, declare_props
-from .client import (
-    IDENTITY_FIELD,
-    MetronomeError,
-    archive,
-    create_once,
-    data_of,
-    ensure_custom_field_keys,
-    kind_index,
-    paginate,
-    raw_request,
-    request,
-)
+from .client import MetronomeError, get_live, paginate, request
 
 ENTITY = "customer"
 
@@ -66,32 +55,12 @@ def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    return get_live(client, "GET", f"/v1/customers/{object_id}", label=label)
+
+
 def _list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]]:
     return list(paginate(client, "GET", "/v1/customers", label="Customer listing", params=params))
-
-
-def list_objects(client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
-    """All active customers, input-shaped, custom_fields incl. iac_identity."""
-    return [(o["id"], to_inputs(o)) for o in _list_raw(client) if not o.get("archived_at")]
-
-
-def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
-    try:
-        obj = data_of(request(client, "GET", f"/v1/customers/{object_id}", label=label))
-    except MetronomeError as err:
-        if err.status_code in (400, 404):
-            return None
-        raise
-    return obj if obj and not obj.get("archived_at") else None
-
-
-def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
-    obj = _get(client, object_id, f"Customer {object_id}")
-    return to_inputs(obj) if obj else None
-
-
-def _index(client: metronome.Metronome):
-    return kind_index(client, ENTITY, list_objects, read_object)
 
 
 class CustomerProvider(MetronomeProvider):
@@ -101,6 +70,13 @@ class CustomerProvider(MetronomeProvider):
     replace_fields = REPLACE_FIELDS
     natural_key = "ingest_alias"
     hints = HINTS
+    # API calls used by MetronomeProvider's create-once / read / archive
+    get_raw = staticmethod(_get)
+    list_raw = staticmethod(_list_raw)
+    to_inputs = staticmethod(to_inputs)
+    create_path = "/v1/customers"
+    create_fields = ("name", "ingest_aliases", "external_id")
+    archive_path = "/v1/customers/archive"
 
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
         failures = []
@@ -115,23 +91,6 @@ class CustomerProvider(MetronomeProvider):
                 CheckFailure("ingest_aliases", f"{dupes} listed twice; to fix: list each alias once")
             )
         return failures
-
-    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        tag = self.tag(inputs)
-        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
-        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
-        body = {k: inputs[k] for k in ("name", "ingest_aliases", "external_id") if inputs.get(k) is not None}
-        body["custom_fields"] = custom_fields
-
-        def create(single: metronome.Metronome) -> str:
-            return raw_request(single, "POST", "/v1/customers", body=body)["data"]["id"]
-
-        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
-        return object_id
-
-    def read_live(self, client, object_id, props=None):  # type: ignore[override]
-        obj = _get(client, object_id, self.label(props or {}))
-        return to_inputs(obj) if obj else None
 
     def find_live(self, client, key, value, label):  # type: ignore[override]
         # The listing filters by alias server-side: one call, no index needed.
@@ -177,8 +136,11 @@ class CustomerProvider(MetronomeProvider):
                 label=label,
                 body={"ingest_aliases": []},
             )
-        archive(client, "/v1/customers/archive", {"id": object_id}, label=label)
-        _index(client).forget(object_id)
+        super().archive_object(client, object_id, props, label)
+
+
+list_objects = CustomerProvider.list_objects  # (client): all live customers, input-shaped
+read_object = CustomerProvider.read_object  # (client, id): None if archived or missing
 
 
 class Customer(pulumi.dynamic.Resource, module="metronome", name="Customer"):

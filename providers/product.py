@@ -9,27 +9,8 @@ import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .base import (
-    InputsBase,
-    MetronomeProvider,
-    Timestamp,
-    current_hour,
-    declare_props,
-    find_by_field,
-    is_hour_aligned,
-)
-from .client import (
-    IDENTITY_FIELD,
-    MetronomeError,
-    archive,
-    create_once,
-    data_of,
-    ensure_custom_field_keys,
-    kind_index,
-    paginate,
-    raw_request,
-    request,
-)
+from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, is_hour_aligned
+from .client import MetronomeError, get_live, paginate, request
 from .diff import UNKNOWN, canonical_time
 
 ENTITY = "product"
@@ -131,6 +112,10 @@ def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
+    return get_live(client, "POST", "/v1/contract-pricing/products/get", label=label, body={"id": object_id})
+
+
 def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     return list(
         paginate(
@@ -143,32 +128,6 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     )
 
 
-def list_objects(client: metronome.Metronome) -> list[tuple[str, dict[str, Any]]]:
-    """All active products, input-shaped (latest declared state), custom_fields incl. iac_identity."""
-    return [(o["id"], to_inputs(o)) for o in _list_raw(client) if not o.get("archived_at")]
-
-
-def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
-    try:
-        obj = data_of(
-            request(client, "POST", "/v1/contract-pricing/products/get", label=label, body={"id": object_id})
-        )
-    except MetronomeError as err:
-        if err.status_code in (400, 404):
-            return None
-        raise
-    return obj if obj and not obj.get("archived_at") else None
-
-
-def read_object(client: metronome.Metronome, object_id: str) -> dict[str, Any] | None:
-    obj = _get(client, object_id, f"Product {object_id}")
-    return to_inputs(obj) if obj else None
-
-
-def _index(client: metronome.Metronome):
-    return kind_index(client, ENTITY, list_objects, read_object)
-
-
 class ProductProvider(MetronomeProvider):
     kind = "Product"
     entity = ENTITY
@@ -176,6 +135,14 @@ class ProductProvider(MetronomeProvider):
     replace_fields = REPLACE_FIELDS
     natural_key = "name"
     hints = HINTS
+    # API calls used by MetronomeProvider's create-once / read / adopt / archive
+    get_raw = staticmethod(_get)
+    list_raw = staticmethod(_list_raw)
+    to_inputs = staticmethod(to_inputs)
+    create_path = "/v1/contract-pricing/products/create"
+    create_fields = ("type", *STATE_FIELDS)
+    archive_path = "/v1/contract-pricing/products/archive"
+    archive_id_field = "product_id"
 
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
         failures = []
@@ -213,28 +180,6 @@ class ProductProvider(MetronomeProvider):
                 )
         return failures
 
-    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        tag = self.tag(inputs)
-        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
-        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
-        body = {k: inputs[k] for k in ("type", *STATE_FIELDS) if inputs.get(k) is not None}
-        body["custom_fields"] = custom_fields
-
-        def create(single: metronome.Metronome) -> str:
-            return raw_request(single, "POST", "/v1/contract-pricing/products/create", body=body)["data"][
-                "id"
-            ]
-
-        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
-        return object_id
-
-    def read_live(self, client, object_id, props=None):  # type: ignore[override]
-        obj = _get(client, object_id, self.label(props or {}))
-        return to_inputs(obj) if obj else None
-
-    def find_live(self, client, key, value, label):  # type: ignore[override]
-        return find_by_field(client, _index(client), key, value, label)
-
     def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
         if "type" in changed:
             raise MetronomeError(f"{label}: type cannot change in place; replace the product")
@@ -259,9 +204,9 @@ class ProductProvider(MetronomeProvider):
         request(client, "POST", "/v1/contract-pricing/products/update", label=label, body=body)
         return {}
 
-    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
-        archive(client, "/v1/contract-pricing/products/archive", {"product_id": object_id}, label=label)
-        _index(client).forget(object_id)
+
+list_objects = ProductProvider.list_objects  # (client): all live products, input-shaped (latest state)
+read_object = ProductProvider.read_object  # (client, id): None if archived or missing
 
 
 class Product(pulumi.dynamic.Resource, module="metronome", name="Product"):

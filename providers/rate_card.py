@@ -29,19 +29,8 @@ import pulumi
 from pulumi.dynamic import CheckFailure, DiffResult
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, find_by_field
-from .client import (
-    IDENTITY_FIELD,
-    MetronomeError,
-    archive,
-    create_once,
-    data_of,
-    ensure_custom_field_keys,
-    kind_index,
-    paginate,
-    raw_request,
-    request,
-)
+from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props
+from .client import KindIndex, MetronomeError, get_live, kind_index, paginate, request
 from .diff import UNKNOWN, canonical_time, compute_diff, normalize
 
 ENTITY = "rate_card"
@@ -286,61 +275,27 @@ def _schedule(client: metronome.Metronome, card_id: str, label: str) -> list[dic
 
 
 def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
-    try:
-        obj = data_of(
-            request(
-                client, "POST", "/v1/contract-pricing/rate-cards/get", label=label, body={"id": object_id}
-            )
-        )
-    except MetronomeError as err:
-        if err.status_code in (400, 404):
-            return None
-        raise
-    return obj if obj and not obj.get("archived_at") else None
+    return get_live(
+        client, "POST", "/v1/contract-pricing/rate-cards/get", label=label, body={"id": object_id}
+    )
 
 
 def _fiat(card: dict[str, Any]) -> str:
     return card.get("fiat_credit_type_id") or USD_CENTS_ID
 
 
-def read_object(
-    client: metronome.Metronome, object_id: str, desired: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """The live card with its rates in input shape; None if archived or missing.
-
-    Pass the declared inputs as `desired` to fold price-change chains back into declared rates.
-    """
-    obj = _get(client, object_id, f"RateCard {object_id}")
-    if obj is None:
-        return None
-    card = card_to_inputs(obj)
-    rates = fold_schedule(
-        _schedule(client, object_id, f"RateCard {object_id}"),
-        _fiat(card),
-        (desired or {}).get("rates") if desired is not None else None,
-    )
+def _with_rates(
+    client: metronome.Metronome,
+    card_id: str,
+    card: dict[str, Any],
+    desired: list[dict[str, Any]] | None,
+    label: str,
+) -> dict[str, Any]:
+    """`card` (input-shaped) with its live rates, folded against `desired` (see `fold_schedule`)."""
+    rates = fold_schedule(_schedule(client, card_id, label), _fiat(card), desired)
     if rates:
         card["rates"] = rates
     return card
-
-
-def list_objects(client: metronome.Metronome, *, with_rates: bool = True) -> list[tuple[str, dict[str, Any]]]:
-    """All active rate cards, input-shaped (rates included unless with_rates=False)."""
-    out = []
-    for obj in _list_raw(client):
-        if obj.get("archived_at"):
-            continue
-        card = card_to_inputs(obj)
-        if with_rates:
-            rates = fold_schedule(_schedule(client, obj["id"], f"RateCard {obj['id']}"), _fiat(card), None)
-            if rates:
-                card["rates"] = rates
-        out.append((obj["id"], card))
-    return out
-
-
-def _index(client: metronome.Metronome):
-    return kind_index(client, ENTITY, functools.partial(list_objects, with_rates=False), read_object)
 
 
 def _rate_body(rate: dict[str, Any]) -> dict[str, Any]:
@@ -446,6 +401,45 @@ class RateCardProvider(MetronomeProvider):
     replace_fields = REPLACE_FIELDS
     natural_key = "name"
     hints = HINTS
+    # API calls used by MetronomeProvider's create-once / read / adopt / archive
+    get_raw = staticmethod(_get)
+    list_raw = staticmethod(_list_raw)
+    to_inputs = staticmethod(card_to_inputs)
+    create_path = "/v1/contract-pricing/rate-cards/create"
+    create_fields = ("name", "description", "fiat_credit_type_id", "credit_type_conversions", "aliases")
+    archive_path = "/v1/contract-pricing/rate-cards/archive"
+
+    @classmethod
+    def list_objects(  # type: ignore[override]
+        cls, client: metronome.Metronome, *, with_rates: bool = True
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """All active rate cards, input-shaped (rates included unless with_rates=False)."""
+        cards = super().list_objects(client)
+        if with_rates:
+            for card_id, card in cards:
+                _with_rates(client, card_id, card, None, f"RateCard {card_id}")
+        return cards
+
+    @classmethod
+    def read_object(  # type: ignore[override]
+        cls, client: metronome.Metronome, object_id: str, desired: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The live card with its rates in input shape; None if archived or missing.
+
+        Pass the declared inputs as `desired` to fold price-change chains back into declared rates.
+        """
+        card = super().read_object(client, object_id)
+        if card is None:
+            return None
+        desired_rates = (desired or {}).get("rates") if desired is not None else None
+        return _with_rates(client, object_id, card, desired_rates, f"RateCard {object_id}")
+
+    @classmethod
+    def live_index(cls, client: metronome.Metronome) -> KindIndex:
+        # Listed without rates (no schedule calls); a hit is confirmed by a full read.
+        return kind_index(
+            client, cls.entity, functools.partial(cls.list_objects, with_rates=False), cls.read_object
+        )
 
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
         failures: list[CheckFailure] = []
@@ -561,41 +555,17 @@ class RateCardProvider(MetronomeProvider):
         return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        tag = self.tag(inputs)
-        custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
-        ensure_custom_field_keys(client, ENTITY, custom_fields, label=label)
-        body = {
-            k: inputs[k]
-            for k in ("name", "description", "fiat_credit_type_id", "credit_type_conversions", "aliases")
-            if inputs.get(k) is not None
-        }
-        body["custom_fields"] = custom_fields
-
-        def create(single: metronome.Metronome) -> str:
-            return raw_request(single, "POST", "/v1/contract-pricing/rate-cards/create", body=body)["data"][
-                "id"
-            ]
-
-        object_id, _ = create_once(client, label=label, index=_index(client), tag=tag, create=create)
+        object_id = super().create_object(client, inputs, label)
         if inputs.get("rates"):
             add_rates(client, object_id, list(inputs["rates"]), label)
         return object_id
 
     def read_live(self, client, object_id, props=None):  # type: ignore[override]
-        obj = _get(client, object_id, self.label(props or {}))
-        if obj is None:
+        card = super().read_live(client, object_id, props)
+        if card is None:
             return None
-        card = card_to_inputs(obj)
         desired = self.shape(props).get("rates") if props else None
-        rates = fold_schedule(
-            _schedule(client, object_id, self.label(props or {})), _fiat(card), desired or []
-        )
-        if rates:
-            card["rates"] = rates
-        return card
-
-    def find_live(self, client, key, value, label):  # type: ignore[override]
-        return find_by_field(client, _index(client), key, value, label)
+        return _with_rates(client, object_id, card, desired or [], self.label(props or {}))
 
     def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
         if "fiat_credit_type_id" in changed or (
@@ -648,8 +618,11 @@ class RateCardProvider(MetronomeProvider):
                 f"{label}: cannot archive rate card {object_id}: active contracts still use it: "
                 f"{names}; end or remove those contracts first"
             )
-        archive(client, "/v1/contract-pricing/rate-cards/archive", {"id": object_id}, label=label)
-        _index(client).forget(object_id)
+        super().archive_object(client, object_id, props, label)
+
+
+list_objects = RateCardProvider.list_objects  # (client, *, with_rates=True)
+read_object = RateCardProvider.read_object  # (client, id, desired=None)
 
 
 class RateCard(pulumi.dynamic.Resource, module="metronome", name="RateCard"):

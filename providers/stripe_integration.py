@@ -35,7 +35,7 @@ from pulumi.dynamic import CheckFailure, ConfigureRequest, CreateResult, DiffRes
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import COMPUTED_FIELDS, InputsBase, MetronomeProvider, declare_props
-from .client import MetronomeError, archive, get_client, raw_request, request, retry_after_seconds
+from .client import MetronomeError, archive, get_client, paginate, raw_request, request, retry_after_seconds
 from .config import get_settings
 from .diff import PROVIDER_KEY, UNKNOWN, compute_diff, contains_unknown
 
@@ -273,15 +273,16 @@ def missing_stripe_customers(stripe_ids: Iterable[str], label: str) -> list[tupl
 
 def stripe_delivery_method(client: metronome.Metronome, expected_account_id: str, label: str) -> str:
     """The delivery method id of the Stripe connection; fails with the dashboard step when there is none."""
-    methods: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:  # a plain {data, next_page} response with the cursor in the body
-        body = {"next_page": cursor} if cursor else {}
-        page = request(client, "POST", "/v1/listConfiguredBillingProviders", label=label, body=body) or {}
-        methods += [m for m in page.get("data") or [] if m.get("billing_provider") == "stripe"]
-        cursor = page.get("next_page")
-        if not cursor:
-            break
+    # A plain {data, next_page} response with the cursor in the body, and no page size.
+    listing = paginate(
+        client,
+        "POST",
+        "/v1/listConfiguredBillingProviders",
+        label=label,
+        limit=None,
+        cursor_in_body="next_page",
+    )
+    methods = [m for m in listing if m.get("billing_provider") == "stripe"]
     if not methods:
         raise MetronomeError(f"{label}: {CONNECT_HINT}")
     if len(methods) == 1:

@@ -4,8 +4,9 @@ Run: `metronome-iac emulator [--host 127.0.0.1] [--port 8787] [--db FILE|:memory
 [--latency-ms N] [--fail-rate F] [--seed N] [--stripe-connected]`.
 
 Layout: `app.py` (FastAPI app: bearer auth, fault/latency knobs, statistics), `store.py` (SQLite: JSON
-documents plus uniqueness-key, custom-field-key, event and settings tables), `common.py` (errors, field
-validation, pagination), `routers/<family>.py` (one per API family) and `routers/admin.py`.
+documents plus uniqueness-key, custom-field-key, event and settings tables), `common.py` (errors, document
+look-up and archiving, field validation, pagination), `routers/<family>.py` (one per API family: its paths,
+shapes and rules) and `routers/admin.py`.
 
 Conventions:
 - Errors are `{"message": "..."}` naming the field; 400 bad input, 401 auth, 404 unknown id, 409 reused

@@ -1,17 +1,18 @@
-"""Helpers shared by the routers: errors, request parsing, field validation, pagination, custom fields."""
+"""Helpers shared by the routers: errors, documents, request parsing, field validation, pagination, custom
+fields."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from metronome_iac.emulator.store import ARCHIVE_FILTERS, Store, format_ts
+from metronome_iac.emulator.store import ARCHIVE_FILTERS, USD_CENTS_ID, Store, format_ts, now_iso
 
 MISSING = object()
 
@@ -41,6 +42,47 @@ def conflict(message: str) -> ApiError:
 
 def store_of(request: Request) -> Store:
     return request.app.state.store
+
+
+# -- documents --------------------------------------------------------------------------------------
+
+
+def label(kind: str) -> str:
+    """How messages name a document kind: `billable_metric` -> "billable metric"."""
+    return kind.replace("_", " ")
+
+
+def get_or_404(store: Store, kind: str, id: str, field: str = "id", *, live: bool = False) -> dict[str, Any]:
+    """The document a request names by `field`: 404 if it does not exist; if `live`, 400 if it is archived."""
+    doc = store.get(kind, id)
+    if doc is None:
+        raise not_found(label(kind), id, field)
+    return refuse_archived(doc, kind, field) if live else doc
+
+
+def ref_or_400(store: Store, kind: str, id: str, field: str, *, live: bool = False) -> dict[str, Any]:
+    """A document that the object being written refers to by `field`: an unknown one (or, if `live`, an
+    archived one) is bad input, 400."""
+    doc = store.get(kind, id)
+    if doc is None:
+        raise bad(f"{field}: {label(kind)} '{id}' does not exist")
+    return refuse_archived(doc, kind, field) if live else doc
+
+
+def refuse_archived(doc: dict[str, Any], kind: str, field: str) -> dict[str, Any]:
+    if doc.get("archived_at"):
+        raise bad(f"{field}: {label(kind)} '{doc['id']}' is archived")
+    return doc
+
+
+def archive_or_400(store: Store, kind: str, id: str, field: str = "id") -> dict[str, Any]:
+    """Archive a document: 404 if it does not exist, 400 if it is already archived. Returns it archived."""
+    with store.tx():
+        doc = get_or_404(store, kind, id, field)
+        if doc.get("archived_at"):
+            raise bad(f"{label(kind)} '{id}' is already archived")
+        doc["archived_at"] = now_iso()
+        return store.update(kind, doc)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -127,6 +169,27 @@ def opt(body: dict[str, Any], field: str, kind: type | tuple[type, ...] = str, p
     return check_type(value, kind, prefix + field)
 
 
+def copy_optional(
+    out: dict[str, Any],
+    body: dict[str, Any],
+    fields: Iterable[str],
+    kind: type | tuple[type, ...] = str,
+    prefix: str = "",
+) -> None:
+    """Copy into `out` each of `fields` that `body` sets, type-checked; an unset (or null) field stays absent
+    from `out`."""
+    for f in fields:
+        if body.get(f) is not None:
+            out[f] = check_type(body[f], kind, prefix + f)
+
+
+def refuse_frozen(body: dict[str, Any], fields: Iterable[str], context: str) -> None:
+    """Fields that cannot change after creation are refused when present at all (even null)."""
+    for f in fields:
+        if f in body:
+            raise bad(f"{f} cannot be changed {context}")
+
+
 def enum(value: Any, allowed: Iterable[str], field: str) -> str:
     allowed = list(allowed)
     if value not in allowed:
@@ -180,6 +243,24 @@ def req_ts(body: dict[str, Any], field: str, prefix: str = "") -> str:
     return ts(body[field], prefix + field)
 
 
+def bounds(obj: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """An object's `starting_at` (inclusive) and `ending_before` (exclusive); a missing bound is open."""
+    start, end = (parse_ts(obj[f], f) if obj.get(f) else None for f in ("starting_at", "ending_before"))
+    return start, end
+
+
+def covers(obj: dict[str, Any], at: datetime) -> bool:
+    """Is `at` inside the object's [starting_at, ending_before) window?"""
+    start, end = bounds(obj)
+    return (start is None or start <= at) and (end is None or at < end)
+
+
+def check_bounds(obj: dict[str, Any], prefix: str = "") -> None:
+    start, end = bounds(obj)
+    if start is not None and end is not None and end <= start:
+        raise bad(f"{prefix}ending_before must be after starting_at")
+
+
 def drop_none(value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if v is not None}
 
@@ -189,9 +270,11 @@ def drop_none(value: dict[str, Any]) -> dict[str, Any]:
 
 def page_args(request: Request, default_limit: int = 100, max_limit: int = 100) -> tuple[str | None, int]:
     """`next_page` and `limit` from the query string (CursorPage, even on POST lists)."""
-    return check_cursor(request.query_params.get("next_page"), "next_page"), check_limit(
-        request.query_params.get("limit"), default_limit, max_limit
-    )
+    return query_cursor(request), check_limit(request.query_params.get("limit"), default_limit, max_limit)
+
+
+def query_cursor(request: Request) -> str | None:
+    return check_cursor(request.query_params.get("next_page"), "next_page")
 
 
 def check_cursor(cursor: Any, field: str) -> str | None:
@@ -218,9 +301,32 @@ def page(items: list[Any], next_page: str | None) -> JSONResponse:
     return JSONResponse({"data": items, "next_page": next_page})
 
 
+def offset_page(rows: list[Any], cursor: str | None, size: int) -> JSONResponse:
+    """A page of a list computed per request (not stored documents): the cursor is an offset into it."""
+    start = int(cursor or 0)
+    end = start + size
+    return page(rows[start:end], str(end) if end < len(rows) else None)
+
+
 def archive_filter(body: dict[str, Any]) -> str:
     value = body.get("archive_filter") or "NOT_ARCHIVED"
     return enum(value, ARCHIVE_FILTERS, "archive_filter")
+
+
+def list_documents(
+    request: Request,
+    kind: str,
+    view: Callable[[dict[str, Any]], Any] | None = None,
+    *,
+    body: dict[str, Any] | None = None,
+    default_limit: int = 100,
+) -> JSONResponse:
+    """A plain list endpoint: one CursorPage of the `kind` documents in creation order, each shaped by
+    `view`. Live documents only, unless `body` (a POST list's) has another `archive_filter`."""
+    cursor, limit = page_args(request, default_limit)
+    flt = "NOT_ARCHIVED" if body is None else archive_filter(body)
+    items, nxt = store_of(request).list_page(kind, cursor=cursor, limit=limit, archive_filter=flt)
+    return page([view(doc) for doc in items] if view else items, nxt)
 
 
 def bool_query(request: Request, name: str) -> bool:
@@ -283,9 +389,5 @@ def check_custom_fields(
 def credit_type_data(
     store: Store, credit_type_id: str | None, field: str = "credit_type_id"
 ) -> dict[str, str]:
-    from metronome_iac.emulator.store import USD_CENTS_ID
-
-    ct = store.get("credit_type", credit_type_id or USD_CENTS_ID)
-    if ct is None:
-        raise bad(f"{field}: credit type '{credit_type_id}' does not exist")
+    ct = ref_or_400(store, "credit_type", credit_type_id or USD_CENTS_ID, field)
     return {"id": ct["id"], "name": ct["name"]}

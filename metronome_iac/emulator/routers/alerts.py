@@ -15,10 +15,11 @@ from metronome_iac.emulator.common import (
     conflict,
     credit_type_data,
     enum,
+    get_or_404,
     id_response,
     json_body,
-    not_found,
     opt,
+    ref_or_400,
     req,
     store_of,
 )
@@ -61,13 +62,13 @@ async def create(request: Request) -> JSONResponse:
             if owner is not None:
                 raise conflict(f"uniqueness_key: '{key}' is already used by alert {owner}")
         customer_id = opt(body, "customer_id")
-        if customer_id is not None and store.get("customer", customer_id) is None:
-            raise bad(f"customer_id: customer '{customer_id}' does not exist")
+        if customer_id is not None:
+            ref_or_400(store, "customer", customer_id, "customer_id")
         metric_id = opt(body, "billable_metric_id")
         if alert_type == "usage_threshold_reached" and not metric_id:
             raise bad("billable_metric_id is required for usage_threshold_reached alerts")
-        if metric_id is not None and store.get("billable_metric", metric_id) is None:
-            raise bad(f"billable_metric_id: billable metric '{metric_id}' does not exist")
+        if metric_id is not None:
+            ref_or_400(store, "billable_metric", metric_id, "billable_metric_id")
         alert = {
             **{k: v for k, v in body.items() if k not in ("custom_field_filters",)},
             "alert_type": alert_type,
@@ -92,9 +93,7 @@ async def archive(request: Request) -> JSONResponse:
     alert_id = req(body, "id")
     release = bool(opt(body, "release_uniqueness_key", bool))
     with store.tx():
-        alert = store.get(KIND, alert_id)
-        if alert is None:
-            raise not_found("alert", alert_id)
+        alert = get_or_404(store, KIND, alert_id)
         if not alert.get("archived_at"):
             store.archive(KIND, alert_id, now_iso())
         key = alert.get("uniqueness_key")

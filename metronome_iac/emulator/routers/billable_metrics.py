@@ -6,15 +6,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
+    archive_or_400,
     bad,
     bool_query,
     check_custom_fields,
     check_type,
     data,
     enum,
+    get_or_404,
     id_response,
     json_body,
-    not_found,
     opt,
     page,
     page_args,
@@ -22,7 +23,7 @@ from metronome_iac.emulator.common import (
     store_of,
     str_list,
 )
-from metronome_iac.emulator.store import Store, now_iso
+from metronome_iac.emulator.store import Store
 
 router = APIRouter()
 
@@ -88,13 +89,6 @@ def _validate(store: Store, body: dict) -> dict:
     return metric
 
 
-def get_metric(store: Store, metric_id: str, field: str = "billable_metric_id") -> dict:
-    metric = store.get(KIND, metric_id)
-    if metric is None:
-        raise not_found("billable metric", metric_id, field)
-    return metric
-
-
 @router.post("/v1/billable-metrics/create")
 async def create(request: Request) -> JSONResponse:
     store = store_of(request)
@@ -115,20 +109,14 @@ async def list_metrics(request: Request) -> JSONResponse:
 
 @router.post("/v1/billable-metrics/archive")
 async def archive(request: Request) -> JSONResponse:
-    store = store_of(request)
     body = await json_body(request)
-    metric_id = req(body, "id")
-    with store.tx():
-        metric = get_metric(store, metric_id, "id")
-        if metric.get("archived_at"):
-            raise bad(f"billable metric '{metric_id}' is already archived")
-        store.archive(KIND, metric_id, now_iso())
-    return id_response(metric_id)
+    metric = archive_or_400(store_of(request), KIND, req(body, "id"))
+    return id_response(metric["id"])
 
 
 @router.get("/v1/billable-metrics/{billable_metric_id}")
 async def retrieve(billable_metric_id: str, request: Request) -> JSONResponse:
-    return data(get_metric(store_of(request), billable_metric_id))
+    return data(get_or_404(store_of(request), KIND, billable_metric_id, "billable_metric_id"))
 
 
 @router.put("/v1/billable-metrics/{billable_metric_id}")
@@ -140,7 +128,7 @@ async def update(billable_metric_id: str, request: Request) -> JSONResponse:
         raise bad(f"{', '.join(frozen)} cannot be changed: only name can be updated on a billable metric")
     name = req(body, "name")
     with store.tx():
-        metric = get_metric(store, billable_metric_id)
+        metric = get_or_404(store, KIND, billable_metric_id, "billable_metric_id")
         metric["name"] = name
         store.update(KIND, metric)
     return id_response(billable_metric_id)

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from metronome_iac.emulator.common import bad, data, enum, json_body, req, store_of
+from metronome_iac.emulator.common import bad, data, enum, json_body, page, req, store_of
 from metronome_iac.emulator.store import Store
 
 router = APIRouter()
@@ -80,7 +80,7 @@ def resolve_delivery(store: Store, provider: str, item: dict[str, Any], prefix: 
 @router.post("/v1/listConfiguredBillingProviders")
 async def list_configured(request: Request) -> JSONResponse:
     await json_body(request)
-    return JSONResponse({"data": configured(store_of(request)), "next_page": None})
+    return page(configured(store_of(request)), None)
 
 
 @router.post("/v1/setUpBillingProvider")

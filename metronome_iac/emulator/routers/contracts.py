@@ -12,26 +12,33 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
+    archive_or_400,
     bad,
     check_cursor,
     check_custom_fields,
     check_limit,
     check_type,
     conflict,
+    covers,
     data,
     enum,
+    get_or_404,
     id_response,
     json_body,
     not_found,
     opt,
     opt_ts,
     parse_ts,
+    ref_or_400,
+    refuse_archived,
+    refuse_frozen,
     req,
     req_ts,
     store_of,
 )
 from metronome_iac.emulator.routers import terms
-from metronome_iac.emulator.routers.customers import CONFIG, config_view, get_customer
+from metronome_iac.emulator.routers.billing_providers import DELIVERY_METHODS
+from metronome_iac.emulator.routers.customers import CONFIG, CREATE_PROVIDERS, config_view
 from metronome_iac.emulator.store import Store, new_id, now_iso
 
 router = APIRouter()
@@ -39,7 +46,6 @@ router = APIRouter()
 KIND = "contract"
 KEY_SCOPE = "contract"
 FREQUENCIES = ("MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY")
-PROVIDERS = ("aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite")
 EDIT_FIELDS = {
     "customer_id",
     "contract_id",
@@ -76,9 +82,7 @@ def get_contract(store: Store, customer_id: str, contract_id: str) -> dict[str, 
 
 def _live_contract(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     contract = get_contract(store, req(body, "customer_id"), req(body, "contract_id"))
-    if contract.get("archived_at"):
-        raise bad(f"contract_id: contract '{contract['id']}' is archived")
-    return contract
+    return refuse_archived(contract, KIND, "contract_id")
 
 
 def resolve_rate_card(store: Store, body: dict[str, Any], at: str) -> str | None:
@@ -91,23 +95,13 @@ def resolve_rate_card(store: Store, body: dict[str, Any], at: str) -> str | None
         matches = []
         for seq, card in store.iter_docs("rate_card", archive_filter="NOT_ARCHIVED"):
             for a in card.get("aliases") or []:
-                starts = parse_ts(a["starting_at"], "") if a.get("starting_at") else None
-                ends = parse_ts(a["ending_before"], "") if a.get("ending_before") else None
-                if (
-                    a["name"] == alias
-                    and (starts is None or starts <= when)
-                    and (ends is None or when < ends)
-                ):
+                if a["name"] == alias and covers(a, when):
                     matches.append((seq, card["id"]))
         if not matches:
             raise bad(f"rate_card_alias: no rate card has alias '{alias}' at {at}")
         return max(matches)[1]  # an alias points at the card it was most recently assigned to
     if rate_card_id:
-        card = store.get("rate_card", rate_card_id)
-        if card is None:
-            raise bad(f"rate_card_id: rate card '{rate_card_id}' does not exist")
-        if card.get("archived_at"):
-            raise bad(f"rate_card_id: rate card '{rate_card_id}' is archived")
+        ref_or_400(store, "rate_card", rate_card_id, "rate_card_id", live=True)
     return rate_card_id
 
 
@@ -126,12 +120,8 @@ def billing_configuration(store: Store, customer_id: str, value: Any, field: str
             f"{field}.billing_provider_configuration_id: '{config_id}' is not a live configuration "
             f"of customer '{customer_id}'"
         )
-    provider = enum(value.get("billing_provider"), PROVIDERS, f"{field}.billing_provider")
-    method = enum(
-        value.get("delivery_method"),
-        ("direct_to_billing_provider", "aws_sqs", "tackle", "aws_sns"),
-        f"{field}.delivery_method",
-    )
+    provider = enum(value.get("billing_provider"), CREATE_PROVIDERS, f"{field}.billing_provider")
+    method = enum(value.get("delivery_method"), DELIVERY_METHODS, f"{field}.delivery_method")
     for config in configs:
         if config["billing_provider"] == provider and config["delivery_method"] == method:
             return config_view(config)
@@ -223,11 +213,7 @@ async def create(request: Request) -> JSONResponse:
     _check_end(starting_at, ending_before)
     key = opt(body, "uniqueness_key")
     with store.tx():
-        customer = store.get("customer", customer_id)
-        if customer is None:
-            raise not_found("customer", customer_id, "customer_id")
-        if customer.get("archived_at"):
-            raise bad(f"customer_id: customer '{customer_id}' is archived")
+        get_or_404(store, "customer", customer_id, "customer_id", live=True)
         if key is not None:
             owner = store.key_owner(KEY_SCOPE, key)
             if owner is not None:
@@ -331,7 +317,7 @@ async def retrieve(request: Request) -> JSONResponse:
 
 def _list(store: Store, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     customer_id = req(body, "customer_id")
-    get_customer(store, customer_id)
+    get_or_404(store, "customer", customer_id, "customer_id")
     cursor = check_cursor(body.get("cursor"), "cursor")
     limit = check_limit(body.get("limit"), 20, 100)
     covering = parse_ts(body["covering_date"], "covering_date") if body.get("covering_date") else None
@@ -339,11 +325,9 @@ def _list(store: Store, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str
     flt = "ALL" if opt(body, "include_archived", bool) else "NOT_ARCHIVED"
 
     def wanted(c: dict[str, Any]) -> bool:
-        start = parse_ts(c["terms"]["starting_at"], "")
-        end = parse_ts(c["terms"]["ending_before"], "") if c["terms"].get("ending_before") else None
-        if covering is not None and not (start <= covering and (end is None or covering < end)):
+        if covering is not None and not covers(c["terms"], covering):
             return False
-        return started is None or start >= started
+        return started is None or parse_ts(c["terms"]["starting_at"], "") >= started
 
     return store.list_page(
         KIND, cursor=cursor, limit=limit, archive_filter=flt, parent=customer_id, where=wanted
@@ -361,9 +345,7 @@ async def list_contracts(request: Request) -> JSONResponse:
 async def amend(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
-    for frozen in (*CREATE_ONLY[:2], "ending_before", "uniqueness_key"):
-        if frozen in body:
-            raise bad(f"{frozen} cannot be changed by an amendment")
+    refuse_frozen(body, (*CREATE_ONLY[:2], "ending_before", "uniqueness_key"), "by an amendment")
     starting_at = req_ts(body, "starting_at")
     with store.tx():
         contract = _live_contract(store, body)
@@ -401,9 +383,7 @@ async def archive(request: Request) -> JSONResponse:
     check_type(body["void_invoices"], bool, "void_invoices")
     with store.tx():
         contract = get_contract(store, req(body, "customer_id"), req(body, "contract_id"))
-        if contract.get("archived_at"):
-            raise bad(f"contract '{contract['id']}' is already archived")
-        store.archive(KIND, contract["id"], now_iso())
+        archive_or_400(store, KIND, contract["id"])
     return id_response(contract["id"])
 
 
@@ -484,7 +464,7 @@ def _update_grant(store: Store, grant: dict[str, Any], change: dict[str, Any], p
     if change.get("product_id") is not None:
         grant["product"] = terms.product_ref(store, change["product_id"], prefix + "product_id")
     if change.get("rate_type") is not None:
-        grant["rate_type"] = enum(change["rate_type"], ("COMMIT_RATE", "LIST_RATE"), prefix + "rate_type")
+        grant["rate_type"] = enum(change["rate_type"], terms.RATE_TARGETS, prefix + "rate_type")
     if change.get("specifiers") is not None:
         grant["specifiers"] = change["specifiers"]
     if change.get("access_schedule") is not None:

@@ -6,16 +6,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
+    archive_or_400,
     bad,
     id_response,
     json_body,
-    not_found,
-    page,
-    page_args,
+    list_documents,
     req,
     store_of,
 )
-from metronome_iac.emulator.store import USD_CENTS_ID, now_iso
+from metronome_iac.emulator.store import USD_CENTS_ID
 
 router = APIRouter()
 
@@ -24,9 +23,7 @@ KIND = "credit_type"
 
 @router.get("/v1/credit-types/list")
 async def list_credit_types(request: Request) -> JSONResponse:
-    cursor, limit = page_args(request)
-    items, nxt = store_of(request).list_page(KIND, cursor=cursor, limit=limit)
-    return page([{k: ct[k] for k in ("id", "name", "is_currency")} for ct in items], nxt)
+    return list_documents(request, KIND, lambda ct: {k: ct[k] for k in ("id", "name", "is_currency")})
 
 
 @router.post("/v1/credit-types/create")
@@ -41,16 +38,9 @@ async def create(request: Request) -> JSONResponse:
 
 @router.post("/v1/credit-types/archive")
 async def archive(request: Request) -> JSONResponse:
-    store = store_of(request)
     body = await json_body(request)
     ct_id = req(body, "id")
-    with store.tx():
-        ct = store.get(KIND, ct_id)
-        if ct is None:
-            raise not_found("credit type", ct_id)
-        if ct_id == USD_CENTS_ID:
-            raise bad("id: the USD (cents) credit type cannot be archived")
-        if ct.get("archived_at"):
-            raise bad(f"credit type '{ct_id}' is already archived")
-        store.archive(KIND, ct_id, now_iso())
-    return id_response(ct_id)
+    if ct_id == USD_CENTS_ID:  # always exists (seeded), so this answer never hides a 404
+        raise bad("id: the USD (cents) credit type cannot be archived")
+    ct = archive_or_400(store_of(request), KIND, ct_id)
+    return id_response(ct["id"])

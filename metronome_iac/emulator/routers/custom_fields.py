@@ -14,15 +14,17 @@ from fastapi.responses import JSONResponse
 from metronome_iac.emulator.common import (
     CUSTOM_FIELD_ENTITIES,
     bad,
-    check_cursor,
     check_custom_fields,
     check_type,
     empty,
     enum,
+    get_or_404,
     json_body,
+    label,
     not_found,
+    offset_page,
     opt,
-    page,
+    query_cursor,
     req,
     store_of,
     str_list,
@@ -32,41 +34,22 @@ from metronome_iac.emulator.store import Store
 router = APIRouter()
 
 # Entities stored as documents of their own (the document kind has the entity's name).
-TOP_LEVEL = {
-    "billable_metric",
-    "product",
-    "rate_card",
-    "customer",
-    "contract",
-    "alert",
-    "credit_grant",
-    "plan",
-}
+DOCUMENTS = {"billable_metric", "product", "rate_card", "customer", "contract", "alert"}
 # Entities stored inside a contract document, under these lists of its terms.
 NESTED = {"commit": "commits", "contract_credit": "credits"}
 
 
 def _find(store: Store, entity: str, entity_id: str) -> tuple[dict, dict, Callable[[], None]]:
     """The document to save and the object inside it that holds `custom_fields`."""
-    if entity in TOP_LEVEL:
-        doc = store.get(entity, entity_id)
-        if doc is None and entity in (
-            "billable_metric",
-            "product",
-            "rate_card",
-            "customer",
-            "contract",
-            "alert",
-        ):
-            raise not_found(entity.replace("_", " "), entity_id, "entity_id")
-        if doc is not None:
-            return doc, doc, lambda: store.update(entity, doc)
+    if entity in DOCUMENTS:
+        doc = get_or_404(store, entity, entity_id, "entity_id")
+        return doc, doc, lambda: store.update(entity, doc)
     if entity in NESTED:
         for contract in store.all("contract"):
             for item in contract["terms"].get(NESTED[entity], []):
                 if item["id"] == entity_id:
                     return contract, item, lambda c=contract: store.update("contract", c)
-        raise not_found(entity.replace("_", " "), entity_id, "entity_id")
+        raise not_found(label(entity), entity_id, "entity_id")
     # Entities the emulator does not model: keep their values in a document of their own.
     kind = f"custom_values:{entity}"
     doc = store.get(kind, entity_id) or store.insert(kind, {"custom_fields": {}}, id=entity_id)
@@ -104,10 +87,7 @@ async def list_keys(request: Request) -> JSONResponse:
     for i, e in enumerate(entities or []):
         enum(e, CUSTOM_FIELD_ENTITIES, f"entities[{i}]")
     keys = [k for k in store.custom_field_keys() if not entities or k["entity"] in entities]
-    # CursorPageWithoutLimit: fixed pages of 100, the cursor is an offset.
-    start = int(check_cursor(request.query_params.get("next_page"), "next_page") or 0)
-    chunk = keys[start : start + 100]
-    return page(chunk, str(start + 100) if start + 100 < len(keys) else None)
+    return offset_page(keys, query_cursor(request), 100)  # CursorPageWithoutLimit: fixed pages of 100
 
 
 @router.post("/v1/customFields/setValues")

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
     ApiError,
+    archive_or_400,
     bad,
     bool_query,
     check_custom_fields,
@@ -21,6 +22,7 @@ from metronome_iac.emulator.common import (
     data,
     empty,
     enum,
+    get_or_404,
     id_response,
     json_body,
     not_found,
@@ -53,13 +55,6 @@ LEGACY_PROVIDERS = (
 CREATE_PROVIDERS = ("aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite")
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 TAX_PROVIDERS = ("anrok", "avalara", "stripe")
-
-
-def get_customer(store: Store, customer_id: str, field: str = "customer_id") -> dict[str, Any]:
-    customer = store.get(KIND, customer_id)
-    if customer is None:
-        raise not_found("customer", customer_id, field)
-    return customer
 
 
 def resolve_customer(store: Store, id_or_alias: str) -> dict[str, Any] | None:
@@ -239,22 +234,17 @@ async def list_customers(request: Request) -> JSONResponse:
 async def archive(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
-    customer_id = req(body, "id")
     with store.tx():
-        customer = get_customer(store, customer_id, "id")
-        if customer.get("archived_at"):
-            raise bad(f"customer '{customer_id}' is already archived")
-        now = now_iso()
-        store.archive(KIND, customer_id, now)
+        customer = archive_or_400(store, KIND, req(body, "id"))
         # Archiving a customer archives its contracts (and would void their invoices).
-        for contract in store.all("contract", parent=customer_id, archive_filter="NOT_ARCHIVED"):
-            store.archive("contract", contract["id"], now)
-    return id_response(customer_id)
+        for contract in store.all("contract", parent=customer["id"], archive_filter="NOT_ARCHIVED"):
+            store.archive("contract", contract["id"], customer["archived_at"])
+    return id_response(customer["id"])
 
 
 @router.get("/v1/customers/{customer_id}")
 async def retrieve(customer_id: str, request: Request) -> JSONResponse:
-    return data(detail(get_customer(store_of(request), customer_id)))
+    return data(detail(get_or_404(store_of(request), KIND, customer_id, "customer_id")))
 
 
 @router.post("/v1/customers/{customer_id}/setIngestAliases")
@@ -265,7 +255,7 @@ async def set_ingest_aliases(customer_id: str, request: Request) -> JSONResponse
     if aliases is None:
         raise bad("ingest_aliases is required")
     with store.tx():
-        customer = get_customer(store, customer_id)
+        customer = get_or_404(store, KIND, customer_id, "customer_id")
         keep = set(aliases) | (
             {customer["external_id"]} if customer.get("external_id") != customer_id else set()
         )
@@ -285,7 +275,7 @@ async def set_name(customer_id: str, request: Request) -> JSONResponse:
     body = await json_body(request)
     name = req(body, "name")[:160]
     with store.tx():
-        customer = get_customer(store, customer_id)
+        customer = get_or_404(store, KIND, customer_id, "customer_id")
         customer["name"] = name
         customer["updated_at"] = now_iso()
         store.update(KIND, customer)
@@ -297,7 +287,7 @@ async def update_config(customer_id: str, request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     with store.tx():
-        customer = get_customer(store, customer_id)
+        customer = get_or_404(store, KIND, customer_id, "customer_id")
         if "salesforce_account_id" in body:
             customer["salesforce_account_id"] = opt(body, "salesforce_account_id")
         if "leave_stripe_invoices_in_draft" in body:
@@ -318,7 +308,7 @@ async def create_billing_config(
     body = await json_body(request)
     enum(billing_provider_type, LEGACY_PROVIDERS, "billing_provider_type")
     with store.tx():
-        customer = get_customer(store, customer_id)
+        customer = get_or_404(store, KIND, customer_id, "customer_id")
         if billing_provider_type == "stripe":
             resolve_delivery(store, "stripe", {"delivery_method": "direct_to_billing_provider"})
         customer.setdefault("billing_configs", {})[billing_provider_type] = _legacy_config(body)
@@ -330,7 +320,8 @@ async def create_billing_config(
 async def get_billing_config(customer_id: str, billing_provider_type: str, request: Request) -> JSONResponse:
     store = store_of(request)
     enum(billing_provider_type, LEGACY_PROVIDERS, "billing_provider_type")
-    config = get_customer(store, customer_id).get("billing_configs", {}).get(billing_provider_type)
+    customer = get_or_404(store, KIND, customer_id, "customer_id")
+    config = customer.get("billing_configs", {}).get(billing_provider_type)
     if config is None:
         raise not_found(f"{billing_provider_type} billing config for customer", customer_id, "customer_id")
     return data(config)
@@ -343,7 +334,7 @@ async def delete_billing_config(
     store = store_of(request)
     enum(billing_provider_type, LEGACY_PROVIDERS, "billing_provider_type")
     with store.tx():
-        customer = get_customer(store, customer_id)
+        customer = get_or_404(store, KIND, customer_id, "customer_id")
         customer.get("billing_configs", {}).pop(billing_provider_type, None)
         store.update(KIND, customer)
     return empty()
@@ -393,7 +384,7 @@ async def get_configurations(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     customer_id = req(body, "customer_id")
-    get_customer(store, customer_id)
+    get_or_404(store, KIND, customer_id, "customer_id")
     flt = "ALL" if opt(body, "include_archived", bool) else "NOT_ARCHIVED"
     return data([config_view(c) for c in store.all(CONFIG, parent=customer_id, archive_filter=flt)])
 
@@ -407,7 +398,7 @@ async def archive_configurations(request: Request) -> JSONResponse:
     if not ids:
         raise bad("customer_billing_provider_configuration_ids is required")
     with store.tx():
-        get_customer(store, customer_id)
+        get_or_404(store, KIND, customer_id, "customer_id")
         for config_id in ids:
             config = store.get(CONFIG, config_id)
             if config is None or config["customer_id"] != customer_id:

@@ -12,25 +12,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
-    archive_filter,
+    archive_or_400,
     bad,
     check_custom_fields,
     check_type,
     conflict,
     data,
     enum,
+    get_or_404,
     id_response,
     json_body,
-    not_found,
+    list_documents,
     opt,
     page,
     page_args,
     req,
     store_of,
 )
-from metronome_iac.emulator.routers.contracts import resolve_rate_card
+from metronome_iac.emulator.routers.contracts import FREQUENCIES, resolve_rate_card
 from metronome_iac.emulator.routers.rate_cards import _aliases
-from metronome_iac.emulator.routers.terms import product_ref
+from metronome_iac.emulator.routers.terms import COMMIT_TYPES, product_ref
 from metronome_iac.emulator.store import Store, new_id, now_iso
 
 router = APIRouter()
@@ -60,18 +61,11 @@ def _items(store: Store, body: dict[str, Any], field: str, *, kind: str) -> list
         else:
             entry["product"] = product_ref(store, item.get("product_id"), prefix + "product_id")
         if kind == "commit":
-            entry["type"] = enum(item.get("type"), ("PREPAID", "POSTPAID"), prefix + "type")
+            entry["type"] = enum(item.get("type"), COMMIT_TYPES, prefix + "type")
         if kind == "charge" and item.get("schedule") is None:
             raise bad(f"{prefix}schedule is required")
         out.append(entry)
     return out
-
-
-def get_package(store: Store, package_id: str) -> dict[str, Any]:
-    package = store.get(KIND, package_id)
-    if package is None:
-        raise not_found("package", package_id, "package_id")
-    return package
 
 
 @router.post("/v1/packages/create")
@@ -92,11 +86,7 @@ async def create(request: Request) -> JSONResponse:
                 "value": req(duration, "value", int, "duration."),
             }
         schedule = opt(body, "usage_statement_schedule", dict) or {"frequency": "MONTHLY"}
-        enum(
-            schedule.get("frequency"),
-            ("MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"),
-            "usage_statement_schedule.frequency",
-        )
+        enum(schedule.get("frequency"), FREQUENCIES, "usage_statement_schedule.frequency")
         package = {
             "name": name,
             "contract_name": opt(body, "contract_name"),
@@ -126,29 +116,19 @@ async def create(request: Request) -> JSONResponse:
 @router.post("/v1/packages/get")
 async def retrieve(request: Request) -> JSONResponse:
     body = await json_body(request)
-    return data(get_package(store_of(request), req(body, "package_id")))
+    return data(get_or_404(store_of(request), KIND, req(body, "package_id"), "package_id"))
 
 
 @router.post("/v1/packages/list")
 async def list_packages(request: Request) -> JSONResponse:
-    store = store_of(request)
-    body = await json_body(request)
-    cursor, limit = page_args(request, default_limit=10)
-    items, nxt = store.list_page(KIND, cursor=cursor, limit=limit, archive_filter=archive_filter(body))
-    return page(items, nxt)
+    return list_documents(request, KIND, body=await json_body(request), default_limit=10)
 
 
 @router.post("/v1/packages/archive")
 async def archive(request: Request) -> JSONResponse:
-    store = store_of(request)
     body = await json_body(request)
-    package_id = req(body, "package_id")
-    with store.tx():
-        package = get_package(store, package_id)
-        if package.get("archived_at"):
-            raise bad(f"package '{package_id}' is already archived")
-        store.archive(KIND, package_id, now_iso())
-    return id_response(package_id)
+    package = archive_or_400(store_of(request), KIND, req(body, "package_id"), "package_id")
+    return id_response(package["id"])
 
 
 @router.post("/v1/packages/listContractsOnPackage")
@@ -156,7 +136,7 @@ async def contracts_on_package(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     package_id = req(body, "package_id")
-    get_package(store, package_id)
+    get_or_404(store, KIND, package_id, "package_id")
     cursor, limit = page_args(request)
     flt = "ALL" if opt(body, "include_archived", bool) else "NOT_ARCHIVED"
     items, nxt = store.list_page(

@@ -13,19 +13,21 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
-    archive_filter,
+    archive_or_400,
     bad,
     check_custom_fields,
     check_type,
+    copy_optional,
     data,
     enum,
+    get_or_404,
     id_response,
     json_body,
-    not_found,
+    list_documents,
     opt,
-    page,
-    page_args,
     parse_ts,
+    ref_or_400,
+    refuse_frozen,
     req,
     req_ts,
     store_of,
@@ -68,9 +70,7 @@ def _fields(store: Store, body: dict[str, Any], *, partial: bool) -> dict[str, A
     out: dict[str, Any] = {}
     if not partial or "name" in body:
         out["name"] = req(body, "name")
-    for f in ("billable_metric_id", "netsuite_internal_item_id", "netsuite_overage_item_id"):
-        if body.get(f) is not None:
-            out[f] = opt(body, f)
+    copy_optional(out, body, ("billable_metric_id", "netsuite_internal_item_id", "netsuite_overage_item_id"))
     for f in (
         "composite_product_ids",
         "composite_tags",
@@ -80,9 +80,7 @@ def _fields(store: Store, body: dict[str, Any], *, partial: bool) -> dict[str, A
     ):
         if body.get(f) is not None:
             out[f] = str_list(body, f)
-    for f in ("exclude_free_usage", "include_composite_spend", "is_refundable"):
-        if body.get(f) is not None:
-            out[f] = opt(body, f, bool)
+    copy_optional(out, body, ("exclude_free_usage", "include_composite_spend", "is_refundable"), bool)
     if "quantity_conversion" in body:
         qc = body["quantity_conversion"]
         if qc is not None:
@@ -119,8 +117,7 @@ def _fields(store: Store, body: dict[str, Any], *, partial: bool) -> dict[str, A
             body["sql_breakdown_granularity"], ("HOUR", "SERVICE_PERIOD"), "sql_breakdown_granularity"
         )
     for i, pid in enumerate(out.get("composite_product_ids") or []):
-        if store.get(KIND, pid) is None:
-            raise bad(f"composite_product_ids[{i}]: product '{pid}' does not exist")
+        ref_or_400(store, KIND, pid, f"composite_product_ids[{i}]")
     return out
 
 
@@ -134,11 +131,7 @@ def _check_usage(store: Store, ptype: str, state: dict[str, Any]) -> None:
     metric_id = state.get("billable_metric_id")
     if not metric_id:
         raise bad("billable_metric_id is required for USAGE products")
-    metric = store.get("billable_metric", metric_id)
-    if metric is None:
-        raise bad(f"billable_metric_id: billable metric '{metric_id}' does not exist")
-    if metric.get("archived_at"):
-        raise bad(f"billable_metric_id: billable metric '{metric_id}' is archived")
+    metric = ref_or_400(store, "billable_metric", metric_id, "billable_metric_id", live=True)
     keys = set(state.get("pricing_group_key") or []) | set(state.get("presentation_group_key") or [])
     if keys and not any(keys == set(gk) for gk in metric.get("group_keys") or []):
         raise bad(
@@ -168,13 +161,6 @@ def view(product: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_product(store: Store, product_id: str, field: str = "id") -> dict[str, Any]:
-    product = store.get(KIND, product_id)
-    if product is None:
-        raise not_found("product", product_id, field)
-    return product
-
-
 @router.post("/v1/contract-pricing/products/create")
 async def create(request: Request) -> JSONResponse:
     store = store_of(request)
@@ -201,16 +187,12 @@ async def create(request: Request) -> JSONResponse:
 @router.post("/v1/contract-pricing/products/get")
 async def retrieve(request: Request) -> JSONResponse:
     body = await json_body(request)
-    return data(view(get_product(store_of(request), req(body, "id"))))
+    return data(view(get_or_404(store_of(request), KIND, req(body, "id"))))
 
 
 @router.post("/v1/contract-pricing/products/list")
 async def list_products(request: Request) -> JSONResponse:
-    store = store_of(request)
-    body = await json_body(request)
-    cursor, limit = page_args(request)
-    items, nxt = store.list_page(KIND, cursor=cursor, limit=limit, archive_filter=archive_filter(body))
-    return page([view(p) for p in items], nxt)
+    return list_documents(request, KIND, view, body=await json_body(request))
 
 
 @router.post("/v1/contract-pricing/products/update")
@@ -218,17 +200,13 @@ async def update(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     product_id = req(body, "product_id")
-    for frozen in ("type", "custom_fields"):
-        if frozen in body:
-            raise bad(f"{frozen} cannot be changed with a product update")
+    refuse_frozen(body, ("type", "custom_fields"), "with a product update")
     starting_at = req_ts(body, "starting_at")
     when = parse_ts(body["starting_at"], "starting_at")
     if (when.minute, when.second, when.microsecond) != (0, 0, 0):
         raise bad(f"starting_at must be on an hour boundary (got {body['starting_at']})")
     with store.tx():
-        product = get_product(store, product_id, "product_id")
-        if product.get("archived_at"):
-            raise bad(f"product_id: product '{product_id}' is archived")
+        product = get_or_404(store, KIND, product_id, "product_id", live=True)
         fields = _fields(
             store, {k: v for k, v in body.items() if k not in ("product_id", "starting_at")}, partial=True
         )
@@ -243,12 +221,6 @@ async def update(request: Request) -> JSONResponse:
 
 @router.post("/v1/contract-pricing/products/archive")
 async def archive(request: Request) -> JSONResponse:
-    store = store_of(request)
     body = await json_body(request)
-    product_id = req(body, "product_id")
-    with store.tx():
-        product = get_product(store, product_id, "product_id")
-        if product.get("archived_at"):
-            raise bad(f"product '{product_id}' is already archived")
-        store.archive(KIND, product_id, now_iso())
-    return id_response(product_id)
+    product = archive_or_400(store_of(request), KIND, req(body, "product_id"), "product_id")
+    return id_response(product["id"])

@@ -15,20 +15,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
+    archive_or_400,
     bad,
+    bounds,
+    check_bounds,
     check_custom_fields,
     check_type,
+    copy_optional,
+    covers,
     credit_type_data,
     data,
     enum,
+    get_or_404,
     id_response,
     json_body,
-    not_found,
+    list_documents,
     opt,
     opt_ts,
     page,
     page_args,
     parse_ts,
+    ref_or_400,
+    refuse_frozen,
     req,
     req_ts,
     store_of,
@@ -48,13 +56,6 @@ FREQUENCIES = ("MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY")
 def num_str(value: float) -> str:
     """Numbers the API prints as strings (fiat_per_custom_credit): no trailing `.0`."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def get_rate_card(store: Store, rate_card_id: str, field: str = "id") -> dict[str, Any]:
-    card = store.get(KIND, rate_card_id)
-    if card is None:
-        raise not_found("rate card", rate_card_id, field)
-    return card
 
 
 def _aliases(body: dict[str, Any], field: str = "aliases") -> list[dict[str, Any]] | None:
@@ -155,8 +156,7 @@ def _rate_values(store: Store, body: dict[str, Any], prefix: str, *, commit: boo
         return out
     if rate_type == "CUSTOM":
         out["custom_rate"] = req(body, "custom_rate", dict, prefix)
-    if body.get("quantity") is not None:
-        out["quantity"] = opt(body, "quantity", float, prefix)
+    copy_optional(out, body, ("quantity",), float, prefix)
     if body.get("is_prorated") is not None:
         out["is_prorated"] = opt(body, "is_prorated", bool, prefix)
         if rate_type != "SUBSCRIPTION":
@@ -168,11 +168,7 @@ def validate_rate(
     store: Store, card: dict[str, Any], body: dict[str, Any], prefix: str = ""
 ) -> dict[str, Any]:
     product_id = req(body, "product_id", prefix=prefix)
-    product = store.get("product", product_id)
-    if product is None:
-        raise bad(f"{prefix}product_id: product '{product_id}' does not exist")
-    if product.get("archived_at"):
-        raise bad(f"{prefix}product_id: product '{product_id}' is archived")
+    product = ref_or_400(store, "product", product_id, prefix + "product_id", live=True)
     rate: dict[str, Any] = {
         "rate_card_id": card["id"],
         "product_id": product_id,
@@ -180,8 +176,7 @@ def validate_rate(
         "starting_at": req_ts(body, "starting_at", prefix),
         "ending_before": opt_ts(body, "ending_before", prefix),
     }
-    if rate["ending_before"] and parse_ts(rate["ending_before"], "") <= parse_ts(rate["starting_at"], ""):
-        raise bad(f"{prefix}ending_before must be after starting_at")
+    check_bounds(rate, prefix)
     rate.update(_rate_values(store, body, prefix))
     pgv = str_dict(body, "pricing_group_values", prefix) or {}
     allowed = set(current_state(product).get("pricing_group_key") or [])
@@ -281,28 +276,10 @@ def _selectors(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     return sels
 
 
-def _bounds(rate: dict[str, Any]) -> tuple[datetime, datetime | None]:
-    end = parse_ts(rate["ending_before"], "ending_before") if rate.get("ending_before") else None
-    return parse_ts(rate["starting_at"], "starting_at"), end
-
-
-def _active_at(rate: dict[str, Any], at: datetime) -> bool:
-    """starting_at is inclusive, ending_before exclusive."""
-    start, end = _bounds(rate)
-    return start <= at and (end is None or at < end)
-
-
 def _overlaps(rate: dict[str, Any], start: datetime, end: datetime | None) -> bool:
     """Does the rate's window overlap [start, end) (open-ended when end is None)?"""
-    r_start, r_end = _bounds(rate)
-    return (end is None or r_start < end) and (r_end is None or start < r_end)
-
-
-def _live_card(store: Store, rate_card_id: str) -> dict[str, Any]:
-    card = get_rate_card(store, rate_card_id, "rate_card_id")
-    if card.get("archived_at"):
-        raise bad(f"rate_card_id: rate card '{rate_card_id}' is archived")
-    return card
+    r_start, r_end = bounds(rate)
+    return (end is None or r_start is None or r_start < end) and (r_end is None or start < r_end)
 
 
 # -- endpoints --------------------------------------------------------------------------------------
@@ -335,18 +312,13 @@ async def create(request: Request) -> JSONResponse:
 async def retrieve(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
-    return data(view(store, get_rate_card(store, req(body, "id"))))
+    return data(view(store, get_or_404(store, KIND, req(body, "id"))))
 
 
 @router.post("/v1/contract-pricing/rate-cards/list")
 async def list_rate_cards(request: Request) -> JSONResponse:
     store = store_of(request)
-    body = await json_body(request)
-    cursor, limit = page_args(request)
-    flt = body.get("archive_filter") or "NOT_ARCHIVED"
-    enum(flt, ("NOT_ARCHIVED", "ARCHIVED", "ALL"), "archive_filter")
-    items, nxt = store.list_page(KIND, cursor=cursor, limit=limit, archive_filter=flt)
-    return page([view(store, c) for c in items], nxt)
+    return list_documents(request, KIND, lambda card: view(store, card), body=await json_body(request))
 
 
 @router.post("/v1/contract-pricing/rate-cards/update")
@@ -354,13 +326,9 @@ async def update(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     rate_card_id = req(body, "rate_card_id")
-    for frozen in ("fiat_credit_type_id", "credit_type_conversions"):
-        if frozen in body:
-            raise bad(f"{frozen} cannot be changed on an existing rate card")
+    refuse_frozen(body, ("fiat_credit_type_id", "credit_type_conversions"), "on an existing rate card")
     with store.tx():
-        card = get_rate_card(store, rate_card_id, "rate_card_id")
-        if card.get("archived_at"):
-            raise bad(f"rate_card_id: rate card '{rate_card_id}' is archived")
+        card = get_or_404(store, KIND, rate_card_id, "rate_card_id", live=True)
         if "name" in body:
             card["name"] = req(body, "name")
         if "description" in body:
@@ -382,15 +350,9 @@ async def update(request: Request) -> JSONResponse:
 
 @router.post("/v1/contract-pricing/rate-cards/archive")
 async def archive(request: Request) -> JSONResponse:
-    store = store_of(request)
     body = await json_body(request)
-    rate_card_id = req(body, "id")
-    with store.tx():
-        card = get_rate_card(store, rate_card_id)
-        if card.get("archived_at"):
-            raise bad(f"rate card '{rate_card_id}' is already archived")
-        store.archive(KIND, rate_card_id, now_iso())
-    return id_response(rate_card_id)
+    card = archive_or_400(store_of(request), KIND, req(body, "id"))
+    return id_response(card["id"])
 
 
 @router.post("/v1/contract-pricing/rate-cards/addRate")
@@ -398,7 +360,7 @@ async def add_rate(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     with store.tx():
-        card = _live_card(store, req(body, "rate_card_id"))
+        card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id", live=True)
         rate = validate_rate(store, card, body)
         store.upsert(RATE, rate, parent=card["id"])
     return data(rate_view(store, rate))
@@ -410,7 +372,7 @@ async def add_rates(request: Request) -> JSONResponse:
     body = await json_body(request)
     rates = req(body, "rates", list)
     with store.tx():
-        card = _live_card(store, req(body, "rate_card_id"))
+        card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id", live=True)
         checked = []
         for i, item in enumerate(rates):
             check_type(item, dict, f"rates[{i}]")
@@ -425,7 +387,7 @@ async def get_rates(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     cursor, limit = page_args(request)
-    card = get_rate_card(store, req(body, "rate_card_id"), "rate_card_id")
+    card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id")
     at = parse_ts(req(body, "at"), "at")
     selectors = _selectors(body)
     items, nxt = store.list_page(
@@ -434,7 +396,7 @@ async def get_rates(request: Request) -> JSONResponse:
         limit=limit,
         archive_filter="ALL",
         parent=card["id"],
-        where=lambda r: _active_at(r, at) and _selector_match(store, r, selectors),
+        where=lambda r: covers(r, at) and _selector_match(store, r, selectors),
     )
     return page([schedule_entry(store, r) for r in items], nxt)
 
@@ -444,7 +406,7 @@ async def get_rate_schedule(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     cursor, limit = page_args(request)
-    card = get_rate_card(store, req(body, "rate_card_id"), "rate_card_id")
+    card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id")
     start = parse_ts(req(body, "starting_at"), "starting_at")
     end = parse_ts(body["ending_before"], "ending_before") if body.get("ending_before") else None
     selectors = _selectors(body)

@@ -12,13 +12,16 @@ from typing import Any
 
 from metronome_iac.emulator.common import (
     bad,
+    check_bounds,
     check_custom_fields,
     check_type,
+    copy_optional,
     credit_type_data,
     enum,
     opt,
     opt_ts,
     parse_ts,
+    ref_or_400,
     req,
     req_ts,
     str_list,
@@ -28,15 +31,13 @@ from metronome_iac.emulator.routers.rate_cards import RATE_TYPES, _rate_values
 from metronome_iac.emulator.store import Store, format_ts, new_id, now_iso
 
 RECURRING_FREQUENCIES = {"MONTHLY": 1, "QUARTERLY": 3, "SEMI_ANNUAL": 6, "ANNUAL": 12}
+COMMIT_TYPES = ("PREPAID", "POSTPAID")
+RATE_TARGETS = ("COMMIT_RATE", "LIST_RATE")  # a grant's rate_type, an override's target
 
 
 def product_ref(store: Store, product_id: Any, field: str) -> dict[str, str]:
     check_type(product_id, str, field)
-    product = store.get("product", product_id)
-    if product is None:
-        raise bad(f"{field}: product '{product_id}' does not exist")
-    if product.get("archived_at"):
-        raise bad(f"{field}: product '{product_id}' is archived")
+    product = ref_or_400(store, "product", product_id, field, live=True)
     return {"id": product_id, "name": current_state(product)["name"]}
 
 
@@ -59,8 +60,7 @@ def access_item(item: Any, prefix: str) -> dict[str, Any]:
         "starting_at": req_ts(item, "starting_at", prefix),
         "ending_before": req_ts(item, "ending_before", prefix),
     }
-    if parse_ts(out["ending_before"], "") <= parse_ts(out["starting_at"], ""):
-        raise bad(f"{prefix}ending_before must be after starting_at")
+    check_bounds(out, prefix)
     return out
 
 
@@ -145,8 +145,7 @@ def point_schedule(store: Store, value: Any, field: str) -> dict[str, Any]:
         "schedule_items": items,
         "credit_type": credit_type_data(store, opt(value, "credit_type_id", str), f"{field}.credit_type_id"),
     }
-    if value.get("do_not_invoice") is not None:
-        out["do_not_invoice"] = opt(value, "do_not_invoice", bool, f"{field}.")
+    copy_optional(out, value, ("do_not_invoice",), bool, f"{field}.")
     return out
 
 
@@ -158,28 +157,23 @@ def _common_grant_fields(store: Store, item: dict[str, Any], prefix: str, entity
         "product": product_ref(store, item.get("product_id"), prefix + "product_id"),
         "archived_at": None,
     }
-    for f in (
-        "name",
-        "description",
-        "netsuite_sales_order_id",
-        "salesforce_opportunity_id",
-        "uniqueness_key",
-    ):
-        if item.get(f) is not None:
-            out[f] = opt(item, f, str, prefix)
-    if item.get("priority") is not None:
-        out["priority"] = opt(item, "priority", float, prefix)
+    copy_optional(
+        out,
+        item,
+        ("name", "description", "netsuite_sales_order_id", "salesforce_opportunity_id", "uniqueness_key"),
+        str,
+        prefix,
+    )
+    copy_optional(out, item, ("priority",), float, prefix)
     if item.get("rate_type") is not None:
-        out["rate_type"] = enum(item["rate_type"], ("COMMIT_RATE", "LIST_RATE"), prefix + "rate_type")
+        out["rate_type"] = enum(item["rate_type"], RATE_TARGETS, prefix + "rate_type")
     for f in ("applicable_product_ids", "applicable_product_tags", "applicable_contract_ids"):
         if item.get(f) is not None:
             out[f] = str_list(item, f, prefix)
     for i, pid in enumerate(out.get("applicable_product_ids") or []):
         product_ref(store, pid, f"{prefix}applicable_product_ids[{i}]")
-    if item.get("specifiers") is not None:
-        out["specifiers"] = opt(item, "specifiers", list, prefix)
-    if item.get("hierarchy_configuration") is not None:
-        out["hierarchy_configuration"] = opt(item, "hierarchy_configuration", dict, prefix)
+    copy_optional(out, item, ("specifiers",), list, prefix)
+    copy_optional(out, item, ("hierarchy_configuration",), dict, prefix)
     out["custom_fields"] = check_custom_fields(
         store, entity, item.get("custom_fields"), prefix + "custom_fields"
     )
@@ -189,7 +183,7 @@ def _common_grant_fields(store: Store, item: dict[str, Any], prefix: str, entity
 def commit(store: Store, item: Any, prefix: str) -> dict[str, Any]:
     check_type(item, dict, prefix.rstrip("."))
     out = _common_grant_fields(store, item, prefix, "commit")
-    out["type"] = enum(item.get("type"), ("PREPAID", "POSTPAID"), prefix + "type")
+    out["type"] = enum(item.get("type"), COMMIT_TYPES, prefix + "type")
     if item.get("access_schedule") is None:
         raise bad(f"{prefix}access_schedule is required")
     out["access_schedule"] = access_schedule(store, item["access_schedule"], prefix + "access_schedule")
@@ -223,8 +217,7 @@ def override(store: Store, item: Any, prefix: str) -> dict[str, Any]:
         "starting_at": req_ts(item, "starting_at", prefix),
         "ending_before": opt_ts(item, "ending_before", prefix),
     }
-    if out["ending_before"] and parse_ts(out["ending_before"], "") <= parse_ts(out["starting_at"], ""):
-        raise bad(f"{prefix}ending_before must be after starting_at")
+    check_bounds(out, prefix)
     otype = enum(item.get("type") or "MULTIPLIER", ("OVERWRITE", "MULTIPLIER", "TIERED"), prefix + "type")
     out["type"] = otype
     if item.get("product_id") is not None:
@@ -268,13 +261,10 @@ def override(store: Store, item: Any, prefix: str) -> dict[str, Any]:
             }
             for i, t in enumerate(tiers)
         ]
-    for f in ("entitled", "is_commit_specific"):
-        if item.get(f) is not None:
-            out[f] = opt(item, f, bool, prefix)
-    if item.get("priority") is not None:
-        out["priority"] = opt(item, "priority", float, prefix)
+    copy_optional(out, item, ("entitled", "is_commit_specific"), bool, prefix)
+    copy_optional(out, item, ("priority",), float, prefix)
     if item.get("target") is not None:
-        out["target"] = enum(item["target"], ("COMMIT_RATE", "LIST_RATE"), prefix + "target")
+        out["target"] = enum(item["target"], RATE_TARGETS, prefix + "target")
     return out
 
 
@@ -287,9 +277,7 @@ def charge(store: Store, item: Any, prefix: str, entity: str) -> dict[str, Any]:
         "schedule": point_schedule(store, req(item, "schedule", dict, prefix), prefix + "schedule"),
         "archived_at": None,
     }
-    for f in ("name", "description", "netsuite_sales_order_id"):
-        if item.get(f) is not None:
-            out[f] = opt(item, f, str, prefix)
+    copy_optional(out, item, ("name", "description", "netsuite_sales_order_id"), str, prefix)
     out["custom_fields"] = check_custom_fields(
         store, entity, item.get("custom_fields"), prefix + "custom_fields"
     )

@@ -10,16 +10,17 @@ from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
     bad,
-    check_cursor,
     check_type,
     empty,
     enum,
     json_array_body,
     json_body,
+    offset_page,
     opt,
-    page,
     page_args,
     parse_ts,
+    query_cursor,
+    ref_or_400,
     req,
     req_ts,
     store_of,
@@ -169,10 +170,8 @@ async def usage(request: Request) -> JSONResponse:
         metrics = []
         for i, spec in enumerate(metric_specs):
             check_type(spec, dict, f"billable_metrics[{i}]")
-            metric = store.get("billable_metric", req(spec, "id", prefix=f"billable_metrics[{i}]."))
-            if metric is None:
-                raise bad(f"billable_metrics[{i}].id: billable metric '{spec['id']}' does not exist")
-            metrics.append(metric)
+            metric_id = req(spec, "id", prefix=f"billable_metrics[{i}].")
+            metrics.append(ref_or_400(store, "billable_metric", metric_id, f"billable_metrics[{i}].id"))
     else:
         metrics = store.all("billable_metric", archive_filter="NOT_ARCHIVED")
     customers = customer_ids or [c["id"] for c in store.all("customer", archive_filter="NOT_ARCHIVED")]
@@ -195,9 +194,7 @@ async def usage(request: Request) -> JSONResponse:
                         "value": _aggregate(metric, inside),
                     }
                 )
-    offset = int(check_cursor(request.query_params.get("next_page"), "next_page") or 0)
-    chunk = rows[offset : offset + 100]
-    return JSONResponse({"data": chunk, "next_page": str(offset + 100) if offset + 100 < len(rows) else None})
+    return offset_page(rows, query_cursor(request), 100)
 
 
 @router.post("/v1/usage/groups")
@@ -206,12 +203,8 @@ async def usage_groups(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     cursor, limit = page_args(request)
-    metric = store.get("billable_metric", req(body, "billable_metric_id"))
-    if metric is None:
-        raise bad(f"billable_metric_id: billable metric '{body['billable_metric_id']}' does not exist")
-    customer = store.get("customer", req(body, "customer_id"))
-    if customer is None:
-        raise bad(f"customer_id: customer '{body['customer_id']}' does not exist")
+    metric = ref_or_400(store, "billable_metric", req(body, "billable_metric_id"), "billable_metric_id")
+    customer = ref_or_400(store, "customer", req(body, "customer_id"), "customer_id")
     window = enum(body.get("window_size"), ("HOUR", "DAY", "NONE"), "window_size")
     start = parse_ts(req(body, "starting_on"), "starting_on")
     end = parse_ts(req(body, "ending_before"), "ending_before")
@@ -245,6 +238,4 @@ async def usage_groups(request: Request) -> JSONResponse:
             elif keys:
                 row["group"] = dict(zip(keys, value, strict=True))
             rows.append(row)
-    offset = int(cursor or 0)
-    chunk = rows[offset : offset + limit]
-    return page(chunk, str(offset + limit) if offset + limit < len(rows) else None)
+    return offset_page(rows, cursor, limit)

@@ -1,0 +1,68 @@
+"""What other code relies on from `providers` (program, drift, export, pickled state) keeps its shape."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+from providers.base import MetronomeProvider
+
+MODULES = {
+    "billable_metric": ("BillableMetric", "BillableMetricProvider"),
+    "product": ("Product", "ProductProvider"),
+    "rate_card": ("RateCard", "RateCardProvider"),
+    "customer": ("Customer", "CustomerProvider"),
+    "contract": ("Contract", "ContractProvider"),
+    "stripe_integration": ("StripeIntegration", "StripeIntegrationProvider"),
+}
+
+# Module functions and their parameters (docs/architecture.md, "Providers as built").
+READ_LIST = {
+    "billable_metric": (["client", "object_id"], ["client"]),
+    "product": (["client", "object_id"], ["client"]),
+    "customer": (["client", "object_id"], ["client"]),
+    "rate_card": (["client", "object_id", "desired"], ["client", "with_rates"]),
+    "contract": (["client", "object_id", "customer_id", "desired"], ["client", "customer_id"]),
+}
+
+
+def test_package_exports_every_resource() -> None:
+    import providers
+
+    for resource, _ in MODULES.values():
+        assert getattr(providers, resource).__name__ == resource
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_resource_and_provider_live_in_their_module(name: str) -> None:
+    module = importlib.import_module(f"providers.{name}")
+    resource, provider = MODULES[name]
+    assert getattr(module, resource).__module__ == module.__name__
+    assert getattr(module, provider).__module__ == module.__name__  # pickled by reference
+    for attr in ("Inputs", "REPLACE_FIELDS"):
+        assert hasattr(module, attr)
+    # drift picks the first MetronomeProvider subclass a module holds: it must be the module's own.
+    first = next(
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, MetronomeProvider) and v is not MetronomeProvider
+    )
+    assert first is getattr(module, provider)
+
+
+@pytest.mark.parametrize("name", sorted(READ_LIST))
+def test_read_and_list_signatures(name: str) -> None:
+    module = importlib.import_module(f"providers.{name}")
+    read_params, list_params = READ_LIST[name]
+    assert list(inspect.signature(module.read_object).parameters) == read_params
+    assert list(inspect.signature(module.list_objects).parameters) == list_params
+
+
+def test_client_names() -> None:
+    from providers.client import MetronomeError, create_once, kind_index, make_client
+
+    assert issubclass(MetronomeError, Exception)
+    assert list(inspect.signature(kind_index).parameters) == ["client", "kind", "lister", "reader"]
+    assert callable(create_once) and callable(make_client)
