@@ -25,8 +25,11 @@ if ! curl -fsS --max-time 2 "http://127.0.0.1:$PORT/_emulator/health" >/dev/null
   done
   curl -fsS --max-time 2 "http://127.0.0.1:$PORT/_emulator/health" >/dev/null 2>&1 \
     || die "the Metronome emulator did not start on port $PORT (see $STATE_DIR/emulator.log)"
+  echo "Metronome emulator: http://127.0.0.1:$PORT (state in $STATE_DIR/dev.db, pid file $STATE_DIR/emulator.pid)"
+else
+  # Started earlier (by `make up`: see the pid file) or by hand; it must accept $METRONOME_BEARER_TOKEN.
+  echo "Metronome emulator: already running on http://127.0.0.1:$PORT"
 fi
-echo "Metronome emulator: http://127.0.0.1:$PORT (state in $STATE_DIR/dev.db, pid file $STATE_DIR/emulator.pid)"
 
 # 2. The Pulumi CLI: use the one on PATH, else install it with the official installer.
 export PATH="$HOME/.pulumi/bin:$PATH"

@@ -1,0 +1,299 @@
+"""The commands README.md and docs/stripe-migration.md show, run as shown, so the docs cannot silently rot.
+
+Each test reads its command lines, files and expected output out of the markdown itself: change a flag,
+a file name or an example there and a test here runs the new text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO, free_port
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+MIGRATION = (REPO / "docs" / "stripe-migration.md").read_text(encoding="utf-8")
+BIN = Path(sys.executable).parent  # the virtualenv running the tests holds the console script
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text under `heading` (a `## ...` line) up to the next heading of that level."""
+    start = markdown.index(heading + "\n")
+    end = markdown.find("\n## ", start + len(heading))
+    return markdown[start : end if end != -1 else None]
+
+
+def blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+def run_shell(line: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for var in ("METRONOME_BEARER_TOKEN", "METRONOME_BASE_URL", "STRIPE_API_KEY"):
+        env.pop(var, None)
+    return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- the emulator
+
+
+def test_readme_emulator_command_and_knobs(tmp_path: Path) -> None:
+    text = section(README, "## The emulator alone")
+    (sh,) = blocks(text, "sh")
+    lines = [ln for ln in sh.splitlines() if ln.strip()]
+    setup = [ln for ln in lines if ln.startswith("mkdir")]
+    (command,) = [ln for ln in lines if "metronome-iac emulator" in ln]
+    (faults,) = [ln for ln in lines if ln.startswith("#") and "faults for testing:" in ln]
+    for line in setup:  # as shown: the state file's directory first
+        assert run_shell(line, tmp_path).returncode == 0, line
+
+    # `[--token TOKEN] [--stripe-connected]`: the options, filled in; the comment's fault knobs added.
+    argv = shlex.split(command.split("#")[0].replace("[", "").replace("]", ""))
+    assert argv[:2] == [".venv/bin/metronome-iac", "emulator"], argv
+    argv[argv.index("TOKEN")] = "readme-token"
+    port = free_port()
+    argv[argv.index("--port") + 1] = str(port)
+    argv += shlex.split(faults.split("faults for testing:")[1])  # "--latency-ms 50 --fail-rate 0.1 --seed 1"
+    assert {"--db", "--token", "--stripe-connected", "--latency-ms", "--fail-rate", "--seed"} <= set(argv)
+    db = Path(argv[argv.index("--db") + 1])
+
+    proc = subprocess.Popen([str(BIN / "metronome-iac"), *argv[1:]], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"the README's emulator command exited: {proc.stderr.read().decode()}"
+            try:
+                if httpx.get(f"{base}/_emulator/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the README's emulator command did not start within 30 s"
+            time.sleep(0.1)
+        assert (tmp_path / db).exists(), f"no state file at --db {db}"
+
+        # Every knob the README lists, with its method and the JSON body shown, answers 200 without a token.
+        knobs = re.findall(r"`((?:GET|POST)(?:\|(?:GET|POST))*) ([a-z-]+)`\s*(?:\((`\{.*?\}`))?", text)
+        assert {name for _, name, _ in knobs} == {"health", "stats", "reset", "config", "billing-providers"}
+        from metronome_iac.emulator.routers.admin import router
+
+        served = {route.path.removeprefix("/_emulator/") for route in router.routes}
+        assert served == {name for _, name, _ in knobs}, "README's knob list differs from routers/admin.py"
+        for methods, name, body in knobs:
+            for method in methods.split("|"):
+                payload = json.loads(body.strip("`")) if body and method == "POST" else None
+                if name == "config" and method == "POST":
+                    assert payload and {"fail_rate", "latency_ms", "seed"} <= set(payload), body
+                    payload = {**payload, "fail_rate": 0}  # the README's example, minus the flakiness
+                response = httpx.request(method, f"{base}/_emulator/{name}", json=payload, timeout=10)
+                assert response.status_code == 200, (method, name, response.text)
+
+        # "with --token, that token only"
+        api = f"{base}/v1/customers"
+        assert httpx.get(api, headers={"Authorization": "Bearer readme-token"}, timeout=10).status_code == 200
+        assert httpx.get(api, headers={"Authorization": "Bearer anything"}, timeout=10).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------ events (stripe-migration.md)
+
+
+def _events_workdir(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """The doc's example stack, meter events and commands, laid out as the commands expect."""
+    text = section(MIGRATION, "## 2. The parallel run: translating and checking events")
+    for block in blocks(text, "yaml"):
+        match = re.match(r"# (stacks/\S+)\n", block)
+        assert match, f"a yaml example without a `# stacks/<stack>/<file>` first line:\n{block}"
+        target = tmp_path / match.group(1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(block, encoding="utf-8")
+    stripe_events, expected = blocks(text, "jsonl")
+    (tmp_path / "stripe-events.jsonl").write_text(stripe_events, encoding="utf-8")
+    (sh,) = blocks(text, "sh")
+    commands = []
+    for line in sh.splitlines():
+        if line.startswith("# ") and ":" in line:  # "# aliases.yaml: {cus_acme: acme-prod}"
+            name, content = line[2:].split(":", 1)
+            (tmp_path / name.strip()).write_text(content.strip() + "\n", encoding="utf-8")
+        elif line.startswith("metronome-iac "):
+            commands.append(line)
+    return commands, expected.splitlines()
+
+
+def _same_event(got: str, want: str) -> None:
+    got_event, want_event = json.loads(got), json.loads(want)
+    if want_event.get("transaction_id") == "stripe-<hash of the event>":
+        assert re.fullmatch(r"stripe-[0-9a-f]{16,}", got_event.get("transaction_id", "")), got_event
+        got_event["transaction_id"] = want_event["transaction_id"]
+    assert got_event == want_event
+
+
+def test_migration_doc_events_examples_run_as_shown(tmp_path: Path) -> None:
+    commands, expected = _events_workdir(tmp_path)
+    assert [c.split()[:3] for c in commands] == [
+        ["metronome-iac", "events", "translate"],
+        ["metronome-iac", "events", "translate"],
+        ["metronome-iac", "events", "check"],
+    ], commands
+    outputs = []
+    for command in commands:
+        result = run_shell(command, tmp_path)
+        assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+        outputs.append(result.stdout)
+
+    # The first writes metronome-events.jsonl, the second prints: both are the doc's expected events.
+    for produced in ((tmp_path / "metronome-events.jsonl").read_text(), outputs[1]):
+        lines = produced.splitlines()
+        assert len(lines) == len(expected), produced
+        for got, want in zip(lines, expected, strict=True):
+            _same_event(got, want)
+    assert "0 with problems" in outputs[2]
+
+
+def test_migration_doc_events_exit_codes(tmp_path: Path) -> None:
+    """translate: 1 when a line failed, 2 when the stack cannot be read; check: 1 on a problem, 2 likewise."""
+    _events_workdir(tmp_path)
+    unknown = json.dumps({"event_name": "input_tokens", "timestamp": 1767268800,
+                          "payload": {"stripe_customer_id": "cus_nobody", "tokens": "1"}})  # fmt: skip
+    (tmp_path / "bad.jsonl").write_text(unknown + "\n")
+    result = run_shell("metronome-iac events translate --stack prod --in bad.jsonl", tmp_path)
+    assert result.returncode == 1 and "cus_nobody" in result.stderr, result.stderr
+    result = run_shell("metronome-iac events translate --stack nope --in bad.jsonl", tmp_path)
+    assert result.returncode == 2, result.stderr
+
+    (tmp_path / "wrong.jsonl").write_text(json.dumps({"customer_id": "acme-prod", "event_type": "completion",
+        "timestamp": "2026-01-01T00:00:00Z", "transaction_id": "t1", "properties": {}}) + "\n")  # fmt: skip
+    result = run_shell("metronome-iac events check --stack prod --in wrong.jsonl", tmp_path)
+    assert result.returncode == 1 and "unknown_event_type" in result.stdout, result.stdout
+    result = run_shell("metronome-iac events check --stack nope --in wrong.jsonl", tmp_path)
+    assert result.returncode == 2, result.stderr
+
+
+def test_migration_doc_says_the_repo_stacks_do_not_match_the_example(tmp_path: Path) -> None:
+    """The doc warns that this repository's prod stack reports the example events as unknown_event_type."""
+    _events_workdir(tmp_path)
+    shutil.rmtree(tmp_path / "stacks")
+    shutil.copytree(REPO / "stacks", tmp_path / "stacks")
+    assert "`unknown_event_type`" in MIGRATION
+    translated = run_shell("metronome-iac events translate --aliases aliases.yaml --value-key tokens "
+                           "--in stripe-events.jsonl > m.jsonl", tmp_path)  # fmt: skip
+    assert translated.returncode == 0, translated.stderr
+    result = run_shell("metronome-iac events check --stack prod --in m.jsonl", tmp_path)
+    assert result.returncode == 1 and "unknown_event_type" in result.stdout, result.stdout
+
+
+# --------------------------------------------------------------------------------------------- promote
+
+
+def test_readme_promote_check_and_promote(tmp_path: Path) -> None:
+    text = section(README, "## Day to day")
+    check = re.search(r"`(metronome-iac promote --from staging --to prod)`.*?With `(--check)`", text, re.S)
+    assert check, "README's Promote paragraph no longer shows `promote --from staging --to prod` and --check"
+    promote = check.group(1)
+    for stack in ("staging", "prod"):
+        shutil.copytree(REPO / "stacks" / stack, tmp_path / "stacks" / stack)
+    prod_env = (tmp_path / "stacks/prod/environment.yaml").read_text()
+    staging = tmp_path / "stacks/staging/catalog.yaml"
+    staging.write_text(staging.read_text().replace("price: 300\n", "price: 280\n", 1))
+
+    lagging = run_shell(f"{promote} --check", tmp_path)
+    assert lagging.returncode == 1, lagging.stdout + lagging.stderr
+    assert "price: 300 -> 280" in lagging.stdout and "prod lags staging" in lagging.stderr
+    assert "280" not in (tmp_path / "stacks/prod/catalog.yaml").read_text()  # --check writes nothing
+
+    done = run_shell(promote, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "stacks/prod/catalog.yaml").read_bytes() == staging.read_bytes()
+    assert (tmp_path / "stacks/prod/environment.yaml").read_text() == prod_env  # never moves
+    assert run_shell(f"{promote} --check", tmp_path).returncode == 0
+
+
+def test_drift_usage_error_is_not_read_as_drift(tmp_path: Path) -> None:
+    """README: drift exits 2 only on drift; a bad command line is an error (1), as the workflow reads it."""
+    result = run_shell("metronome-iac drift", tmp_path)
+    assert result.returncode == 1 and "--stack" in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------------------------------ Makefile
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_drift_without_pulumi_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
+    if shutil.which("pulumi", path=env["PATH"]):
+        pytest.skip("a pulumi CLI is installed system-wide; the missing-CLI path cannot be exercised")
+    # The CLI check comes before the virtualenv prerequisite: nothing is installed or started.
+    result = subprocess.run(["make", "-s", "-C", str(REPO), "drift", "STACK=prod"], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    ours = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("make")]
+    assert len(ours) == 1, result.stderr
+    assert ours[0].startswith("error: the Pulumi CLI is not installed"), ours[0]
+    assert "metronome-iac drift --stack prod" in ours[0]  # the engine-free alternative
+
+
+@pytest.mark.skipif(shutil.which("make") is None or shutil.which("ps") is None, reason="needs make and ps")
+def test_make_stop_stops_only_the_emulator(tmp_path: Path) -> None:
+    pid_file = tmp_path / ".emulator" / "emulator.pid"
+    pid_file.parent.mkdir()
+    stop = ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "stop"]
+
+    result = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "no emulator" in result.stdout, result.stdout + result.stderr
+
+    # A stale pid file naming some other process: that process is left alone.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file.write_text(f"{other.pid}\n")
+        result = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and other.poll() is None, result.stdout + result.stderr
+        assert not pid_file.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+    port = free_port()
+    emulator = subprocess.Popen([str(BIN / "metronome-iac"), "emulator", "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        pid_file.write_text(f"{emulator.pid}\n")
+        result = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "stopped the emulator" in result.stdout, result.stdout
+        assert emulator.wait(timeout=10) is not None
+    finally:
+        if emulator.poll() is None:
+            emulator.send_signal(signal.SIGKILL)
+            emulator.wait()
+
+
+# ---------------------------------------------------------------------------------------------- layout
+
+
+def test_readme_layout_table_matches_the_tree() -> None:
+    rows = re.findall(r"^\| (`[^|]+`(?:, `[^|]+`)*) \| (.+) \|$", section(README, "## Layout"), re.M)
+    assert rows
+    for paths, what in rows:
+        for path in re.findall(r"`([^`]+)`", paths):
+            concrete = path.replace("<stack>", "dev")
+            assert (REPO / concrete).exists(), f"README layout names {path}, which does not exist"
+        # Module lists: each named file exists, and each module in the folder is named.
+        folder = re.findall(r"`([^`]+)/`", paths)
+        if folder and folder[0] in ("providers", "metronome_iac"):
+            named = set(re.findall(r"`([a-z_]+\.py|[a-z_]+/)`", what))
+            on_disk = {p.name for p in (REPO / folder[0]).glob("*.py")} - {"__init__.py", "__main__.py"}
+            on_disk |= {p.name + "/" for p in (REPO / folder[0]).iterdir() if (p / "__init__.py").exists()}
+            assert named == on_disk, f"README layout, {folder[0]}/: {sorted(named)} vs {sorted(on_disk)}"
