@@ -664,6 +664,33 @@ def _check_raw_references(v: _Validator) -> None:
                     )
 
 
+def _check_rate_overlaps(v: _Validator, doc: _Doc, path: Path_, entry: str, rates: list[Rate]) -> None:
+    """Two rates of one product and pricing group values must not be in force at the same time
+    (Metronome would hold both, and which one bills is not what the catalog says). A scheduled
+    price change ends the earlier rate where the later one starts."""
+    by_group: dict[tuple[Any, ...], list[int]] = {}
+    for j, rate in enumerate(rates):
+        group = (rate.product, tuple(sorted((rate.pricing_group_values or {}).items())))
+        by_group.setdefault(group, []).append(j)
+    for indexes in by_group.values():
+        ordered = sorted(indexes, key=lambda j: _parse_ts(rates[j].starting_at))
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            earlier, later = rates[a], rates[b]
+            if earlier.starting_at == later.starting_at:
+                continue  # reported as a duplicate rate
+            start = _parse_ts(later.starting_at)
+            if earlier.ending_before is None or _parse_ts(earlier.ending_before) > start:
+                v.add(
+                    doc,
+                    path,
+                    entry,
+                    ("rates", a, "ending_before"),
+                    f"overlaps rates[{b}] (same product and pricing_group_values, starting "
+                    f"{later.starting_at}); to schedule a price change, set ending_before: "
+                    f'"{later.starting_at}" here',
+                )
+
+
 def _known(names: Iterable[str]) -> str:
     names = sorted(names)
     return f"(known: {', '.join(names)})" if names else "(none declared)"
@@ -827,6 +854,7 @@ def _check_references(
                 )
             else:
                 seen_rates[ident] = j
+        _check_rate_overlaps(v, cat_doc, path, entry, card.rates)
 
     if env_doc is None:
         return

@@ -122,6 +122,9 @@ class MetronomeProvider(ResourceProvider):
     inputs_model: ClassVar[type[InputsBase]] = InputsBase
     replace_fields: ClassVar[tuple[str, ...]] = ()
     natural_key: ClassVar[str] = "name"  # adopt: {"id": ...} or {natural_key: ...}
+    # A replacement archives the old object before creating the new one (the new one needs something
+    # the old one holds, e.g. a customer's ingest aliases); default: create first, archive after.
+    delete_before_replace: ClassVar[bool] = False
     hints: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ API of a tagged kind (per module)
@@ -313,7 +316,9 @@ class MetronomeProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
-        return compute_diff(old, new, self.api_fields(), self.replace_fields)
+        return compute_diff(
+            old, new, self.api_fields(), self.replace_fields, delete_before_replace=self.delete_before_replace
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}
@@ -360,9 +365,20 @@ class MetronomeProvider(ResourceProvider):
         if live is None:
             return ReadResult(None, {})
         outs = self.shape(self.strip_identity(live))
+        outs.update(self.same_as_recorded(outs, props))
         outs.update({k: v for k, v in props.items() if k in NON_API_FIELDS or k in COMPUTED_FIELDS})
         outs.update(self.computed_outputs(client, id_, outs))
         return ReadResult(id_, outs)
+
+    def same_as_recorded(self, live: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
+        """Recorded values the live ones equal under the diff rules (`commits: []` vs none, 3 vs 3.0,
+        list order): read keeps the recorded spelling, so refresh reports only real changes."""
+        recorded = self.shape(self.strip_identity(mark_unknowns(recorded)))
+        return {
+            field: recorded[field]
+            for field in self.api_fields()
+            if field in recorded and not changed_fields(live, recorded, [field])
+        }
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = {k: v for k, v in news.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}

@@ -429,6 +429,73 @@ def _create_body(inputs: dict[str, Any], key: str) -> dict[str, Any]:
     return body
 
 
+GRANT_UPDATES = {"commits": "update_commits", "credits": "update_credits"}
+# Grant fields /v2/contracts/edit can change in place (update_commits / update_credits); schedules
+# change item by item. A difference anywhere else archives the grant and adds the new one.
+GRANT_UPDATABLE = (
+    "name",
+    "description",
+    "priority",
+    "rate_type",
+    "applicable_product_ids",
+    "applicable_product_tags",
+)
+SCHEDULE_TIME = {"access_schedule": "starting_at", "invoice_schedule": "timestamp"}
+
+
+def _counterpart(have: list[dict[str, Any]], want: dict[str, Any]) -> dict[str, Any] | None:
+    """The live grant a changed declared one stands for: same product, type and name. (Not a mere
+    same-product grant: dropping last year's commit and adding this year's must not rewrite the
+    schedule of a commit already invoiced.)"""
+    keys = ("product_id", "type", "name")
+    return next((h for h in have if all(normalize(h.get(k)) == normalize(want.get(k)) for k in keys)), None)
+
+
+def _grant_update(
+    contract: dict[str, Any], field: str, have: dict[str, Any], want: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The update_commits/update_credits entry turning live grant `have` into `want`; None when
+    something differs that only a new grant can carry."""
+    id_field = "commit_id" if field == "commits" else "credit_id"
+    raw = next((g for g in contract.get(field) or [] if g.get("id") == have.get("_id")), None)
+    if raw is None:
+        return None
+    change: dict[str, Any] = {id_field: raw["id"]}
+    for key in set(strip_ids(have)) | set(want):
+        if key in SCHEDULE_TIME or normalize(have.get(key)) == normalize(want.get(key)):
+            continue
+        if key not in GRANT_UPDATABLE or (want.get(key) is None and key in ("name", "description")):
+            return None
+        change[key] = want.get(key) if want.get(key) is not None else ([] if key.startswith("appl") else None)
+    for key, time_key in SCHEDULE_TIME.items():
+        old, new = strip_ids(have.get(key) or {}), want.get(key) or {}
+        if normalize(old) == normalize(new):
+            continue
+        rest = {k for k in set(old) | set(new) if k != "schedule_items"}
+        if not raw.get(key) or any(normalize(old.get(k)) != normalize(new.get(k)) for k in rest):
+            return None
+        live_items_ = sorted(raw[key].get("schedule_items") or [], key=lambda i: normalize(i.get(time_key)))
+        want_items = sorted(new.get("schedule_items") or [], key=lambda i: normalize(i.get(time_key)))
+        updates, adds = [], []
+        for i, item in enumerate(want_items):
+            if i >= len(live_items_):
+                adds.append(item)
+            elif normalize(project(live_items_[i], item)) != normalize(item):
+                updates.append({"id": live_items_[i]["id"], **item})
+        removes = [{"id": i["id"]} for i in live_items_[len(want_items) :]]
+        schedule: dict[str, Any] = {}
+        for name, items in (
+            ("update_schedule_items", updates),
+            ("add_schedule_items", adds),
+            ("remove_schedule_items", removes),
+        ):
+            if items:
+                schedule[name] = items
+        if schedule:
+            change[key] = schedule
+    return change if len(change) > 1 else None
+
+
 class ContractProvider(MetronomeProvider):
     kind = "Contract"
     entity = ENTITY
@@ -461,16 +528,26 @@ class ContractProvider(MetronomeProvider):
         if olds and not inputs.allow_replacement:
             new = inputs.model_dump(mode="json", exclude_none=True)
             old = self.shape(olds)
-            known = [
+            # An id not known yet (preview) belongs to a resource this update creates or replaces: it
+            # never equals the recorded id, so the change is certain and refused now, before anything
+            # is created. Other values holding unknowns (discounts naming a new product) may turn
+            # out to be additions only: up checks them again with known values.
+            certain = [
                 f
                 for f in replacing_fields(old, new)
-                if new.get(f) != UNKNOWN and UNKNOWN not in str(new.get(f))
+                if (f in ALWAYS_REPLACE and old.get(f) not in (None, UNKNOWN))
+                or (new.get(f) != UNKNOWN and UNKNOWN not in str(new.get(f)))
             ]
-            for field in known:
+            for field in certain:
+                to = (
+                    "the id of a resource this update creates or replaces"
+                    if new.get(field) == UNKNOWN
+                    else describe(new.get(field))
+                )
                 failures.append(
                     CheckFailure(
                         field,
-                        f"changing {field} (from {describe(old.get(field))} to {describe(new.get(field))}) "
+                        f"changing {field} (from {describe(old.get(field))} to {to}) "
                         "replaces the contract: the old one is archived, its invoices voided; to fix: "
                         "revert the change, or set allow_replacement: true if a new contract is wanted",
                     )
@@ -591,6 +668,20 @@ class ContractProvider(MetronomeProvider):
                     unmatched_want.append(item)
                 else:
                     have.remove(hit)
+            if field in GRANT_UPDATES:
+                # A changed commit/credit (same product, type and name) is updated in place: archiving
+                # it and adding a new one would invoice the commit again.
+                updates = []
+                for item in list(unmatched_want):
+                    hit = _counterpart(have, item)
+                    change = _grant_update(live_obj, field, hit, item) if hit else None
+                    if change is not None:
+                        assert hit is not None
+                        updates.append(change)
+                        have.remove(hit)
+                        unmatched_want.remove(item)
+                if updates:
+                    edit[GRANT_UPDATES[field]] = updates
             if unmatched_want:
                 edit[add_key] = unmatched_want
             if have and drop_key:

@@ -37,6 +37,11 @@ HINTS = {
 # customer. name (setName), ingest_aliases (setIngestAliases, a full replace) and custom_fields
 # (customFields/setValues) change in place.
 REPLACE_FIELDS = ("external_id",)
+# Ingest aliases are unique across customers, and the old customer holds them until it is archived
+# (delete frees them): so a replacement archives the old customer first, then creates the new one.
+# Delete refuses while active contracts use the customer, and contracts refuse to change customer
+# unless allow_replacement, so this never strands a contract.
+DELETE_BEFORE_REPLACE = True
 
 # ---------------------------------------------------------------------------------------------
 # API calls
@@ -70,6 +75,7 @@ class CustomerProvider(MetronomeProvider):
     replace_fields = REPLACE_FIELDS
     natural_key = "ingest_alias"
     hints = HINTS
+    delete_before_replace = DELETE_BEFORE_REPLACE
     # API calls used by MetronomeProvider's create-once / read / archive
     get_raw = staticmethod(_get)
     list_raw = staticmethod(_list_raw)
@@ -91,6 +97,20 @@ class CustomerProvider(MetronomeProvider):
                 CheckFailure("ingest_aliases", f"{dupes} listed twice; to fix: list each alias once")
             )
         return failures
+
+    def create_object(self, client, inputs, label):  # type: ignore[override]
+        try:
+            return super().create_object(client, inputs, label)
+        except MetronomeError as err:
+            if err.status_code != 409:
+                raise
+            raise MetronomeError(
+                f"{err}. Ingest aliases (and external ids) are unique in Metronome, and a customer keeps "
+                "them until it is archived; if that customer is one this update removes or renames "
+                "(a new catalog name), remove it in one update and add the new one in the next, or "
+                "give the new customer other aliases",
+                err.status_code,
+            ) from None
 
     def find_live(self, client, key, value, label):  # type: ignore[override]
         # The listing filters by alias server-side: one call, no index needed.

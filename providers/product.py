@@ -84,9 +84,13 @@ STATE_FIELDS = (
 # ---------------------------------------------------------------------------------------------
 
 # A product's type never changes (Metronome: create a new product and archive the old one).
+# pricing_group_key replaces too: rates are keyed by the product's pricing group values, and once the
+# key changed in place Metronome refuses rates with the old keys, so the old per-group rates could
+# not even be ended (the rate card update would fail after the product changed, leaving them
+# active). A new product takes the new rates; the old one's rates are ended, then it is archived.
 # Everything else, billable_metric_id included, changes in place through a time-versioned
 # update (`starting_at`, hour-aligned); custom_fields through customFields/setValues.
-REPLACE_FIELDS = ("type",)
+REPLACE_FIELDS = ("type", "pricing_group_key")
 
 # ---------------------------------------------------------------------------------------------
 # API calls
@@ -181,8 +185,9 @@ class ProductProvider(MetronomeProvider):
         return failures
 
     def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
-        if "type" in changed:
-            raise MetronomeError(f"{label}: type cannot change in place; replace the product")
+        fixed = [f for f in changed if f in REPLACE_FIELDS]
+        if fixed:
+            raise MetronomeError(f"{label}: {', '.join(fixed)} cannot change in place; replace the product")
         if not changed:
             return {}
         body: dict[str, Any] = {
@@ -214,9 +219,9 @@ class Product(pulumi.dynamic.Resource, module="metronome", name="Product"):
 
     Project additions: `adopt` ({"id": ...} or {"name": ...}) takes over a live product instead of
     creating one (differences land in `adopt_report`; a differing `type` fails). `identity` is stored
-    as the custom field `iac_identity` so a retried create never duplicates. Only `type` forces
-    replacement; other changes are time-versioned updates effective at `update_starting_at`
-    (hour-aligned) or, by default, the start of the current hour.
+    as the custom field `iac_identity` so a retried create never duplicates. `type` and
+    `pricing_group_key` force replacement; other changes are time-versioned updates effective at
+    `update_starting_at` (hour-aligned) or, by default, the start of the current hour.
     """
 
     name: pulumi.Output[str]

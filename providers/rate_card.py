@@ -11,9 +11,11 @@ ended by adding it again with `ending_before`. This module diffs rates by that i
 - a changed rate: if only its end moves, the live segment gets the new end; if its live segment
   starts at or after the current hour (or the rate is declared as entirely past: a retroactive
   correction) it is rewritten in place (same identity); otherwise the live segment is ended at the
-  current hour and the new values start there.
+  current hour and the new values start there;
+- a removed (ended) rate declared again with its old identity starts again at the current hour: the
+  ended segment stays as billed (adding it as declared would rewrite the past).
 
-Read folds such a chain of contiguous segments back into the one declared rate (first starting_at,
+Read folds such a chain of segments back into the one declared rate (first starting_at,
 latest values), so an update never leaves a phantom diff.
 """
 
@@ -235,12 +237,15 @@ def fold_schedule(
         chains: list[dict[str, Any]] = []
         for seg in segments:
             prev = chains[-1] if chains else None
+            # A segment not starting at a declared start continues the previous chain: right after
+            # it (a price change), or after a gap (a removed rate declared again: see
+            # `plan_rate_changes`; the gap is history, when the rate was not active).
             continues = (
                 desired is not None
                 and prev is not None
                 and rate_key(seg) not in desired_starts
                 and prev.get("ending_before")
-                and _ts(prev["ending_before"]) == _ts(seg["starting_at"])
+                and _ts(prev["ending_before"]) <= _ts(seg["starting_at"])
             )
             if continues:
                 assert prev is not None
@@ -317,22 +322,34 @@ def add_rates(client: metronome.Metronome, card_id: str, rates: list[dict[str, A
 
 
 def plan_rate_changes(
-    live: list[dict[str, Any]], new: list[dict[str, Any]], now_hour: str
+    live: list[dict[str, Any]],
+    new: list[dict[str, Any]],
+    now_hour: str,
+    history: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The rates to add so the live schedule matches `new` (see the module docstring).
 
     `live` is the schedule folded against the previously declared rates (`fold_schedule(...,
     keep_last=True)`), so each declared rate maps to its chain and `_last` is the chain's last
-    live segment, the one to end or rewrite.
+    live segment, the one to end or rewrite. `history` is every live segment, ended ones
+    included (`entry_to_rate` of each schedule entry): a rate declared again after it was removed
+    has an ended segment with its identity, which adding it as declared would overwrite.
     """
     hour = _ts(now_hour)
     new_by = {rate_key(r): r for r in new}
     live_by = {rate_key(r): r for r in live}
+    past_by = {rate_key(r): r for r in history or [] if _ts(r["starting_at"]) < hour}
     adds: list[dict[str, Any]] = []
     for key, want in new_by.items():
         current = live_by.get(key)
         if current is None:
-            adds.append(want)
+            want_end = _ts(want["ending_before"]) if want.get("ending_before") else None
+            if key in past_by and (want_end is None or want_end > hour):
+                # Declared again after it was removed (ended): the past stays as billed; the
+                # declared values apply from the current hour (read folds the two back together).
+                adds.append({**want, "starting_at": _fmt(hour)})
+            else:
+                adds.append(want)
             continue
         if normalize(_strip(current)) == normalize(want):
             continue
@@ -392,6 +409,33 @@ def contracts_using(client: metronome.Metronome, rate_card_id: str, label: str) 
             if c.get("rate_card_id") == rate_card_id
         ]
     return hits
+
+
+def _overlaps(rates: list[Rate]) -> list[CheckFailure]:
+    """Rates of one product and pricing group values in force at the same time (Metronome would hold
+    both; which one bills is then not what was declared): the earlier one must end first."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, rate in enumerate(rates):
+        if UNKNOWN in (rate.product_id, rate.starting_at, rate.ending_before):
+            continue
+        groups.setdefault(rate_key(rate.model_dump(mode="json"))[:2], []).append(i)
+    failures = []
+    for indexes in groups.values():
+        ordered = sorted(indexes, key=lambda i: _ts(rates[i].starting_at))
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            earlier, later = rates[a], rates[b]
+            if _ts(earlier.starting_at) == _ts(later.starting_at):
+                continue  # a duplicate, reported as such
+            if earlier.ending_before is None or _ts(earlier.ending_before) > _ts(later.starting_at):
+                failures.append(
+                    CheckFailure(
+                        f"rates[{a}].ending_before",
+                        f"overlaps rates[{b}] (same product and pricing_group_values, starting "
+                        f"{later.starting_at}); to fix: end this rate where the later one starts "
+                        f"(ending_before: {later.starting_at})",
+                    )
+                )
+    return failures
 
 
 class RateCardProvider(MetronomeProvider):
@@ -542,6 +586,7 @@ class RateCardProvider(MetronomeProvider):
                     )
                 )
             seen.setdefault(key, i)
+        failures += _overlaps(inputs.rates or [])
         return failures
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -600,8 +645,10 @@ class RateCardProvider(MetronomeProvider):
         if "rates" in changed:
             fiat = news.get("fiat_credit_type_id") or USD_CENTS_ID
             old_rates = list(olds.get("rates") or [])
-            live = fold_schedule(_schedule(client, object_id, label), fiat, old_rates, keep_last=True)
-            adds = plan_rate_changes(live, list(news.get("rates") or []), current_hour())
+            entries = _schedule(client, object_id, label)
+            live = fold_schedule(entries, fiat, old_rates, keep_last=True)
+            history = [entry_to_rate(e, fiat) for e in entries]
+            adds = plan_rate_changes(live, list(news.get("rates") or []), current_hour(), history)
             if adds:
                 add_rates(client, object_id, adds, label)
         return {}

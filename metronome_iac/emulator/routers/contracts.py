@@ -448,6 +448,9 @@ def _update_schedule(store: Store, schedule: dict[str, Any], change: Any, field:
         merged = {**target, **{k: v for k, v in item.items() if v is not None}}
         if not access and ("unit_price" in item or "quantity" in item) and "amount" not in item:
             merged.pop("amount")  # recomputed from unit_price x quantity
+        elif not access and "amount" in item and "unit_price" not in item and "quantity" not in item:
+            merged.pop("unit_price", None)  # a new amount alone: unit price = amount, quantity 1
+            merged.pop("quantity", None)
         checked = terms.access_item(merged, prefix) if access else terms.invoice_item(merged, prefix)
         target.update(checked)
 
