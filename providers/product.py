@@ -13,7 +13,7 @@ from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declar
 from .client import MetronomeError, get_live, paginate, request
 from .diff import UNKNOWN, canonical_time
 
-ENTITY = "product"
+ENTITY = "contract_product"  # custom-field entity of contract-pricing products ("Product (Contracts)")
 
 # ---------------------------------------------------------------------------------------------
 # Schema

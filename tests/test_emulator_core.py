@@ -147,6 +147,21 @@ def test_custom_field_unregistered_key_rejected(client: metronome.Metronome) -> 
         client.v1.custom_fields.add_key(entity="nonsense", key=key, enforce_uniqueness=False)  # type: ignore[arg-type]
 
 
+def test_contract_products_take_custom_fields_of_entity_contract_product(client: metronome.Metronome) -> None:
+    """As in Metronome's docs: contract-pricing products are the custom-field entity `contract_product`
+    ("Product (Contracts)"); a key registered for `product` (legacy plans' products) does not serve them."""
+    legacy, key = uid("legacy_key"), uid("cp_key")
+    add_key(client, "product", legacy)
+    with pytest.raises(metronome.BadRequestError, match=legacy):
+        make_product(client, custom_fields={legacy: "x"})
+    add_key(client, "contract_product", key)
+    product_id = make_product(client, custom_fields={key: "a"})
+    client.v1.custom_fields.set_values(
+        entity="contract_product", entity_id=product_id, custom_fields={key: "b"}
+    )
+    assert client.v1.contracts.products.retrieve(id=product_id).data.custom_fields == {key: "b"}
+
+
 def test_custom_field_enforce_uniqueness(client: metronome.Metronome) -> None:
     key = uid("uniq")
     client.v1.custom_fields.add_key(entity="customer", key=key, enforce_uniqueness=True)

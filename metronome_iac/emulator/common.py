@@ -366,6 +366,12 @@ CUSTOM_FIELD_ENTITIES = (
 )
 
 
+# Custom-field entities whose objects are stored under another document kind. Contract-pricing
+# products are the entity `contract_product` ("Product (Contracts)" in the dashboard); the entity
+# `product` means the legacy plans' products, which the emulator does not model.
+DOCUMENT_KIND = {"contract_product": "product"}
+
+
 def check_custom_fields(
     store: Store, entity: str, values: Any, field: str = "custom_fields", entity_id: str | None = None
 ) -> dict[str, str]:
@@ -380,7 +386,7 @@ def check_custom_fields(
         if spec is None:
             raise bad(f"{field}: custom field key '{key}' is not registered for entity '{entity}'")
         if spec["enforce_uniqueness"]:
-            for other in store.all(entity):
+            for other in store.all(DOCUMENT_KIND.get(entity, entity)):
                 if other["id"] != entity_id and (other.get("custom_fields") or {}).get(key) == value:
                     raise bad(f"{field}.{key}: value '{value}' is already used by {entity} '{other['id']}'")
     return dict(values)

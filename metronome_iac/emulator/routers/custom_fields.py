@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import (
     CUSTOM_FIELD_ENTITIES,
+    DOCUMENT_KIND,
     bad,
     check_custom_fields,
     check_type,
@@ -33,8 +34,9 @@ from metronome_iac.emulator.store import Store
 
 router = APIRouter()
 
-# Entities stored as documents of their own (the document kind has the entity's name).
-DOCUMENTS = {"billable_metric", "product", "rate_card", "customer", "contract", "alert"}
+# Entities stored as documents of their own (the document kind has the entity's name, but for
+# contract_product, see common.DOCUMENT_KIND).
+DOCUMENTS = {"billable_metric", "contract_product", "rate_card", "customer", "contract", "alert"}
 # Entities stored inside a contract document, under these lists of its terms.
 NESTED = {"commit": "commits", "contract_credit": "credits"}
 
@@ -42,8 +44,9 @@ NESTED = {"commit": "commits", "contract_credit": "credits"}
 def _find(store: Store, entity: str, entity_id: str) -> tuple[dict, dict, Callable[[], None]]:
     """The document to save and the object inside it that holds `custom_fields`."""
     if entity in DOCUMENTS:
-        doc = get_or_404(store, entity, entity_id, "entity_id")
-        return doc, doc, lambda: store.update(entity, doc)
+        kind = DOCUMENT_KIND.get(entity, entity)
+        doc = get_or_404(store, kind, entity_id, "entity_id")
+        return doc, doc, lambda: store.update(kind, doc)
     if entity in NESTED:
         for contract in store.all("contract"):
             for item in contract["terms"].get(NESTED[entity], []):

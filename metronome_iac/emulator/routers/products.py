@@ -38,6 +38,7 @@ from metronome_iac.emulator.store import Store, now_iso
 router = APIRouter()
 
 KIND = "product"
+ENTITY = "contract_product"  # the custom-field entity of contract-pricing products
 TYPES = ("FIXED", "USAGE", "COMPOSITE", "SUBSCRIPTION", "PROFESSIONAL_SERVICE", "PRO_SERVICE")
 STATE_FIELDS = (
     "name",
@@ -178,7 +179,7 @@ async def create(request: Request) -> JSONResponse:
             "initial": state,
             "updates": [],
             "archived_at": None,
-            "custom_fields": check_custom_fields(store, KIND, body.get("custom_fields")),
+            "custom_fields": check_custom_fields(store, ENTITY, body.get("custom_fields")),
         }
         store.insert(KIND, product)
     return id_response(product["id"])
