@@ -719,6 +719,16 @@ def _check_references(
                 ("aggregation_key",),
                 f"aggregation_key is required for aggregation_type {m.aggregation_type}",
             )
+        filter_names = {f.name for f in m.property_filters or []}
+        if m.aggregation_type != "COUNT" and m.aggregation_key and m.aggregation_key not in filter_names:
+            v.add(
+                cat_doc,
+                path,
+                entry,
+                ("aggregation_key",),
+                f"aggregation_key '{m.aggregation_key}' must be one of the property filter names (Metronome "
+                f"refuses it otherwise): add {{name: {m.aggregation_key}, exists: true}} to property_filters",
+            )
         # Same rule as the provider's check: events lacking a group key would land in an empty group.
         required = {
             f.name for f in m.property_filters or [] if f.exists or (f.in_values and f.exists is not False)

@@ -119,6 +119,16 @@ class BillableMetricProvider(MetronomeProvider):
                     "to fix: name the property to aggregate (e.g. aggregation_key: tokens) or use COUNT",
                 )
             )
+        filter_names = {f.name for f in inputs.property_filters or []}
+        key = inputs.aggregation_key
+        if inputs.aggregation_type != "COUNT" and key and key not in filter_names:
+            failures.append(
+                CheckFailure(
+                    "aggregation_key",
+                    f"aggregation_key {key!r} is not one of the property filter names (Metronome refuses "
+                    f"it); to fix: add {{name: {key}, exists: true}} to property_filters",
+                )
+            )
         required = {
             f.name
             for f in inputs.property_filters or []
@@ -143,7 +153,9 @@ class BillableMetricProvider(MetronomeProvider):
         )
         return [
             f"group key {k!r} looks high-cardinality: each distinct value becomes its own invoice line and "
-            f"price group; group by low-cardinality dimensions (model, region, tier) instead"
+            f"price group. The Stripe-to-Metronome migration guide's advice: avoid high-cardinality "
+            f"properties (like request_id) as group keys, and contact Metronome if a key's cardinality "
+            f"approaches 1,000; group by low-cardinality dimensions (model, region, tier) instead"
             for k in keys
         ]
 

@@ -22,7 +22,12 @@ def client(emulator: Emulator) -> metronome.Metronome:
 
 
 def make_metric(client: metronome.Metronome, **kwargs) -> str:
+    """A valid metric: as the real API requires, the aggregation key and every group key are
+    property filter names (unless the test passes its own property_filters)."""
     args = {"name": uid("metric"), "aggregation_type": "SUM", "aggregation_key": "tokens"} | kwargs
+    if "property_filters" not in args:
+        names = {args.get("aggregation_key")} | {k for gk in args.get("group_keys") or [] for k in gk}
+        args["property_filters"] = [{"name": n, "exists": True} for n in sorted(names - {None})]
     return client.v1.billable_metrics.create(**args).data.id
 
 
@@ -46,7 +51,12 @@ def test_billable_metric_lifecycle(client: metronome.Metronome) -> None:
         client,
         name=name,
         event_type_filter={"in_values": ["completion"]},
-        property_filters=[{"name": "model", "exists": True}, {"name": "direction", "in_values": ["in"]}],
+        property_filters=[
+            {"name": "model", "exists": True},
+            {"name": "direction", "in_values": ["in"]},
+            {"name": "region", "exists": True},
+            {"name": "tokens", "exists": True},
+        ],
         group_keys=[["model", "region"]],
     )
     got = client.v1.billable_metrics.retrieve(billable_metric_id=metric_id).data
@@ -81,6 +91,12 @@ def test_billable_metric_pagination(client: metronome.Metronome) -> None:
     [
         ({"aggregation_type": "AVERAGE", "aggregation_key": "x"}, "aggregation_type"),
         ({"aggregation_type": "SUM"}, "aggregation_key"),
+        # The real API's rule: the aggregation key and each group key name a property filter.
+        (
+            {"aggregation_type": "SUM", "aggregation_key": "tokens", "property_filters": [{"name": "model"}]},
+            "The specified aggregation key must be one of the property filter names",
+        ),
+        ({"aggregation_type": "COUNT", "group_keys": [["region"]]}, "Group key 'region' does not match"),
         ({"aggregation_type": "COUNT", "property_filters": [{"exists": True}]}, "property_filters[0].name"),
         ({"sql": "select 1", "aggregation_type": "COUNT"}, "sql"),
     ],

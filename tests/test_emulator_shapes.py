@@ -70,7 +70,13 @@ def test_shapes_match_sdk_models(raw: Raw) -> None:
     metric_id = raw(
         "POST",
         "/v1/billable-metrics/create",
-        {"name": "m", "aggregation_type": "SUM", "aggregation_key": "n", "group_keys": [["model"]]},
+        {
+            "name": "m",
+            "aggregation_type": "SUM",
+            "aggregation_key": "n",
+            "property_filters": [{"name": "n", "exists": True}, {"name": "model", "exists": True}],
+            "group_keys": [["model"]],
+        },
     )["data"]["id"]
     check(BillableMetricRetrieveResponse, raw("GET", f"/v1/billable-metrics/{metric_id}"))
 

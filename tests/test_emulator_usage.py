@@ -61,7 +61,7 @@ def test_usage_aggregates(fresh_emulator: Emulator) -> None:
         aggregation_type="SUM",
         aggregation_key="tokens",
         event_type_filter={"in_values": ["completion"]},
-        property_filters=[{"name": "model", "in_values": ["large"]}],
+        property_filters=[{"name": "tokens", "exists": True}, {"name": "model", "in_values": ["large"]}],
     ).data.id
     client.v1.usage.ingest(
         usage=[
@@ -86,7 +86,11 @@ def test_usage_groups(fresh_emulator: Emulator) -> None:
     client = fresh_emulator.client(max_retries=0)
     customer_id = client.v1.customers.create(name="acme", ingest_aliases=["acme"]).data.id
     metric_id = client.v1.billable_metrics.create(
-        name="tokens", aggregation_type="SUM", aggregation_key="tokens", group_keys=[["model"]]
+        name="tokens",
+        aggregation_type="SUM",
+        aggregation_key="tokens",
+        property_filters=[{"name": "tokens", "exists": True}, {"name": "model", "exists": True}],
+        group_keys=[["model"]],
     ).data.id
     client.v1.usage.ingest(
         usage=[
@@ -121,7 +125,7 @@ def test_documented_client_script_works_unchanged(emulator: Emulator) -> None:
         aggregation_type="SUM",
         aggregation_key="tokens",
         event_type_filter={"in_values": ["completion"]},
-        property_filters=[{"name": "model", "exists": True}],
+        property_filters=[{"name": "tokens", "exists": True}, {"name": "model", "exists": True}],
         group_keys=[["model"]],
     )
     product = client.v1.contracts.products.create(

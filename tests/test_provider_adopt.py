@@ -28,14 +28,16 @@ def creates(emulator) -> int:
 def test_adopt_metric_by_name_and_by_id(host, emulator):
     client = emulator.client()
     name = unique("legacy-metric")
+    tokens_filter = [{"name": "tokens", "exists": True}]
     metric_id = client.v1.billable_metrics.create(
-        name=name, aggregation_type="SUM", aggregation_key="tokens"
+        name=name, aggregation_type="SUM", aggregation_key="tokens", property_filters=tokens_filter
     ).data.id
     desired = {
         "identity": f"t/s/{name}",
         "name": name,
         "aggregation_type": "SUM",
         "aggregation_key": "tokens",
+        "property_filters": tokens_filter,
     }
 
     before = creates(emulator)
@@ -56,7 +58,8 @@ def test_adopt_metric_by_name_and_by_id(host, emulator):
 
     # An immutable difference fails, listing every differing field.
     with pytest.raises(ProviderError) as err:
-        host.create_checked(M, {**renamed, "aggregation_key": "chars"})
+        chars = [*tokens_filter, {"name": "chars", "exists": True}]
+        host.create_checked(M, {**renamed, "aggregation_key": "chars", "property_filters": chars})
     assert "aggregation_key" in str(err.value) and "name" in str(err.value)
 
     with pytest.raises(ProviderError) as err:

@@ -25,6 +25,7 @@ def metric(**over):
         "aggregation_key": "tokens",
         "event_type_filter": {"in_values": ["completion", "chat"]},
         "property_filters": [
+            {"name": "tokens", "exists": True},
             {"name": "model", "exists": True},
             {"name": "region", "exists": True},
             {"name": "direction", "in_values": ["input", "output"]},
@@ -69,13 +70,18 @@ def test_check_unknown_field(host):
 def test_high_cardinality_group_key_warns_but_passes(emulator):
     with ProviderHost(emulator.base_url, emulator.token) as h:
         news = metric(
-            property_filters=[{"name": "request_id", "exists": True}, {"name": "model", "exists": True}],
+            property_filters=[
+                {"name": "tokens", "exists": True},
+                {"name": "request_id", "exists": True},
+                {"name": "model", "exists": True},
+            ],
             group_keys=[["model", "request_id"]],
         )
         h.check_ok(M, news)
         h.close()
         err = h.stderr_text()
     assert "request_id" in err and "low-cardinality" in err
+    assert "approaches 1,000" in err  # the migration guide's advice, named
 
 
 def test_lifecycle(host, emulator):

@@ -32,6 +32,7 @@ def test_catalog_under_faults_has_no_duplicates(fresh_emulator):
                     "name": f"{run}-m{i}",
                     "aggregation_type": "SUM",
                     "aggregation_key": "tokens",
+                    "property_filters": [{"name": "tokens", "exists": True}],
                 },
             )
             for i in range(3)

@@ -29,7 +29,11 @@ def metric_ids(host) -> list[str]:
                 "name": name,
                 "aggregation_type": "SUM",
                 "aggregation_key": "tokens",
-                "property_filters": [{"name": "model", "exists": True}, {"name": "region", "exists": True}],
+                "property_filters": [
+                    {"name": "tokens", "exists": True},
+                    {"name": "model", "exists": True},
+                    {"name": "region", "exists": True},
+                ],
                 "group_keys": [["model", "region"], ["model"]],
             },
         )

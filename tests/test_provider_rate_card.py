@@ -32,7 +32,7 @@ def products(host) -> dict[str, str]:
             "name": name,
             "aggregation_type": "SUM",
             "aggregation_key": "tokens",
-            "property_filters": [{"name": "model", "exists": True}],
+            "property_filters": [{"name": "tokens", "exists": True}, {"name": "model", "exists": True}],
             "group_keys": [["model"]],
         },
     )

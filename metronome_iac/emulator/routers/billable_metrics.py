@@ -85,6 +85,20 @@ def _validate(store: Store, body: dict) -> dict:
                 check_type(k, str, f"group_keys[{i}][{j}]")
             group_keys.append(gk)
         metric["group_keys"] = group_keys
+        # The API names every property that is not a filter name, all in one answer.
+        names = {f["name"] for f in filters}
+        problems = [
+            f"group_keys[{i}][{j}]: Group key '{k}' does not match one of the property filter names."
+            for i, gk in enumerate(group_keys)
+            for j, k in enumerate(gk)
+            if k not in names
+        ]
+        if agg != "COUNT" and key not in names:
+            problems.append(
+                "aggregation_key: The specified aggregation key must be one of the property filter names."
+            )
+        if problems:
+            raise bad(" ".join(problems))
     metric["custom_fields"] = check_custom_fields(store, KIND, body.get("custom_fields"))
     return metric
 
