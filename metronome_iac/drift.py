@@ -27,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
+from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
 from metronome_iac.program import (
     KINDS,
     STRIPE_RESOURCE_NAME,
@@ -44,6 +46,7 @@ from metronome_iac.program import (
 )
 
 DEFAULT_PROJECT = "metronome-iac"
+DEFAULT_BASE_URL = "https://api.metronome.com"  # the official client's, when no setting names one
 IDENTITY_FIELD = "iac_identity"
 STRIPE_KIND = "stripe_configurations"  # report entries for customers' Stripe billing provider configurations
 KIND_LABEL = {
@@ -221,23 +224,72 @@ def stack_config(stack: str, root: Path | None = None) -> dict[str, Any]:
     return data.get("config") or {}
 
 
+class SetupError(RuntimeError):
+    """The command cannot start (no token, ...): its message says what to set."""
+
+
+def resolve_base_url(stack: str | None, flag: str | None, root: Path | None = None) -> tuple[str | None, str]:
+    """(URL, the setting that chose it): `--base-url`, else METRONOME_BASE_URL, else `metronome:baseUrl`
+    in Pulumi.<stack>.yaml; (None, ...) when none is set and the official client's default applies."""
+    if flag:
+        return flag, "--base-url"
+    if os.environ.get("METRONOME_BASE_URL"):
+        return os.environ["METRONOME_BASE_URL"], "METRONOME_BASE_URL"
+    if stack is not None:
+        url = stack_config(stack, root).get("metronome:baseUrl")
+        if isinstance(url, str) and url:
+            return url, f"metronome:baseUrl in Pulumi.{stack}.yaml"
+    where = " or METRONOME_BASE_URL"
+    if stack:
+        where = f", METRONOME_BASE_URL or metronome:baseUrl in Pulumi.{stack}.yaml"
+    return None, f"the default: no --base-url{where}"
+
+
 def resolve_connection(stack: str, base_url: str | None, root: Path | None = None) -> tuple[str | None, str]:
-    """(base URL, token): flag/env/stack config. A `secure:` token needs the Pulumi CLI: use the env."""
+    """(base URL, token): flag/env/stack config. A `secure:` token needs the Pulumi CLI: use the env.
+
+    Raises SetupError (a message that says what to set) when there is no usable token."""
     config = stack_config(stack, root)
-    url = base_url or os.environ.get("METRONOME_BASE_URL") or config.get("metronome:baseUrl")
+    url, _ = resolve_base_url(stack, base_url, root)
     token = os.environ.get("METRONOME_BEARER_TOKEN")
     if not token:
         value = config.get("metronome:apiToken")
         if isinstance(value, str):
             token = value
         elif isinstance(value, dict):
-            raise RuntimeError(
+            raise SetupError(
                 f"the token in Pulumi.{stack}.yaml is encrypted; export it first: "
                 f"export METRONOME_BEARER_TOKEN=$(pulumi config get metronome:apiToken --stack {stack})"
             )
     if not token:
-        raise RuntimeError("no Metronome API token: set METRONOME_BEARER_TOKEN (or metronome:apiToken)")
+        raise SetupError(
+            "no Metronome API token: set METRONOME_BEARER_TOKEN "
+            f"(or metronome:apiToken in Pulumi.{stack}.yaml)"
+        )
     return url, token
+
+
+def describe_failure(err: Exception, url: str | None, source: str, token_setting: str) -> str:
+    """One line for a failed conversation with the Metronome API: what failed, at which URL (and which
+    setting chose it), and what to change. `token_setting`: where the token came from or goes."""
+    import metronome
+
+    shown = url or DEFAULT_BASE_URL
+    text = str(err)
+    status = getattr(err, "status_code", None)
+    local = any(h in shown for h in ("://127.0.0.1", "://localhost", "://[::1]", "://0.0.0.0"))
+    if isinstance(err, metronome.APITimeoutError) or text.endswith("request to Metronome timed out"):
+        return f"Metronome at {shown} (from {source}) did not answer in time: retry, or check the URL"
+    if isinstance(err, metronome.APIConnectionError) or "cannot reach Metronome" in text:
+        defaulted = source.startswith("the default")
+        change = "set another URL with --base-url" if defaulted else f"correct {source}"
+        port = urlsplit(shown).port
+        command = f"metronome-iac emulator --port {port}" if port else "metronome-iac emulator"
+        start = f"start the emulator there (`{command}`) or " if local else ""
+        return f"cannot reach Metronome at {shown} (from {source}): {start}{change}"
+    if status in (401, 403):
+        return f"Metronome at {shown} (from {source}) refused the API token ({status}): check {token_setting}"
+    return text or type(err).__name__
 
 
 # --------------------------------------------------------------------------------------------------
@@ -602,7 +654,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"stack": args.stack, "error": message}))
         print(f"error: {message}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
 
     try:
         stack = load_stack(Path(args.stacks_dir) / args.stack)
@@ -610,15 +662,20 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err))
     try:
         base_url, token = resolve_connection(args.stack, args.base_url)
+    except SetupError as err:
+        return fail(str(err))
+    _, source = resolve_base_url(args.stack, args.base_url)
+    try:
         from providers.client import make_client
 
         # Few retries: a drift check against an unreachable API should fail fast, not after minutes.
         client = make_client(base_url, token, max_retries=1)
         report = check_drift(stack, client, project_name(args.project), base_url)
     except Exception as err:  # any API/connection failure is an error, never "drift"
-        return fail(f"{type(err).__name__}: {err}")
+        token_setting = f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{args.stack}.yaml)"
+        return fail(f"drift check failed: {describe_failure(err, base_url, source, token_setting)}")
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
         print(render(report))
-    return 0 if report.in_sync else 2
+    return EXIT_OK if report.in_sync else EXIT_ATTENTION

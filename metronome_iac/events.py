@@ -3,7 +3,8 @@
 `metronome-iac events translate` reads Stripe meter events (JSON Lines) and writes Metronome ingest events
 (JSON Lines), so the same usage can be sent to both systems during the parallel run.
 `metronome-iac events check --stack NAME` checks Metronome events against the stack's billable metrics and
-customers and exits non-zero when any event would be dropped or mis-billed.
+customers. Exit codes (as every command): 0 all good, 1 could not run (the stack, alias or input file cannot
+be read), 2 some events could not be translated / would be dropped or mis-billed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hashlib
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
+from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
 
 # Stripe's default payload keys for a meter (customer_mapping / value_settings).
 STRIPE_CUSTOMER_KEY = "stripe_customer_id"
@@ -137,6 +140,18 @@ class StackView:
     metrics: list[MetricView]
     aliases: set[str]
     stripe_to_alias: dict[str, str]
+    name: str = "the stack"  # for messages: "stack prod"
+    environment_file: str = "the stack's environment.yaml"  # where customers and their aliases live
+
+    def accepted_event_types(self) -> str:
+        """The event types the metrics accept, for a message: "input_tokens, output_tokens"."""
+        named = sorted({t for m in self.metrics for t in m.in_values or [] if t not in m.not_in_values})
+        others = [
+            f"any but {', '.join(sorted(m.not_in_values))} (metric {m.name})"
+            for m in self.metrics
+            if m.in_values is None
+        ]
+        return ", ".join(named + others) or "none (it has no billable metrics)"
 
     @property
     def numeric_keys(self) -> set[str]:
@@ -180,7 +195,7 @@ def alias_map_from_customers(customers: Iterable[Mapping[str, Any]]) -> dict[str
 
 def load_stack_view(stack_dir: Path) -> StackView:
     """Read a stack through the catalog loader, so a broken catalog fails here with its precise error."""
-    from metronome_iac.catalog import load_stack
+    from metronome_iac.catalog import ENVIRONMENT_FILE, load_stack
 
     stack = load_stack(stack_dir)
     customers = [_plain(c) for c in stack.environment.customers]
@@ -188,6 +203,8 @@ def load_stack_view(stack_dir: Path) -> StackView:
         metrics=[_metric_view(_plain(m)) for m in stack.catalog.billable_metrics],
         aliases={a for c in customers for a in c.get("ingest_aliases") or []},
         stripe_to_alias=alias_map_from_customers(customers),
+        name=f"stack {stack_dir.name}",
+        environment_file=str(stack_dir / ENVIRONMENT_FILE),
     )
 
 
@@ -210,12 +227,14 @@ def translate_event(
     numeric_keys: Iterable[str] = (),
     customer_key: str = STRIPE_CUSTOMER_KEY,
     value_key: str = STRIPE_VALUE_KEY,
+    alias_hint: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """One Stripe meter event -> one Metronome ingest event.
 
     `aliases` maps stripe customer ids to ingest aliases; when given, an unmapped customer is an error
     (sending it would be dropped by Metronome). Without it the Stripe id is used as the alias.
     `numeric_keys` are payload keys a metric aggregates: their string values become numbers.
+    `alias_hint(stripe customer id)`: where to add a missing alias, for the error message.
     """
     if not isinstance(stripe_event, Mapping):
         raise EventError("not_an_object", "event is not a JSON object")
@@ -230,9 +249,10 @@ def translate_event(
         raise EventError("missing_customer", f"payload.{customer_key} is missing")
     if aliases is not None:
         if stripe_customer not in aliases:
+            where = alias_hint(stripe_customer) if alias_hint else "add it to the alias map"
             raise EventError(
                 "unknown_customer",
-                f"payload.{customer_key} {stripe_customer!r} has no ingest alias in the map",
+                f"payload.{customer_key} {stripe_customer!r} has no ingest alias: {where}",
             )
         customer_id = aliases[stripe_customer]
     else:
@@ -289,7 +309,11 @@ def check_event(event: Any, stack: StackView) -> list[EventError]:
     customer = event.get("customer_id")
     if isinstance(customer, str) and customer and customer not in stack.aliases:
         problems.append(
-            EventError("unknown_customer", f"customer_id {customer!r} is no customer's ingest alias")
+            EventError(
+                "unknown_customer",
+                f"customer_id {customer!r} is no customer's ingest alias: add it to the ingest_aliases of "
+                f"its customer in {stack.environment_file}",
+            )
         )
 
     event_type = event.get("event_type")
@@ -298,7 +322,11 @@ def check_event(event: Any, stack: StackView) -> list[EventError]:
     by_type = [m for m in stack.metrics if m.matches_event_type(event_type)]
     if not by_type:
         problems.append(
-            EventError("unknown_event_type", f"event_type {event_type!r} matches no billable metric")
+            EventError(
+                "unknown_event_type",
+                f"event_type {event_type!r} matches no billable metric of {stack.name}; its metrics accept: "
+                f"{stack.accepted_event_types()}",
+            )
         )
         return problems
     matched = [m for m in by_type if not m.unmatched_filters(properties)]
@@ -412,6 +440,36 @@ def run(args: argparse.Namespace) -> int:
     return _run_check(args)
 
 
+def _alias_hint(args: argparse.Namespace) -> Callable[[str], str]:
+    """Where a Stripe customer id without an ingest alias should be added, given the sources in use."""
+    env_files = [args.stacks_dir / args.stack / "environment.yaml"] if args.stack else []
+    alias_file = None
+    if args.aliases:
+        if _is_environment_file(args.aliases):
+            if all(args.aliases.resolve() != f.resolve() for f in env_files):
+                env_files.append(args.aliases)
+        else:
+            alias_file = args.aliases
+
+    def hint(stripe_customer: str) -> str:
+        places = [
+            f"give its customer in {f} `stripe_customer_id: {stripe_customer}` and an ingest_aliases entry"
+            for f in env_files
+        ]
+        if alias_file:
+            places.append(f"add `{stripe_customer}: <ingest alias>` to {alias_file}")
+        return ", or ".join(places) or "pass --stack or --aliases"
+
+    return hint
+
+
+def _is_environment_file(path: Path) -> bool:
+    with contextlib.suppress(Exception):
+        data = yaml.safe_load(path.read_text())
+        return isinstance(data, dict) and isinstance(data.get("customers"), list)
+    return False
+
+
 def _run_translate(args: argparse.Namespace) -> int:
     aliases: dict[str, str] | None = None
     numeric = set(args.numeric_key)
@@ -420,11 +478,16 @@ def _run_translate(args: argparse.Namespace) -> int:
             view = load_stack_view(args.stacks_dir / args.stack)
             aliases = dict(view.stripe_to_alias)
             numeric |= view.numeric_keys
+    except Exception as exc:  # catalog unreadable: say which and stop before reading events
+        print(f"error: stack {args.stack!r} cannot be loaded: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
         if args.aliases:
             aliases = {**(aliases or {}), **load_alias_file(args.aliases)}
-    except Exception as exc:  # catalog or alias file unreadable: say which and stop before reading events
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        print(f"error: the alias file {args.aliases} cannot be read: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    hint = _alias_hint(args)
     out = args.out.open("w") if args.out else sys.stdout
     failures: Counter = Counter()
     written = 0
@@ -434,7 +497,9 @@ def _run_translate(args: argparse.Namespace) -> int:
                 try:
                     if isinstance(event, EventError):
                         raise event
-                    translated = translate_event(event, aliases, numeric, args.customer_key, args.value_key)
+                    translated = translate_event(
+                        event, aliases, numeric, args.customer_key, args.value_key, alias_hint=hint
+                    )
                 except EventError as exc:
                     failures[exc.code] += 1
                     print(f"line {lineno}: {exc.code}: {exc.reason}", file=sys.stderr)
@@ -445,15 +510,15 @@ def _run_translate(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
     print(f"translated {written} event(s), {sum(failures.values())} failed", file=sys.stderr)
-    return 1 if failures else 0
+    return EXIT_ATTENTION if failures else EXIT_OK
 
 
 def _run_check(args: argparse.Namespace) -> int:
     try:
         view = load_stack_view(args.stacks_dir / args.stack)
     except Exception as exc:
-        print(f"error: stack {args.stack!r}: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: stack {args.stack!r} cannot be loaded: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     with _open_in(args.input) as src:
         report = check_events(src, view)
     print(
@@ -462,4 +527,4 @@ def _run_check(args: argparse.Namespace) -> int:
     )
     for code, count in sorted(report.counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {code}: {count}  (e.g. {report.examples[code]})")
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_ATTENTION

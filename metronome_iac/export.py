@@ -10,6 +10,9 @@ Customers' Stripe links (their active Stripe billing provider configurations) be
 `go_live: true`: the links are already live, and a live StripeIntegration re-uses configurations that
 match instead of setting new ones. The Stripe account id cannot be read from Metronome: it comes from
 `--stripe-account`, else a placeholder that the preview refuses until it is filled in.
+
+An `--out` that already holds catalog.yaml or environment.yaml is refused unless `--force` (a reviewed
+stack's comments, `settings:` and `stripe:` would be lost); nothing is written when the export fails.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ from metronome_iac.catalog import (
     environment_to_yaml,
     load_stack,
 )
+from metronome_iac.cli import EXIT_ERROR, EXIT_OK, refuse_overwrite
 from metronome_iac.drift import (
+    DEFAULT_BASE_URL,
     IDENTITY_FIELD,
+    describe_failure,
     identity_of,
     provider_module,
+    resolve_base_url,
     stripe_connections,
     stripe_link,
 )
@@ -68,6 +75,9 @@ Entry = TypeVar("Entry", BillableMetric, Product, RateCard, Customer, Contract)
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory to write catalog.yaml and environment.yaml")
     parser.add_argument("--base-url", help="Metronome API URL (default: METRONOME_BASE_URL or the real API)")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite catalog.yaml / environment.yaml already in --out"
+    )
     parser.add_argument(
         "--stripe-account",
         help="Stripe account id (acct_...) for stripe.expected_account_id (Metronome does not expose it)",
@@ -363,39 +373,47 @@ def write_stack(out: Path, catalog: Catalog, environment: Environment, source: s
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if refuse_overwrite(out, args.force):  # before anything is read: a reviewed stack is never clobbered
+        return EXIT_ERROR
     token = os.environ.get("METRONOME_BEARER_TOKEN")
     if not token:
         print("error: set METRONOME_BEARER_TOKEN to the account's API token", file=sys.stderr)
-        return 1
-    base_url = args.base_url or os.environ.get("METRONOME_BASE_URL")
+        return EXIT_ERROR
+    base_url, source = resolve_base_url(None, args.base_url)
     if args.stripe_account and not re.match(r"^acct_[A-Za-z0-9]+$", args.stripe_account):
         print(
             f"error: --stripe-account must be a Stripe account id (acct_...), not {args.stripe_account!r}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_ERROR
     try:
         from providers.client import make_client
 
         client = make_client(base_url, token, max_retries=2)
         catalog, environment = export_account(client, stripe_account=args.stripe_account)
-        write_stack(Path(args.out), catalog, environment, base_url or "https://api.metronome.com")
+    except Exception as err:  # the API conversation failed: nothing is written
+        reason = describe_failure(err, base_url, source, "METRONOME_BEARER_TOKEN")
+        print(f"error: export failed, nothing written: {reason}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        write_stack(out, catalog, environment, base_url or DEFAULT_BASE_URL)
     except CatalogError as err:
-        print(f"error: the export would not load as a stack:\n{err}", file=sys.stderr)
-        return 1
-    except Exception as err:
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        return 1
+        print(f"error: the export would not load as a stack, nothing written:\n{err}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as err:
+        print(f"error: cannot write {err.filename or out}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_ERROR
     counts = (
         f"{len(catalog.billable_metrics)} metrics, {len(catalog.products)} products, "
         f"{len(catalog.rate_cards)} rate cards, {len(environment.customers)} customers, "
         f"{len(environment.contracts)} contracts"
     )
     linked = [c for c in environment.customers if c.stripe_customer_id]
-    print(f"wrote {Path(args.out) / CATALOG_FILE} and {Path(args.out) / ENVIRONMENT_FILE}: {counts}")
+    print(f"wrote {out / CATALOG_FILE} and {out / ENVIRONMENT_FILE}: {counts}")
     if environment.stripe is not None:
         print(f"stripe: go_live true (their Stripe configurations are live), {len(linked)} customers linked")
     hint = placeholder_hint(environment)
     if hint:
         print(f"fill in: {hint}")
-    return 0
+    return EXIT_OK

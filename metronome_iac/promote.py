@@ -2,8 +2,9 @@
 
 Only `catalog.yaml` (metrics, products, rate cards) moves; `environment.yaml` is never touched. The
 report lists what the target gains, loses and changes per entry and field. `--check` writes nothing
-and exits 1 when the target lags the source. Promotion refuses to overwrite a target catalog with
-uncommitted git edits (they would be lost silently).
+and exits 2 when the target lags the source (0 when up to date, 1 when it cannot run). Promotion refuses
+to overwrite a target catalog with uncommitted git edits (they would be lost silently), and refuses a
+target stack whose folder does not exist: a new stack is made deliberately, by copying a stack's folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from metronome_iac.catalog import (
     load_catalog,
     load_stack,
 )
+from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
 
 _KINDS = (("billable_metrics", "billable metric"), ("products", "product"), ("rate_cards", "rate card"))
 
@@ -32,7 +34,7 @@ _KINDS = (("billable_metrics", "billable metric"), ("products", "product"), ("ra
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", required=True, help="stack to promote from (e.g. staging)")
     parser.add_argument("--to", dest="target", required=True, help="stack to promote to (e.g. prod)")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if the target lags")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 2 if the target lags")
     parser.add_argument("--stacks-dir", default="stacks", help="directory holding one folder per stack")
 
 
@@ -144,18 +146,41 @@ def uncommitted_edits(path: Path) -> bool | None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _missing_stack(stacks: Path, name: str, flag: str, source: str = "") -> str | None:
+    """Why `name` is not a stack folder under `stacks` (naming the stacks that exist), or None if it is."""
+    if (stacks / name).is_dir():
+        return None
+    if not stacks.is_dir():
+        return f"no stacks directory {stacks} here: run from the repository root, or pass --stacks-dir"
+    existing = sorted(p.name for p in stacks.iterdir() if p.is_dir() and not p.name.startswith("."))
+    listed = ", ".join(existing) if existing else "none"
+    text = f"{flag} {name}: there is no stack {name} (no folder {stacks / name}; the stacks are: {listed})"
+    if flag == "--to":
+        text += (
+            f". Promotion never creates a stack; to start one, copy a stack's folder "
+            f"(cp -r {stacks / source} {stacks / name}), review its "
+            "environment.yaml, then promote into it"
+        )
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     stacks = Path(args.stacks_dir)
     src_dir, dst_dir = stacks / args.source, stacks / args.target
     src_file, dst_file = src_dir / CATALOG_FILE, dst_dir / CATALOG_FILE
     if args.source == args.target:
         print("error: --from and --to name the same stack", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
+    missing = _missing_stack(stacks, args.source, "--from")
+    missing = missing or _missing_stack(stacks, args.target, "--to", args.source)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         load_catalog(src_file)
     except CatalogError as err:
         print(f"error: the source catalog is invalid, nothing promoted:\n{err}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
 
     changes = semantic_diff(_as_data(src_file), _as_data(dst_file))
     text_differs = not dst_file.exists() or dst_file.read_bytes() != src_file.read_bytes()
@@ -179,20 +204,20 @@ def run(args: argparse.Namespace) -> int:
                 f"--to {args.target}`",
                 file=sys.stderr,
             )
-            return 1
+            return EXIT_ATTENTION
         print(f"{args.target} is up to date with {args.source}")
-        return 0
+        return EXIT_OK
 
     if not text_differs:
         print("nothing to promote")
-        return 0
+        return EXIT_OK
     if dst_file.exists() and uncommitted_edits(dst_file):
         print(
             f"error: {dst_file} has uncommitted edits; commit or discard them first "
             "(promotion would overwrite them)",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_ERROR
 
     # The target's environment must still resolve against the promoted catalog (e.g. a contract
     # whose rate card the source dropped): check in a scratch copy before writing anything.
@@ -211,9 +236,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{message}",
                 file=sys.stderr,
             )
-            return 1
+            return EXIT_ERROR
 
     dst_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src_file, dst_file)
     print(f"wrote {dst_file}; review and commit it (environment.yaml untouched)")
-    return 0
+    return EXIT_OK

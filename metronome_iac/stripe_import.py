@@ -31,6 +31,7 @@ from metronome_iac.catalog import (
     environment_to_yaml,
     load_stack,
 )
+from metronome_iac.cli import EXIT_ERROR, EXIT_OK, refuse_overwrite
 
 RATE_CARD = "stripe_import"
 CREDIT_PRODUCT = "stripe_credit"
@@ -162,14 +163,18 @@ def map_meter(meter: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | Non
     metric: dict[str, Any] = {"name": name, "aggregation_type": AGGREGATIONS[formula]}
     if meter.get("display_name") and meter["display_name"] != name:
         metric["display_name"] = meter["display_name"]
+    required: list[str] = []  # payload keys every event must carry
     if formula != "count":
         metric["aggregation_key"] = (meter.get("value_settings") or {}).get("event_payload_key") or "value"
+        required.append(metric["aggregation_key"])  # Metronome wants the aggregated property filtered on
     metric["event_type_filter"] = {"in_values": [meter["event_name"]]}
     dimensions = meter.get("dimension_payload_keys") or meter.get("dimensions") or []
+    # Metronome groups events without a key under an empty value; requiring the key drops them instead,
+    # like Stripe rejects meter events missing a dimension.
+    required += [key for key in dimensions if key not in required]
+    if required:
+        metric["property_filters"] = [{"name": key, "exists": True} for key in required]
     if dimensions:
-        # Metronome groups events without a key under an empty value; requiring the key drops them instead,
-        # like Stripe rejects meter events missing a dimension.
-        metric["property_filters"] = [{"name": key, "exists": True} for key in dimensions]
         metric["group_keys"] = [list(dimensions)]
     return metric, None
 
@@ -448,27 +453,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if refuse_overwrite(out, args.force):
+        return EXIT_ERROR
     api_key = args.api_key or os.environ.get("STRIPE_API_KEY")
     if not api_key:
         print("error: no Stripe key: pass --api-key or set STRIPE_API_KEY", file=sys.stderr)
-        return 2
-    out: Path = args.out
-    existing = [n for n in (CATALOG_FILE, ENVIRONMENT_FILE) if (out / n).exists()]
-    if existing and not args.force:
-        print(f"error: {out} already has {', '.join(existing)}; pass --force to overwrite", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     client = make_client(api_key, args.api_base or os.environ.get("STRIPE_API_BASE"))
     try:
         account = read_account(client)
     except Exception as exc:  # stripe errors carry a readable message
         print(f"error: reading Stripe failed: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     result = build_stack(account, args.rates_starting_at or default_rates_start())
     report(result)
     try:
         write_stack(result, out, account.account_id)
     except (CatalogError, ValueError) as exc:
         print(f"error: the imported stack does not validate, nothing written:\n{exc}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     print(f"wrote {out / CATALOG_FILE} and {out / ENVIRONMENT_FILE}")
-    return 0
+    return EXIT_OK

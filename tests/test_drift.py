@@ -1,4 +1,5 @@
-"""`metronome-iac drift`: 0 in sync, 2 on drift (desired and live values shown), --json, 1 on error."""
+"""`metronome-iac drift`: 0 in sync, 2 on drift (desired and live values shown), --json, 1 on error (worded as
+what failed and how to fix it: the URL and the setting that chose it, never an exception class)."""
 
 from __future__ import annotations
 
@@ -92,9 +93,45 @@ def test_unreachable_api_is_an_error(
 ) -> None:
     stack_dir = make_stack_dir(tmp_path)
     assert drift(emulator, stack_dir, monkeypatch, url="http://127.0.0.1:9") == 1
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    # The URL and the setting that chose it, never an exception class.
+    assert "cannot reach Metronome at http://127.0.0.1:9 (from --base-url)" in err, err
+    assert "metronome-iac emulator --port 9" in err, err
+    for noise in ("Error:", "ConnectError", "MetronomeError", "RuntimeError"):
+        assert noise not in err, err
     assert drift(emulator, stack_dir, monkeypatch, "--json", url="http://127.0.0.1:9") == 1
-    assert "error" in json.loads(capsys.readouterr().out)
+    assert "http://127.0.0.1:9" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_unreachable_api_names_the_setting_that_chose_the_url(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    stack_dir = make_stack_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
+    args = ["drift", "--stack", stack_dir.name, "--stacks-dir", str(stack_dir.parent), "--project", PROJECT]
+
+    (tmp_path / f"Pulumi.{stack_dir.name}.yaml").write_text("config:\n  metronome:baseUrl: http://127.0.0.1:9\n")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:9 (from metronome:baseUrl in Pulumi.{stack_dir.name}.yaml)" in err, err
+
+    monkeypatch.setenv("METRONOME_BASE_URL", "http://127.0.0.1:7")
+    assert main(args) == 1
+    assert "http://127.0.0.1:7 (from METRONOME_BASE_URL)" in capsys.readouterr().err
+
+
+def test_refused_token_says_what_to_check(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    stack_dir = make_stack_dir(tmp_path)
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", "not-the-emulator-token")
+    args = ["drift", "--stack", stack_dir.name, "--stacks-dir", str(stack_dir.parent), "--project", PROJECT]
+    assert main([*args, "--base-url", emulator.base_url]) == 1
+    err = capsys.readouterr().err
+    assert f"Metronome at {emulator.base_url} (from --base-url) refused the API token (401)" in err, err
+    assert "METRONOME_BEARER_TOKEN" in err and "Error:" not in err, err
 
 
 def test_bad_catalog_and_missing_token_are_errors(
@@ -110,7 +147,8 @@ def test_bad_catalog_and_missing_token_are_errors(
     monkeypatch.delenv("METRONOME_BEARER_TOKEN", raising=False)
     args = ["drift", "--stack", good.name, "--stacks-dir", str(tmp_path), "--base-url", emulator.base_url]
     assert main(args) == 1
-    assert "METRONOME_BEARER_TOKEN" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: no Metronome API token: set METRONOME_BEARER_TOKEN"), err  # no class name
 
 
 def test_list_fields_report_the_differing_leaf(

@@ -149,3 +149,31 @@ def test_unknown_headers_and_paths_ignored(emulator: Emulator) -> None:
     client.v1.billable_metrics.list()
     with pytest.raises(metronome.NotFoundError):
         client.get("/v1/no-such-endpoint", cast_to=object)
+
+
+def test_db_directory_is_created(tmp_path: Path) -> None:
+    db = tmp_path / ".emulator" / "nested" / "dev.db"  # neither directory exists yet
+    emu = start_emulator(db=str(db))
+    try:
+        assert emu.admin("GET", "health").status_code == 200
+        assert db.exists()
+    finally:
+        emu.stop()
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "a_directory", "not_sqlite"])
+def test_unusable_db_is_one_error_line(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from metronome_iac.cli import main
+
+    (tmp_path / "afile").write_text("not a directory\n")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "junk.db").write_text("not a database, just text\n" * 100)
+    db = {"under_a_file": "afile/dev.db", "a_directory": "adir", "not_sqlite": "junk.db"}[case]
+    monkeypatch.chdir(tmp_path)
+    assert main(["emulator", "--port", "1", "--db", db]) == 1  # fails before it listens
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and db in lines[0], err
+    assert "Traceback" not in err

@@ -39,7 +39,11 @@ def stack_dir(tmp_path: Path) -> Path:
             "aggregation_type": "SUM",
             "aggregation_key": "tokens",
             "event_type_filter": {"in_values": [name]},
-            "property_filters": [{"name": "model", "exists": True}, {"name": "region", "exists": True}],
+            "property_filters": [
+                {"name": "tokens", "exists": True},
+                {"name": "model", "exists": True},
+                {"name": "region", "exists": True},
+            ],
             "group_keys": [["model", "region"]],
         }
         for name in ("input_tokens", "output_tokens")
@@ -104,10 +108,11 @@ def test_translate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code = main(["events", "translate", *args])
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
-    assert code == 1  # one line failed
+    assert code == 2  # ran; one line failed and needs attention
     assert [e["transaction_id"] for e in lines][0] == "req_7f3a-in"
     assert len(lines) == 2
     assert "line 3: unknown_customer" in err
+    assert f"add `cus_x: <ingest alias>` to {aliases}" in err  # where to add it
 
 
 def test_translate_cli_stdin_with_stack(stack_dir: Path) -> None:
@@ -160,14 +165,39 @@ def test_check_counts_problems_and_exit_codes(stack_dir: Path, capsys: pytest.Ca
     assert "region" in report.examples["property_filters_unmatched"]
 
     stacks = str(stack_dir.parent)
-    assert main(["events", "check", "--stack", "dev", "--stacks-dir", stacks, "--in", str(path)]) == 1
+    assert main(["events", "check", "--stack", "dev", "--stacks-dir", stacks, "--in", str(path)]) == 2
     out = capsys.readouterr().out
     assert "non_numeric_value: 2" in out and "7 with problems" in out
 
     good_path = stack_dir / "good.jsonl"
     good_path.write_text(json.dumps(good) + "\n")
     assert main(["events", "check", "--stack", "dev", "--stacks-dir", stacks, "--in", str(good_path)]) == 0
-    assert main(["events", "check", "--stack", "nope", "--stacks-dir", stacks, "--in", str(good_path)]) == 2
+    assert main(["events", "check", "--stack", "nope", "--stacks-dir", stacks, "--in", str(good_path)]) == 1
+    assert "error: stack 'nope' cannot be loaded" in capsys.readouterr().err
+    missing = str(stack_dir / "missing.jsonl")
+    assert main(["events", "check", "--stack", "dev", "--stacks-dir", stacks, "--in", missing]) == 1
+    assert capsys.readouterr().err.startswith(f"error: cannot open {missing}")
+
+
+def test_messages_say_where_to_fix_it(stack_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown alias names the file to add it to; an unknown event type lists the accepted ones."""
+    view = events.load_stack_view(stack_dir)
+    good = events.translate_event(STRIPE_EVENTS[0], ALIASES, {"tokens"})
+    (problem,) = events.check_event({**good, "event_type": "images"}, view)
+    assert problem.code == "unknown_event_type"
+    assert "stack dev" in problem.reason and "accept: input_tokens, output_tokens" in problem.reason
+    (problem,) = events.check_event({**good, "customer_id": "nobody"}, view)
+    env_file = stack_dir / "environment.yaml"
+    assert f"add it to the ingest_aliases of its customer in {env_file}" in problem.reason
+
+    src = stack_dir / "stripe.jsonl"
+    payload = {**STRIPE_EVENTS[0]["payload"], "stripe_customer_id": "cus_new"}
+    unknown = {**STRIPE_EVENTS[0], "payload": payload}
+    src.write_text(json.dumps(unknown) + "\n")
+    stacks = str(stack_dir.parent)
+    assert main(["events", "translate", "--stack", "dev", "--stacks-dir", stacks, "--in", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert f"give its customer in {env_file} `stripe_customer_id: cus_new`" in err, err
 
 
 def test_group_key_missing_is_reported(stack_dir: Path) -> None:

@@ -145,3 +145,43 @@ def test_round_trip_of_the_dev_stack(
     assert set(steps) == {"create"}
     assert _creates(emulator) == before
     assert set(summary(engine.plan(load_stack(out)))) == {"same"}
+
+
+REVIEWED = """# Reviewed by the billing team: do not regenerate.
+settings:
+  product_update_starting_at: 2026-01-01T00:00:00Z
+"""
+
+
+def test_refuses_to_overwrite_a_stack_unless_forced(
+    fresh_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "reviewed"
+    out.mkdir()
+    (out / "environment.yaml").write_text(REVIEWED)
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", fresh_emulator.token)
+    args = ["export", "--out", str(out), "--base-url", fresh_emulator.base_url]
+    before = fresh_emulator.admin("GET", "stats").json()["by_route"]
+
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out} already has environment.yaml") and "--force" in err, err
+    assert (out / "environment.yaml").read_text() == REVIEWED and not (out / "catalog.yaml").exists()
+    assert fresh_emulator.admin("GET", "stats").json()["by_route"] == before  # refused before reading
+
+    assert main([*args, "--force"]) == 0, capsys.readouterr().err
+    assert "Reviewed by the billing team" not in (out / "environment.yaml").read_text()
+    load_stack(out)
+
+
+def test_unreachable_api_names_the_url_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", "any")
+    monkeypatch.setenv("METRONOME_BASE_URL", "http://127.0.0.1:9")
+    assert main(["export", "--out", str(tmp_path / "new")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach Metronome at http://127.0.0.1:9 (from METRONOME_BASE_URL)" in err, err
+    for noise in ("Error:", "ConnectError", "MetronomeError", "RuntimeError"):
+        assert noise not in err, err
+    assert not (tmp_path / "new").exists()

@@ -1,4 +1,5 @@
-"""`metronome-iac promote`: check, copy, environment untouched, refusal on uncommitted target edits."""
+"""`metronome-iac promote`: check (2 = lag), copy, environment untouched, refusals (1): uncommitted target
+edits, a target stack that does not exist."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_check_fails_then_promote_copies(
     staging.write_text(text)
     prod_before = prod.read_bytes()
 
-    assert _promote(repo, "--check", monkeypatch=monkeypatch) == 1
+    assert _promote(repo, "--check", monkeypatch=monkeypatch) == 2  # lag: needs attention
     out = capsys.readouterr()
     assert prod.read_bytes() == prod_before  # --check writes nothing
     assert "+ product 'support_plan': prod gains" in out.out
@@ -83,7 +84,7 @@ def test_reports_what_the_target_loses(
     prod = repo / "stacks" / "prod" / "catalog.yaml"
     prod.write_text(prod.read_text() + "  - name: legacy_card\n    rates: []\n")
     _git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "legacy")
-    assert _promote(repo, "--check", monkeypatch=monkeypatch) == 1
+    assert _promote(repo, "--check", monkeypatch=monkeypatch) == 2  # lag: needs attention
     assert "- rate card 'legacy_card': prod loses" in capsys.readouterr().out
     assert _promote(repo, monkeypatch=monkeypatch) == 0
     assert "legacy_card" not in prod.read_text()
@@ -113,3 +114,26 @@ def test_refuses_when_target_environment_would_break(
     err = capsys.readouterr().err
     assert "unknown rate card 'standard'" in err
     assert (repo / "stacks" / "prod" / "catalog.yaml").read_bytes() == prod_before
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_refuses_a_target_stack_that_does_not_exist(
+    check: bool, repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(repo)
+    args = ["promote", "--from", "staging", "--to", "prdo", *(["--check"] if check else [])]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --to prdo: there is no stack prdo"), err
+    assert "dev, prod, staging" in err  # the stacks that do exist
+    assert "cp -r stacks/staging stacks/prdo" in err  # how to make a new stack deliberately
+    assert not (repo / "stacks" / "prdo").exists()
+
+
+def test_refuses_a_source_stack_that_does_not_exist(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(repo)
+    assert main(["promote", "--from", "stagin", "--to", "prod"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --from stagin: there is no stack stagin") and "staging" in err, err

@@ -165,22 +165,24 @@ def test_migration_doc_events_examples_run_as_shown(tmp_path: Path) -> None:
 
 
 def test_migration_doc_events_exit_codes(tmp_path: Path) -> None:
-    """translate: 1 when a line failed, 2 when the stack cannot be read; check: 1 on a problem, 2 likewise."""
+    """The exit code convention: 2 ran and found something (a line failed, a problem), 1 could not run."""
     _events_workdir(tmp_path)
     unknown = json.dumps({"event_name": "input_tokens", "timestamp": 1767268800,
                           "payload": {"stripe_customer_id": "cus_nobody", "tokens": "1"}})  # fmt: skip
     (tmp_path / "bad.jsonl").write_text(unknown + "\n")
     result = run_shell("metronome-iac events translate --stack prod --in bad.jsonl", tmp_path)
-    assert result.returncode == 1 and "cus_nobody" in result.stderr, result.stderr
+    assert result.returncode == 2 and "cus_nobody" in result.stderr, result.stderr
+    assert "stacks/prod/environment.yaml" in result.stderr, result.stderr  # where to add the alias
     result = run_shell("metronome-iac events translate --stack nope --in bad.jsonl", tmp_path)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1 and result.stderr.startswith("error: stack 'nope'"), result.stderr
 
     (tmp_path / "wrong.jsonl").write_text(json.dumps({"customer_id": "acme-prod", "event_type": "completion",
         "timestamp": "2026-01-01T00:00:00Z", "transaction_id": "t1", "properties": {}}) + "\n")  # fmt: skip
     result = run_shell("metronome-iac events check --stack prod --in wrong.jsonl", tmp_path)
-    assert result.returncode == 1 and "unknown_event_type" in result.stdout, result.stdout
+    assert result.returncode == 2 and "unknown_event_type" in result.stdout, result.stdout
+    assert "accept: input_tokens, output_tokens" in result.stdout, result.stdout
     result = run_shell("metronome-iac events check --stack nope --in wrong.jsonl", tmp_path)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
 
 
 def test_migration_doc_says_the_repo_stacks_do_not_match_the_example(tmp_path: Path) -> None:
@@ -193,7 +195,7 @@ def test_migration_doc_says_the_repo_stacks_do_not_match_the_example(tmp_path: P
                            "--in stripe-events.jsonl > m.jsonl", tmp_path)  # fmt: skip
     assert translated.returncode == 0, translated.stderr
     result = run_shell("metronome-iac events check --stack prod --in m.jsonl", tmp_path)
-    assert result.returncode == 1 and "unknown_event_type" in result.stdout, result.stdout
+    assert result.returncode == 2 and "unknown_event_type" in result.stdout, result.stdout
 
 
 # --------------------------------------------------------------------------------------------- promote
@@ -201,8 +203,11 @@ def test_migration_doc_says_the_repo_stacks_do_not_match_the_example(tmp_path: P
 
 def test_readme_promote_check_and_promote(tmp_path: Path) -> None:
     text = section(README, "## Day to day")
-    check = re.search(r"`(metronome-iac promote --from staging --to prod)`.*?With `(--check)`", text, re.S)
+    check = re.search(
+        r"`(metronome-iac promote --from staging --to prod)`.*?With `(--check)`.*?exits (\d)", text, re.S
+    )
     assert check, "README's Promote paragraph no longer shows `promote --from staging --to prod` and --check"
+    assert check.group(3) == "2", "README: promote --check exits 2 on lag (the exit code convention)"
     promote = check.group(1)
     for stack in ("staging", "prod"):
         shutil.copytree(REPO / "stacks" / stack, tmp_path / "stacks" / stack)
@@ -211,7 +216,7 @@ def test_readme_promote_check_and_promote(tmp_path: Path) -> None:
     staging.write_text(staging.read_text().replace("price: 300\n", "price: 280\n", 1))
 
     lagging = run_shell(f"{promote} --check", tmp_path)
-    assert lagging.returncode == 1, lagging.stdout + lagging.stderr
+    assert lagging.returncode == 2, lagging.stdout + lagging.stderr
     assert "price: 300 -> 280" in lagging.stdout and "prod lags staging" in lagging.stderr
     assert "280" not in (tmp_path / "stacks/prod/catalog.yaml").read_text()  # --check writes nothing
 
@@ -226,6 +231,90 @@ def test_drift_usage_error_is_not_read_as_drift(tmp_path: Path) -> None:
     """README: drift exits 2 only on drift; a bad command line is an error (1), as the workflow reads it."""
     result = run_shell("metronome-iac drift", tmp_path)
     assert result.returncode == 1 and "--stack" in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------------------------------------ exit codes
+
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def test_exit_codes_are_documented_once_and_alike() -> None:
+    """README's table and cli.py's docstring state the same convention: 0 ok, 1 could not run, 2 attention."""
+    import metronome_iac.cli as cli
+
+    rows = dict(re.findall(r"^\| ([012]) \| (.+) \|$", section(README, "## Exit codes"), re.M))
+    assert set(rows) == {"0", "1", "2"}
+    assert (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_ATTENTION) == (0, 1, 2)
+    doc = " ".join((cli.__doc__ or "").split())
+    for attention in ("`drift`", "`events check`", "`events translate`", "`promote --check`"):
+        assert attention in rows["2"] and attention in doc, attention
+    for refusal in ("`--out` already holds stack files", "no API key or token", "unreachable"):
+        assert refusal in rows["1"] and refusal in doc, refusal
+    # The per-command docs no longer carry their own, different codes.
+    assert "2 no key" not in MIGRATION and "exits 1 on any problem" not in MIGRATION
+
+
+def _workflow_step(workflow: str, job: str, marker: str) -> str:
+    import yaml
+
+    steps = yaml.safe_load((WORKFLOWS / workflow).read_text())["jobs"][job]["steps"]
+    (run,) = [s["run"] for s in steps if marker in s.get("run", "")]
+    return run
+
+
+def _run_step(script: str, tmp_path: Path, codes: dict[str, int]) -> tuple[int, dict[str, str], list[str]]:
+    """Run a workflow step as Actions does (bash -e) with a stand-in metronome-iac that exits with
+    codes[first words of its command line]; returns (step exit code, $GITHUB_OUTPUT, calls)."""
+    fake = tmp_path / ".venv" / "bin" / "metronome-iac"
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    calls = tmp_path / "calls"
+    lines = [f'echo "$*" >> {shlex.quote(str(calls))}', 'echo "report of $*"']
+    for args, code in codes.items():
+        lines.append(f'case "$*" in "{args}") exit {code};; esac')
+    fake.write_text("#!/bin/bash\n" + "\n".join(lines) + "\nexit 0\n")
+    fake.chmod(0o755)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    calls.write_text("")
+    env = {**os.environ, "GITHUB_OUTPUT": str(output)}
+    result = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    outputs = dict(ln.split("=", 1) for ln in output.read_text().splitlines() if "=" in ln)
+    return result.returncode, outputs, calls.read_text().splitlines()
+
+
+CHECK = "promote --from staging --to prod --check"
+
+
+@pytest.mark.parametrize(("check_code", "lagging", "fails"), [(0, "false", False), (2, "true", False),
+                                                             (1, None, True)])  # fmt: skip
+def test_promotion_workflow_reads_the_exit_codes(
+    check_code: int, lagging: str | None, fails: bool, tmp_path: Path
+) -> None:
+    """deploy-staging: lag (2) opens the promotion PR, an error (1) fails the job instead of promoting."""
+    script = _workflow_step("deploy-staging.yml", "promotion-pr", "--check")
+    code, outputs, calls = _run_step(script, tmp_path, {CHECK: check_code})
+    assert (code != 0) == fails, (code, outputs, calls)
+    assert outputs.get("lagging") == lagging
+    promoted = "promote --from staging --to prod" in calls
+    assert promoted == (lagging == "true"), calls
+
+
+@pytest.mark.parametrize(("drift_code", "fails"), [(0, False), (2, False), (1, True), (130, True)])
+def test_drift_workflow_reads_the_exit_codes(drift_code: int, fails: bool, tmp_path: Path) -> None:
+    """drift.yml: 2 is reported as an issue by later steps, anything but 0 and 2 fails the job."""
+    script = _workflow_step("drift.yml", "drift-prod", "metronome-iac drift")
+    code, outputs, _ = _run_step(script, tmp_path, {"drift --stack prod": drift_code})
+    assert (code != 0) == fails and outputs["code"] == str(drift_code)
+
+
+@pytest.mark.parametrize(("check_code", "fails"), [(0, False), (2, False), (1, True)])
+def test_preview_workflow_lag_is_informational_errors_are_not(
+    check_code: int, fails: bool, tmp_path: Path
+) -> None:
+    script = _workflow_step("preview.yml", "checks", "--check")
+    code, _, _ = _run_step(script, tmp_path, {CHECK: check_code})
+    assert (code != 0) == fails
 
 
 # ------------------------------------------------------------------------------------------ Makefile

@@ -118,6 +118,7 @@ def test_import_validates_and_maps(imported: dict, account: dict) -> None:
     assert metrics["input_tokens"].event_type_filter.in_values == ["input_tokens"]
     assert metrics["input_tokens"].group_keys == [["model", "region"]]
     assert [(f.name, f.exists) for f in metrics["input_tokens"].property_filters] == [
+        ("tokens", True),  # the aggregated key, then the dimensions
         ("model", True),
         ("region", True),
     ]
@@ -218,10 +219,19 @@ def test_invalid_result_is_never_written(account: dict, tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # staging cleaned up
 
 
-def test_refuses_to_overwrite_and_needs_a_key(imported: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main(["import-stripe", "--out", str(imported["out"]), "--api-key", API_KEY]) == 2
+def test_refuses_to_overwrite_and_needs_a_key(
+    imported: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Both could-not-run cases exit 1 (2 means "ran and found something"); the refusal is export's."""
+    out = imported["out"]
+    written = {name: (out / name).read_bytes() for name in ("catalog.yaml", "environment.yaml")}
+    assert main(["import-stripe", "--out", str(out), "--api-key", API_KEY]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out} already has catalog.yaml and environment.yaml") and "--force" in err
+    assert {name: (out / name).read_bytes() for name in written} == written
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
-    assert main(["import-stripe", "--out", str(imported["out"]) + "-new"]) == 2
+    assert main(["import-stripe", "--out", str(out) + "-new"]) == 1
+    assert "STRIPE_API_KEY" in capsys.readouterr().err
 
 
 def test_map_price_units() -> None:
