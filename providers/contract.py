@@ -3,6 +3,11 @@
 Contracts have a `uniqueness_key`: creates send "iac:<identity>#<fingerprint>" and a 409 means the
 contract already exists, so it is found by that key and taken over. Changes go through
 /v2/contracts/edit, computed against the LIVE contract, with a uniqueness key per edit.
+
+A billing provider configuration can be added to a contract that has none (going live), never changed
+to another one: Metronome only adds one to a contract without one, and none can be provisioned once the
+contract's configuration is archived. Such a change is refused at check and diff (and, against the live
+contract, before any edit is sent); on a contract that has ended it is ignored (it bills nothing more).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from .diff import (
     canonical_time,
     changed_fields,
     compute_diff,
+    contains_unknown,
     describe,
     match_items,
     normalize,
@@ -144,6 +150,58 @@ REPLACE_FIELDS = ("customer_id", "rate_card_id", "starting_at", "discounts")
 ALWAYS_REPLACE = ("customer_id", "rate_card_id", "starting_at")
 # Fields the uniqueness key's fingerprint covers: what identifies this contract.
 IDENTITY_FIELDS = ("customer_id", "rate_card_id", "starting_at")
+
+
+BPC = "billing_provider_configuration"
+BPC_ID = "billing_provider_configuration_id"
+
+
+def configuration_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool | None:
+    """Whether `new` names another billing provider configuration than `old` (both as declared).
+
+    False when either is absent (none -> one is going live, an edit; one -> none changes nothing in
+    Metronome); None when it cannot be told yet: a preview unknown, or one named by id and the other by
+    provider and delivery method (decided against the live contract before the edit is sent).
+    """
+    if not old or not new:
+        return False
+    if contains_unknown(old) or contains_unknown(new):
+        return None
+    if old.get(BPC_ID) and new.get(BPC_ID):
+        return old[BPC_ID] != new[BPC_ID]
+    if old.get(BPC_ID) or new.get(BPC_ID):
+        return None
+    return normalize(old) != normalize(new)
+
+
+def has_ended(inputs: dict[str, Any]) -> bool:
+    """The contract's (declared) end is in the past: it bills nothing more."""
+    end = inputs.get("ending_before")
+    if not end or contains_unknown(end):
+        return False
+    return datetime.fromisoformat(canonical_time(end).replace("Z", "+00:00")) <= datetime.now(timezone.utc)
+
+
+def configuration_change_refused(old: Any, new: Any) -> str:
+    return (
+        f"billing_provider_configuration cannot change from {describe(old)} to {describe(new)}: this "
+        "contract already has a billing provider configuration, and Metronome only adds one to a contract "
+        "that has none (nor can a new one be provisioned once the contract's configuration is archived), so "
+        "the edit would fail and the contract would keep invoicing through the old one (or, if that one is "
+        "archived, through none). To bill it through the new configuration: end this contract (set "
+        "ending_before) and start a new one on the new configuration (e.g. a renewal starting where this one "
+        "ends); or make the change in the Metronome dashboard with Metronome's help. To fix: keep "
+        f"billing_provider_configuration at {describe(old)} (in a stack it follows the customer's Stripe "
+        "configuration: keep the customer's stripe_customer_id and collection method until this contract "
+        "has ended)"
+    )
+
+
+def _is_bound(bound: dict[str, Any], want: dict[str, Any]) -> bool:
+    """`want` (as declared) names the configuration the live contract has (`bound`)."""
+    if want.get(BPC_ID):
+        return bound.get("id") == want[BPC_ID]
+    return all(bound.get(k) == want[k] for k in ("billing_provider", "delivery_method") if want.get(k))
 
 
 def discounts_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
@@ -525,6 +583,12 @@ class ContractProvider(MetronomeProvider):
                                 "ends before it starts; to fix: swap or correct the dates",
                             )
                         )
+        if olds:
+            new = inputs.model_dump(mode="json", exclude_none=True)
+            old = self.shape(olds)
+            replaced = inputs.allow_replacement and replacing_fields(old, new)  # a new contract: no edit
+            if configuration_changes(old.get(BPC), new.get(BPC)) and not has_ended(new) and not replaced:
+                failures.append(CheckFailure(BPC, configuration_change_refused(old.get(BPC), new.get(BPC))))
         if olds and not inputs.allow_replacement:
             new = inputs.model_dump(mode="json", exclude_none=True)
             old = self.shape(olds)
@@ -556,10 +620,16 @@ class ContractProvider(MetronomeProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
+        if old.get(BPC) and new.get(BPC) and has_ended(new):
+            new = {**new, BPC: old[BPC]}  # an ended contract's configuration is left as it is
         result = compute_diff(old, new, self.api_fields(), self.replace_fields)
         replaces = [
             f for f in result.replaces or [] if f in ALWAYS_REPLACE or f in replacing_fields(old, new)
         ]
+        if not replaces and configuration_changes(old.get(BPC), new.get(BPC)):  # an edit could not do it
+            raise MetronomeError(
+                f"{self.label(news)}: {configuration_change_refused(old.get(BPC), new.get(BPC))}"
+            )
         return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
 
     def uniqueness_key(self, inputs: dict[str, Any]) -> str:
@@ -691,11 +761,16 @@ class ContractProvider(MetronomeProvider):
                     f"{label}: existing {field} cannot be removed or changed by an edit; "
                     "replace the contract (allow_replacement: true)"
                 )
-        if "billing_provider_configuration" in changed and news.get("billing_provider_configuration"):
-            edit["add_billing_provider_configuration_update"] = {
-                "billing_provider_configuration": news["billing_provider_configuration"],
+        bound = live_obj.get("customer_billing_provider_configuration")
+        if BPC in changed and news.get(BPC) and not bound:
+            edit["add_billing_provider_configuration_update"] = {  # going live: none -> one
+                "billing_provider_configuration": news[BPC],
                 "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
             }
+        elif BPC in changed and news.get(BPC) and not _is_bound(bound, news[BPC]) and not has_ended(news):
+            # Refused at check; checked here against the live contract before anything is sent.
+            live_bpc = live.get(BPC) or {BPC_ID: bound.get("id")}
+            raise MetronomeError(f"{label}: {configuration_change_refused(live_bpc, news[BPC])}")
         if not edit:
             return {}
         body = {"customer_id": news["customer_id"], "contract_id": object_id, **edit}

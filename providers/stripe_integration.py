@@ -13,6 +13,12 @@ Refused while live, because each would silently change who is invoiced how: turn
 dropping a customer that still has an active configuration, and changing `expected_account_id`.
 Stopping is a deliberate, manual archive (the refusal messages say how).
 
+Refused too (at preview for a change while live; in `up`, before anything is set, always): any change
+that would archive a configuration an active contract is billed through. Metronome archives it on the
+contract at once (the contract stops invoicing through Stripe) and cannot give that contract another
+configuration; the message names the contracts and the ways forward (end them and start their
+follow-ons on the new configuration, or make the change in the Metronome dashboard with Metronome's help).
+
 The Stripe secret key comes from stack config `stripe:apiKey` (or env STRIPE_API_KEY) and the optional
 API base from `stripe:apiBase` (or env STRIPE_API_BASE); both are resolved in the provider host and kept
 in module-level caches, never in state, outputs or the pickled provider.
@@ -80,6 +86,54 @@ def removal_refused(still_active: dict[str, list[str]]) -> str:
         "{customer_id, customer_billing_provider_configuration_ids: [<ids above>]} (at once, Metronome "
         "archives it on the contracts that use it too and stops sending them to Stripe), then remove the "
         "customer from this list: this check passes once the customer has no active Stripe configuration"
+    )
+
+
+def _describe_configuration(config: dict[str, Any]) -> str:
+    conf = config.get("configuration") or {}
+    method = conf.get("stripe_collection_method") or "charge_automatically"
+    return f"{config['id']} (Stripe customer {conf.get('stripe_customer_id')}, {method})"
+
+
+def _describe_contract(contract: dict[str, Any]) -> str:
+    """`contract <id> ('<name>', stack contract <resource name>)`: the resource name is read from the
+    uniqueness key the provider gives its contracts ("iac:<project>/<stack>/<name>#<fingerprint>")."""
+    extra = [f"'{contract['name']}'"] if contract.get("name") else []
+    key = str(contract.get("uniqueness_key") or "")
+    if "iac:" in key:
+        resource = key.split("iac:", 1)[1].split("#", 1)[0].rsplit("/", 1)[-1]
+        if resource:
+            extra.append(f"stack contract {resource}")
+    return f"contract {contract['id']}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def replacement_refused(
+    blocked: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]], wanted: list[dict[str, str]]
+) -> str:
+    """Why setting `wanted` is refused: it would archive configurations that active contracts bill through."""
+    by_customer = {w["customer_id"]: w for w in wanted}
+    parts = []
+    for cid in sorted(blocked):
+        want = by_customer[cid]
+        for config, contracts in blocked[cid]:
+            listed = ", ".join(_describe_contract(c) for c in contracts)
+            parts.append(
+                f"customer {cid}: the wanted configuration (Stripe customer {want['stripe_customer_id']}, "
+                f"{want['collection_method']}) would replace configuration "
+                f"{_describe_configuration(config)}, which active contract(s) bill through: {listed}"
+            )
+    return (
+        "a change to a customer's Stripe customer id or collection method is refused while active contracts "
+        f"are billed through its current Stripe configuration: {'; '.join(parts)}. Setting the new "
+        "configuration means archiving the current one, and Metronome then archives it on those contracts "
+        "at once: they would stop invoicing through Stripe, and Metronome cannot move a contract to another "
+        "billing provider configuration (none can be provisioned on a contract that has had one). Nothing "
+        "was changed. To proceed, either: (1) end those contracts (set their ending_before) and, once they "
+        "have ended and their final invoices have reached Stripe, make this change in the same `pulumi up` "
+        "as their follow-on contracts (e.g. a renewal starting where they end), which are created on the "
+        "new configuration; or (2) make the change in the Metronome dashboard with Metronome's help, then "
+        "set this stack's stripe_customer_id / collection method to match. To fix for now: keep the "
+        "customer's stripe_customer_id and collection method as they are"
     )
 
 
@@ -364,6 +418,48 @@ def _pick(wanted: list[dict[str, str]], live: dict[str, list[dict[str, Any]]]) -
     return found
 
 
+def replaced_configurations(
+    wanted: list[dict[str, str]], live: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """{customer_id: the active Stripe configurations an apply would archive}: all but the one it keeps
+    (the first matching the wanted configuration; when none matches, a new one is set)."""
+    kept = _pick(wanted, live)
+    return {
+        w["customer_id"]: [c for c in live.get(w["customer_id"], []) if c["id"] != kept.get(w["customer_id"])]
+        for w in wanted
+    }
+
+
+def blocked_replacements(
+    client: metronome.Metronome,
+    wanted: list[dict[str, str]],
+    live: dict[str, list[dict[str, Any]]],
+    label: str,
+) -> dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
+    """{customer_id: [(configuration to be archived, the active contracts billed through it)]}, only
+    where there are such contracts (active: not archived, not ended). One contract listing per customer
+    that has something to archive."""
+    from .contract import active_contracts
+
+    replaced = {cid: configs for cid, configs in replaced_configurations(wanted, live).items() if configs}
+
+    def look(customer_id: str) -> tuple[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
+        contracts = active_contracts(client, customer_id, label)
+        found = []
+        for config in replaced[customer_id]:
+            using = [
+                c
+                for c in contracts
+                if (c.get("customer_billing_provider_configuration") or {}).get("id") == config["id"]
+            ]
+            if using:
+                found.append((config, using))
+        return customer_id, found
+
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+        return {cid: found for cid, found in pool.map(look, sorted(replaced)) if found}
+
+
 def set_configurations(
     client: metronome.Metronome,
     wanted: list[dict[str, str]],
@@ -491,6 +587,10 @@ def apply_live(
     Idempotent: everything is looked up first, so re-running after any failure converges.
     """
     live = stripe_configurations(client, [w["customer_id"] for w in wanted], delivery_method_id, label)
+    # Checked at preview; checked again here, before anything is set (a contract may have been bound since).
+    blocked = blocked_replacements(client, wanted, live, label)
+    if blocked:
+        raise MetronomeError(f"{label}: {replacement_refused(blocked, wanted)}")
     ids = set_configurations(
         client, wanted, delivery_method_id, label, sleep=sleep, found=_pick(wanted, live)
     )
@@ -547,6 +647,9 @@ class StripeIntegrationProvider(MetronomeProvider):
             active = {cid: [c["id"] for c in configs] for cid, configs in still.items() if configs}
             if active:
                 return [CheckFailure("customers", removal_refused(active))]
+        refused = self._replacements_refused(old, new, label)
+        if refused:
+            return [CheckFailure("customers", refused)]
         if stripe_checks_skipped(inputs.go_live):
             print(f"{label}: {NOT_VERIFIED}", file=sys.stderr, flush=True)
             return failures
@@ -568,6 +671,39 @@ class StripeIntegrationProvider(MetronomeProvider):
                 )
             )
         return failures
+
+    @staticmethod
+    def _replacements_refused(old: dict[str, Any], new: dict[str, Any], label: str) -> str | None:
+        """The refusal when an update while live would archive a configuration active contracts use.
+
+        Looked up only for the customers whose wanted configuration is not the recorded one (a changed
+        Stripe customer id or collection method, an added customer): a preview that changes nothing makes
+        no calls. Going live itself (every customer would be looked up) is checked by `up`, in
+        `apply_live`, before anything is set: a configuration set by hand that contracts already use.
+        """
+        if new.get("go_live") is not True or old.get("go_live") is not True:
+            return None
+        recorded = {w["customer_id"]: w for w in desired_configurations(old)}
+        touched = [
+            w
+            for w in desired_configurations(new)
+            if UNKNOWN not in w.values() and recorded.get(w["customer_id"]) != w
+        ]
+        if not touched:
+            return None
+        client = get_client()
+        try:
+            delivery_method_id = stripe_delivery_method(client, new["expected_account_id"], label)
+        except MetronomeError:
+            return None  # not connected: `up` fails with the dashboard step before setting anything
+        try:
+            live = stripe_configurations(
+                client, [w["customer_id"] for w in touched], delivery_method_id, label, missing_ok=True
+            )
+            blocked = blocked_replacements(client, touched, live, label)
+        except MetronomeError as err:
+            return str(err)
+        return replacement_refused(blocked, touched) if blocked else None
 
     @staticmethod
     def _removed_customers(old: dict[str, Any], inputs: Inputs) -> list[str]:

@@ -299,16 +299,63 @@ def test_contract_billing_provider_configuration(fresh_emulator: Emulator) -> No
         .data[0]
         .id
     )
+    # A contract without a configuration gets one by an edit (going live)...
+    bare = c.v1.contracts.create(customer_id=customer_id, starting_at=START).data.id
+    before = c.v2.contracts.retrieve(customer_id=customer_id, contract_id=bare).data
+    assert before.customer_billing_provider_configuration is None
     c.v2.contracts.edit(
         customer_id=customer_id,
-        contract_id=contract_id,
+        contract_id=bare,
         add_billing_provider_configuration_update={
             "billing_provider_configuration": {"billing_provider_configuration_id": other},
             "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
         },
     )
-    got = c.v2.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data
+    got = c.v2.contracts.retrieve(customer_id=customer_id, contract_id=bare).data
     assert got.customer_billing_provider_configuration.id == other
+    v1 = c.v1.contracts.retrieve(customer_id=customer_id, contract_id=bare).data
+    assert v1.customer_billing_provider_configuration.id == other
+
+
+def test_edit_refuses_a_second_billing_provider_configuration(fresh_emulator: Emulator) -> None:
+    """SDK docstring of add_billing_provider_configuration_update: "Currently only supports adding a
+    billing provider configuration to a contract that does not already have one." """
+    c = fresh_emulator.client(max_retries=0)
+    fresh_emulator.admin("POST", "billing-providers", json={"billing_provider": "stripe", "connected": True})
+    customer_id = c.v1.customers.create(name="acme").data.id
+    first, second = c.v1.customers.set_billing_configurations(
+        data=[
+            {
+                "customer_id": customer_id,
+                "billing_provider": "stripe",
+                "delivery_method": "direct_to_billing_provider",
+                "configuration": {"stripe_customer_id": stripe_id},
+            }
+            for stripe_id in ("cus_1", "cus_2")
+        ]
+    ).data
+    contract_id = c.v1.contracts.create(
+        customer_id=customer_id,
+        starting_at=START,
+        billing_provider_configuration={"billing_provider_configuration_id": first.id},
+    ).data.id
+    for target in (second.id, first.id):  # another configuration, or the same one again
+        with pytest.raises(metronome.BadRequestError) as info:
+            c.v2.contracts.edit(
+                customer_id=customer_id,
+                contract_id=contract_id,
+                update_contract_name="not applied either",
+                add_billing_provider_configuration_update={
+                    "billing_provider_configuration": {"billing_provider_configuration_id": target},
+                    "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
+                },
+            )
+        assert "add_billing_provider_configuration_update" in str(info.value)
+        assert "already has a billing provider configuration" in str(info.value)
+    got = c.v2.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data
+    assert got.customer_billing_provider_configuration.id == first.id
+    assert got.name != "not applied either"  # the whole edit is refused
+    assert c.v2.contracts.get_edit_history(customer_id=customer_id, contract_id=contract_id).data == []
 
 
 def test_archiving_customer_archives_contracts(world: World) -> None:

@@ -187,3 +187,60 @@ def test_stripe_connected_flag() -> None:
         assert [p.billing_provider for p in client.v1.settings.billing_providers.list().data] == ["stripe"]
     finally:
         emu.stop()
+
+
+def test_archiving_a_configuration_archives_it_on_the_contracts_that_use_it(fresh_emulator: Emulator) -> None:
+    """Metronome docs (BETA note): "If you archive a customer_billing_provider_configuration that is attached
+    to an active contract, the config will be archived on the contract immediately and no longer bill to the
+    associated destination. A new billing_provider_configuration cannot be provisioned on the contract." """
+    client = fresh_emulator.client(max_retries=0)
+    fresh_emulator.admin("POST", "billing-providers", json={"billing_provider": "stripe", "connected": True})
+    customer_id = client.v1.customers.create(name=uid()).data.id
+    old, kept = client.v1.customers.set_billing_configurations(
+        data=[
+            {
+                "customer_id": customer_id,
+                "billing_provider": "stripe",
+                "delivery_method": "direct_to_billing_provider",
+                "configuration": {"stripe_customer_id": stripe_id},
+            }
+            for stripe_id in ("cus_old", "cus_kept")
+        ]
+    ).data
+
+    def contract(config_id: str) -> str:
+        return client.v1.contracts.create(
+            customer_id=customer_id,
+            starting_at="2026-01-01T00:00:00Z",
+            billing_provider_configuration={"billing_provider_configuration_id": config_id},
+        ).data.id
+
+    on_old, also_on_old, on_kept = contract(old.id), contract(old.id), contract(kept.id)
+    client.v1.customers.archive_billing_configurations(
+        customer_id=customer_id, customer_billing_provider_configuration_ids=[old.id]
+    )
+    for contract_id in (on_old, also_on_old):
+        v2 = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data
+        assert v2.customer_billing_provider_configuration.id == old.id
+        assert v2.customer_billing_provider_configuration.archived_at is not None
+        v1 = client.v1.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data
+        assert v1.customer_billing_provider_configuration.archived_at is not None
+        listed = {c.id: c for c in client.v2.contracts.list(customer_id=customer_id).data}
+        assert listed[contract_id].customer_billing_provider_configuration.archived_at is not None
+    untouched = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=on_kept).data
+    assert untouched.customer_billing_provider_configuration.archived_at is None
+
+    # No new configuration can be provisioned on such a contract.
+    with pytest.raises(metronome.BadRequestError, match="add_billing_provider_configuration_update"):
+        client.v2.contracts.edit(
+            customer_id=customer_id,
+            contract_id=on_old,
+            add_billing_provider_configuration_update={
+                "billing_provider_configuration": {"billing_provider_configuration_id": kept.id},
+                "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
+            },
+        )
+    # Archiving again (already archived) changes nothing and still succeeds.
+    client.v1.customers.archive_billing_configurations(
+        customer_id=customer_id, customer_billing_provider_configuration_ids=[old.id]
+    )

@@ -204,3 +204,120 @@ def test_read_after_out_of_band_archive(host, emulator, refs):
         customer_id=customer_id, contract_id=object_id, void_invoices=False
     )
     assert host.read(K, object_id, outs) == ("", {})
+
+
+def test_billing_provider_configuration_is_added_once_never_changed(fresh_emulator):
+    """Metronome only adds a billing provider configuration to a contract without one (v2 edit
+    `add_billing_provider_configuration_update`): going live is an edit; a change to another configuration
+    is refused at check and diff, and against the live contract before any edit is sent."""
+    from provider_host import ProviderError
+
+    client = fresh_emulator.client()
+    fresh_emulator.admin("POST", "billing-providers", json={"billing_provider": "stripe", "connected": True})
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as h:
+        customer_id = h.create_checked(C, {"identity": "t/s/bpc-customer", "name": "bpc customer"})[0]
+        x, y = client.v1.customers.set_billing_configurations(
+            data=[
+                {
+                    "customer_id": customer_id,
+                    "billing_provider": "stripe",
+                    "delivery_method": "direct_to_billing_provider",
+                    "configuration": {"stripe_customer_id": stripe_id},
+                }
+                for stripe_id in ("cus_X", "cus_Y")
+            ]
+        ).data
+        base = {"identity": "metronome-iac/test/bpc", "customer_id": customer_id, "starting_at": START}
+        object_id, inputs, outs = h.create_checked(K, {**base, "name": "bpc"})
+
+        def edits() -> int:
+            return len(
+                client.v2.contracts.get_edit_history(customer_id=customer_id, contract_id=object_id).data
+            )
+
+        def bound():
+            got = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=object_id).data
+            return got.customer_billing_provider_configuration, got.name
+
+        # None -> one (go-live): an edit.
+        on_x = h.check_ok(
+            K,
+            {**inputs, "billing_provider_configuration": {"billing_provider_configuration_id": x.id}},
+            olds=inputs,
+        )
+        d = h.diff(K, object_id, outs, on_x)
+        assert d.changes == "SOME" and d.replaces == []
+        outs = h.update(K, object_id, outs, on_x)
+        assert bound()[0].id == x.id and edits() == 1
+        _, refreshed = h.read(K, object_id, outs)
+        assert h.diff(K, object_id, refreshed, on_x).changes == "NONE"
+
+        # One -> another: refused at check, and at diff, naming the way forward.
+        on_y = {**on_x, "billing_provider_configuration": {"billing_provider_configuration_id": y.id}}
+        ((prop, reason),) = h.check(K, on_x, on_y)[1]
+        assert prop == "billing_provider_configuration"
+        assert "cannot change from" in reason and x.id in reason and y.id in reason
+        assert "end this contract" in reason and "renewal" in reason
+        assert "Metronome dashboard with Metronome's help" in reason
+        with pytest.raises(ProviderError) as info:
+            h.diff(K, object_id, refreshed, on_y)
+        assert "billing_provider_configuration cannot change from" in info.value.details
+        # A replacement (allowed) is a new contract, created on the new configuration: not refused.
+        replacing = {**on_y, "starting_at": "2026-02-01T00:00:00Z", "allow_replacement": True}
+        assert h.check(K, on_x, replacing)[1] == []
+        assert h.diff(K, object_id, refreshed, replacing).replaces == ["starting_at"]
+        # Applied regardless (check bypassed): refused before the edit is sent, so nothing of it applies.
+        with pytest.raises(ProviderError) as info:
+            h.update(K, object_id, outs, {**on_y, "name": "renamed"})
+        assert "billing_provider_configuration cannot change from" in info.value.details
+        config, name = bound()
+        assert config.id == x.id and name == "bpc" and edits() == 1
+
+        # The same configuration named by provider and delivery method: accepted, nothing sent for it.
+        by_provider = {
+            **on_x,
+            "billing_provider_configuration": {
+                "billing_provider": "stripe",
+                "delivery_method": "direct_to_billing_provider",
+            },
+        }
+        assert h.check(K, on_x, by_provider)[1] == []
+        h.update(K, object_id, outs, by_provider)
+        assert bound()[0].id == x.id and edits() == 1
+
+        # Once the configuration is archived (Metronome archives it on the contract too), read shows the
+        # contract still on it, and a new one is still refused.
+        client.v1.customers.archive_billing_configurations(
+            customer_id=customer_id, customer_billing_provider_configuration_ids=[x.id]
+        )
+        assert bound()[0].archived_at is not None
+        _, archived = h.read(K, object_id, outs)
+        assert archived["billing_provider_configuration"] == {"billing_provider_configuration_id": x.id}
+        assert [p for p, _ in h.check(K, archived, on_y)[1]] == ["billing_provider_configuration"]
+
+        # A contract that has ended bills nothing more: its configuration is left as it is, no diff.
+        ended_id, ended_in, ended_out = h.create_checked(
+            K,
+            {
+                **base,
+                "identity": "metronome-iac/test/bpc-ended",
+                "starting_at": "2025-01-01T00:00:00Z",
+                "ending_before": "2025-07-01T00:00:00Z",
+                "billing_provider_configuration": {"billing_provider_configuration_id": y.id},
+            },
+        )
+        z = client.v1.customers.set_billing_configurations(
+            data=[
+                {
+                    "customer_id": customer_id,
+                    "billing_provider": "stripe",
+                    "delivery_method": "direct_to_billing_provider",
+                    "configuration": {"stripe_customer_id": "cus_Z"},
+                }
+            ]
+        ).data[0]
+        moved = {**ended_in, "billing_provider_configuration": {"billing_provider_configuration_id": z.id}}
+        assert h.check(K, ended_in, moved)[1] == []
+        assert h.diff(K, ended_id, ended_out, moved).changes == "NONE"
+        got = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=ended_id).data
+        assert got.customer_billing_provider_configuration.id == y.id

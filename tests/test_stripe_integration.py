@@ -398,6 +398,152 @@ def test_going_live_leaves_each_customer_exactly_one_active_stripe_configuration
     assert archived_ids(connected, customer["customer_id"]) == {by_hand}
 
 
+def contract_on(emulator: Emulator, customer_id: str, config_id: str, name: str, **extra: Any) -> str:
+    """A contract billed through `config_id`, made with the official client (as the Contract resource
+    would, uniqueness key included)."""
+    return (
+        emulator.client()
+        .v1.contracts.create(
+            customer_id=customer_id,
+            starting_at=extra.pop("starting_at", "2026-01-01T00:00:00Z"),
+            name=name,
+            uniqueness_key=f"iac:metronome-iac/test/{name}#0123abcd",
+            billing_provider_configuration={"billing_provider_configuration_id": config_id},
+            **extra,
+        )
+        .data.id
+    )
+
+
+def contract_configuration(emulator: Emulator, customer_id: str, contract_id: str) -> Any:
+    got = emulator.client().v2.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data
+    return got.customer_billing_provider_configuration
+
+
+def test_live_change_is_refused_while_active_contracts_bill_through_the_configuration(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    """Metronome archives a configuration on the contracts using it and cannot give them another one:
+    the change is refused at preview (and again before anything is set), naming the contracts."""
+    host = Host(connected, fake_stripe.api_base)
+    hosts.append(host)
+    customers = make_customers(connected, fake_stripe, 2, "bound")
+    id_, on, outs = go_live(host, customers)
+    old = outs["billing_provider_configuration_ids"]
+    busy, quiet = customers[0]["customer_id"], customers[1]["customer_id"]
+    suffix = busy[:8]
+    active = contract_on(connected, busy, old[busy], f"busy_2026_{suffix}")
+    # Contracts that no longer bill do not hold the change up: one ended, one archived.
+    ended = contract_on(
+        connected,
+        quiet,
+        old[quiet],
+        f"quiet_2025_{suffix}",
+        starting_at="2025-01-01T00:00:00Z",
+        ending_before="2025-07-01T00:00:00Z",
+    )
+    archived = contract_on(connected, quiet, old[quiet], f"quiet_gone_{suffix}")
+    connected.client().v1.contracts.archive(customer_id=quiet, contract_id=archived, void_invoices=False)
+
+    changed = [
+        {**customers[0], "stripe_customer_id": fake_stripe.create_customer("bound 0 moved")},
+        {**customers[1], "collection_method": "send_invoice"},
+    ]
+    news = base_inputs(changed, go_live=True)
+    ((prop, reason),) = host.check(news, olds=on)
+    assert prop == "customers"
+    assert (
+        f"customer {busy}: the wanted configuration (Stripe customer {changed[0]['stripe_customer_id']}"
+        in reason
+    )
+    assert (
+        f"would replace configuration {old[busy]} (Stripe customer {customers[0]['stripe_customer_id']}"
+        in reason
+    )
+    assert f"contract {active} ('busy_2026_{suffix}', stack contract busy_2026_{suffix})" in reason
+    assert ended not in reason and archived not in reason and f"customer {quiet}" not in reason
+    assert "Metronome cannot move a contract to another billing provider configuration" in reason
+    assert "end those contracts" in reason and "renewal" in reason
+    assert "Metronome dashboard with Metronome's help" in reason
+
+    # Applied anyway (preview skipped, or a contract bound since the preview): refused before anything is set.
+    with pytest.raises(ProviderError) as info:
+        host.host.update(PROVIDER, id_, outs, host.props(news), name="stripe")
+    assert f"contract {active}" in info.value.details and "Nothing was changed" in info.value.details
+    for cid in (busy, quiet):
+        (config,) = live_configs(connected, cid)
+        assert config.id == old[cid] and archived_ids(connected, cid) == set()
+    assert contract_configuration(connected, busy, active).archived_at is None
+
+    # The customer without active contracts changes as before: new configuration set, replaced one archived
+    # (and, as Metronome does, archived on its ended contract too).
+    only_quiet = base_inputs([customers[0], changed[1]], go_live=True)
+    assert host.check(only_quiet, olds=on) == []
+    updated = host.update(id_, outs, only_quiet)
+    new_quiet = updated["billing_provider_configuration_ids"][quiet]
+    assert new_quiet != old[quiet] and updated["billing_provider_configuration_ids"][busy] == old[busy]
+    (config,) = live_configs(connected, quiet)
+    assert config.id == new_quiet and config.configuration["stripe_collection_method"] == "send_invoice"
+    assert archived_ids(connected, quiet) == {old[quiet]}
+    assert contract_configuration(connected, quiet, ended).archived_at is not None
+    assert contract_configuration(connected, busy, active).archived_at is None
+
+    # The way forward the message gives: once the contract has ended, the change goes through.
+    connected.client().v2.contracts.edit(
+        customer_id=busy, contract_id=active, update_contract_end_date="2026-02-01T00:00:00Z"
+    )
+    assert host.check(news, olds=only_quiet) == []
+    moved = host.update(id_, updated, news)["billing_provider_configuration_ids"]
+    (config,) = live_configs(connected, busy)
+    assert config.id == moved[busy] != old[busy]
+    assert config.configuration["stripe_customer_id"] == changed[0]["stripe_customer_id"]
+    assert archived_ids(connected, busy) == {old[busy]}
+
+
+def test_going_live_is_refused_where_it_would_archive_a_configuration_an_active_contract_uses(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    host = Host(connected, fake_stripe.api_base)
+    hosts.append(host)
+    (customer,) = make_customers(connected, fake_stripe, 1, "by-hand-bound")
+    cid = customer["customer_id"]
+    by_hand = (
+        connected.client()
+        .v1.customers.set_billing_configurations(
+            data=[
+                {
+                    "customer_id": cid,
+                    "billing_provider": "stripe",
+                    "delivery_method": "direct_to_billing_provider",
+                    "configuration": {
+                        "stripe_customer_id": customer["stripe_customer_id"],
+                        "stripe_collection_method": "send_invoice",
+                    },
+                }
+            ]
+        )
+        .data[0]
+        .id
+    )
+    active = contract_on(connected, cid, by_hand, f"by_hand_{cid[:8]}")
+    off = base_inputs([customer], go_live=False)
+    id_, outs = host.create(off)
+    # Going live looks every customer up in `up` (not at each preview), and refuses before setting anything.
+    with pytest.raises(ProviderError) as info:
+        host.update(id_, outs, base_inputs([customer], go_live=True))
+    assert f"would replace configuration {by_hand}" in info.value.details
+    assert f"contract {active}" in info.value.details
+    assert [c.id for c in live_configs(connected, cid)] == [by_hand] and archived_ids(connected, cid) == set()
+    assert contract_configuration(connected, cid, active).archived_at is None
+    # Declaring the configuration it already has (send_invoice) is accepted and re-uses it.
+    matching = base_inputs([{**customer, "collection_method": "send_invoice"}], go_live=True)
+    assert host.check(matching, olds=off) == []
+    live = host.update(id_, outs, matching)
+    assert live["billing_provider_configuration_ids"] == {cid: by_hand}
+    assert [c.id for c in live_configs(connected, cid)] == [by_hand]
+    assert contract_configuration(connected, cid, active).archived_at is None
+
+
 class FaultyProxy:
     """Forwards to the emulator, but answers 500 on the paths in `failing` (the emulator's own fault
     knob hits routes at random; these tests need one route to fail on purpose)."""

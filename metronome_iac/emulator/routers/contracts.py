@@ -128,6 +128,21 @@ def billing_configuration(store: Store, customer_id: str, value: Any, field: str
     raise bad(f"{field}: customer '{customer_id}' has no {provider} configuration delivered by {method}")
 
 
+def _refuse_second_configuration(contract: dict[str, Any], field: str) -> None:
+    """Metronome only adds a billing provider configuration to a contract that has none (SDK docstring
+    of `add_billing_provider_configuration_update`); one archived on the contract still counts (docs: "A
+    new billing_provider_configuration cannot be provisioned on the contract")."""
+    bound = contract.get("billing_provider_configuration")
+    if not bound:
+        return
+    state = "archived" if bound.get("archived_at") else "active"
+    raise bad(
+        f"{field}: contract '{contract['id']}' already has a billing provider configuration "
+        f"('{bound.get('id')}', {state}); only a contract without one can get one. To bill through "
+        "another configuration, end this contract and start a new one on it"
+    )
+
+
 def _usage_statement_schedule(body: dict[str, Any], starting_at: str) -> dict[str, Any]:
     value = body.get("usage_statement_schedule")
     if value is None:
@@ -542,6 +557,7 @@ async def edit(request: Request) -> JSONResponse:
         if update is not None:
             field = "add_billing_provider_configuration_update"
             check_type(update, dict, field)
+            _refuse_second_configuration(contract, field)
             schedule = req(update, "schedule", dict, f"{field}.")
             enum(
                 schedule.get("effective_at"),

@@ -399,6 +399,8 @@ async def archive_configurations(request: Request) -> JSONResponse:
         raise bad("customer_billing_provider_configuration_ids is required")
     with store.tx():
         get_or_404(store, KIND, customer_id, "customer_id")
+        now = now_iso()
+        archived: set[str] = set()
         for config_id in ids:
             config = store.get(CONFIG, config_id)
             if config is None or config["customer_id"] != customer_id:
@@ -406,5 +408,20 @@ async def archive_configurations(request: Request) -> JSONResponse:
                     "billing provider configuration", config_id, "customer_billing_provider_configuration_ids"
                 )
             if not config.get("archived_at"):
-                store.archive(CONFIG, config_id, now_iso())
+                store.archive(CONFIG, config_id, now)
+                archived.add(config_id)
+        archive_on_contracts(store, customer_id, archived, now)
     return data({"customer_id": customer_id, "customer_billing_provider_configuration_ids": ids})
+
+
+def archive_on_contracts(store: Store, customer_id: str, config_ids: set[str], when: str) -> None:
+    """Metronome (BETA note on customer billing provider configurations): archiving a configuration that
+    a contract uses archives it on the contract at once; the contract no longer bills to that destination,
+    and no new configuration can be provisioned on it (see the v2 edit)."""
+    if not config_ids:
+        return
+    for contract in store.all("contract", parent=customer_id, archive_filter="NOT_ARCHIVED"):
+        bound = contract.get("billing_provider_configuration")
+        if bound and bound.get("id") in config_ids and not bound.get("archived_at"):
+            bound["archived_at"] = when
+            store.update("contract", contract)
