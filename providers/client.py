@@ -351,16 +351,6 @@ def kind_index(client: metronome.Metronome, kind: str, lister: Lister, reader: R
         return _INDEXES[key]
 
 
-def reset_caches() -> None:
-    """For tests and benchmarks: forget indexes, registered keys and clients."""
-    with _INDEXES_LOCK:
-        _INDEXES.clear()
-    with _KEYS_LOCK:
-        _KEYS.clear()
-    with _CLIENTS_LOCK:
-        _CLIENTS.clear()
-
-
 def retry_after_seconds(response: httpx.Response | None) -> float | None:
     if response is None:
         return None

@@ -261,10 +261,6 @@ def check_bounds(obj: dict[str, Any], prefix: str = "") -> None:
         raise bad(f"{prefix}ending_before must be after starting_at")
 
 
-def drop_none(value: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in value.items() if v is not None}
-
-
 # -- pagination -------------------------------------------------------------------------------------
 
 
