@@ -65,7 +65,10 @@ def run(products: int, metrics: int, cards: int, workers: int) -> dict[str, Any]
                             "name": f"metric {i}",
                             "aggregation_type": "SUM",
                             "aggregation_key": "tokens",
-                            "property_filters": [{"name": "model", "exists": True}],
+                            "property_filters": [
+                                {"name": "tokens", "exists": True},
+                                {"name": "model", "exists": True},
+                            ],
                             "group_keys": [["model"]],
                         },
                     )[0],
