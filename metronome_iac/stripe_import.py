@@ -52,6 +52,9 @@ class StripeAccount:
     subscriptions: list[dict[str, Any]]
     customers: list[dict[str, Any]]
     credit_grants: list[dict[str, Any]]
+    # What is left of each live grant in Stripe (cents), from the credit balance summary; None where
+    # Stripe would not say. A migration moves what the customer still has, not what was granted.
+    grant_balances: dict[str, int | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +100,7 @@ def read_account(client: Any) -> StripeAccount:
         if items.get("has_more"):  # a subscription lists 10 items inline; page through the rest
             params = {"subscription": sub["id"], "limit": 100}
             items["data"] = list(_all(v1.subscription_items.list(params=params)))
+    credit_grants = list(_all(v1.billing.credit_grants.list(params={"limit": 100})))
     return StripeAccount(
         account_id=account_id,
         meters=list(_all(v1.billing.meters.list(params={"limit": 100}))),
@@ -104,8 +108,35 @@ def read_account(client: Any) -> StripeAccount:
         prices=list(_all(v1.prices.list(params={"limit": 100, "expand": ["data.tiers", "data.product"]}))),
         subscriptions=subscriptions,
         customers=list(_all(v1.customers.list(params={"limit": 100}))),
-        credit_grants=list(_all(v1.billing.credit_grants.list(params={"limit": 100}))),
+        credit_grants=credit_grants,
+        grant_balances={
+            g["id"]: remaining_balance(client, g)
+            for g in credit_grants
+            if not g.get("voided_at") and not _expired(g, datetime.now(timezone.utc))
+        },
     )
+
+
+def _expired(grant: Mapping[str, Any], now: datetime) -> bool:
+    return bool(grant.get("expires_at")) and grant["expires_at"] <= now.timestamp()
+
+
+def remaining_balance(client: Any, grant: Mapping[str, Any]) -> int | None:
+    """The grant's available balance in Stripe (one call per live grant), or None if Stripe won't say."""
+    import stripe
+
+    params = {
+        "customer": _id(grant.get("customer")),
+        "filter": {"type": "credit_grant", "credit_grant": grant["id"]},
+    }
+    try:
+        summary = _plain(client.v1.billing.credit_balance_summary.retrieve(params=params))
+    except stripe.StripeError:
+        return None
+    balances = summary.get("balances") or []
+    available = ((balances[0].get("available_balance") or {}).get("monetary") or {}) if balances else {}
+    value = available.get("value")
+    return int(value) if value is not None else None
 
 
 # ---------------------------------------------------------------------------------------------- mapping
@@ -134,6 +165,10 @@ def _slug(text: str) -> str:
 def _number(value: Any) -> float | int:
     number = Decimal(str(value))
     return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _instant(rfc3339: str) -> datetime:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
 
 
 def _rfc3339(unix: int | float) -> str:
@@ -254,8 +289,9 @@ def _price_label(price: Mapping[str, Any]) -> str:
     return f"price {price['id']} ({nickname or product_name or 'unnamed'})"
 
 
-def build_stack(account: StripeAccount, rates_starting_at: str) -> ImportResult:
+def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | None = None) -> ImportResult:
     """Map the Stripe account to catalog and environment entries (plain dicts in the YAML shape)."""
+    now = now or datetime.now(timezone.utc)
     result = ImportResult(catalog={"billable_metrics": [], "products": [], "rate_cards": []}, environment={})
 
     metric_names, metric_by_meter = _Names(), {}
@@ -365,8 +401,23 @@ def build_stack(account: StripeAccount, rates_starting_at: str) -> ImportResult:
             grant.get("effective_at") or grant["created"]
         ):
             result.skipped.append(f"{label}: expires before it takes effect")
+        elif _expired(grant, now):
+            result.skipped.append(f"{label}: expired at {_rfc3339(grant['expires_at'])}; nothing left to use")
+        elif account.grant_balances.get(grant["id"], 1) == 0:
+            result.skipped.append(f"{label}: fully used in Stripe; nothing left to migrate")
         else:
-            starting = _rfc3339(grant.get("effective_at") or grant["created"])
+            granted = _number(monetary.get("value") or 0)
+            remaining = account.grant_balances.get(grant["id"])
+            if remaining is None:
+                result.notes.append(
+                    f"{label}: Stripe gave no balance for it; imported at its granted {granted} cents: "
+                    "subtract what the customer already used before going live"
+                )
+            elif remaining != granted:
+                result.notes.append(f"{label}: imported the remaining {remaining} of {granted} cents granted")
+            # The credit is usable from the migration on: never before the contract starts.
+            effective = _rfc3339(grant.get("effective_at") or grant["created"])
+            starting = effective if _instant(effective) > _instant(rates_starting_at) else rates_starting_at
             ending = _rfc3339(grant["expires_at"]) if grant.get("expires_at") else NO_EXPIRY
             no_expiry += not grant.get("expires_at")
             credit: dict[str, Any] = {"product": CREDIT_PRODUCT}
@@ -375,7 +426,7 @@ def build_stack(account: StripeAccount, rates_starting_at: str) -> ImportResult:
             if grant.get("priority") is not None:
                 credit["priority"] = grant["priority"]  # lower number first, in Stripe and in Metronome
             item = {
-                "amount": _number(monetary.get("value") or 0),
+                "amount": granted if remaining is None else _number(remaining),
                 "starting_at": starting,
                 "ending_before": ending,
             }

@@ -92,6 +92,7 @@ class FakeStripe:
         self.prices: dict[str, dict] = {}
         self.subscriptions: dict[str, dict] = {}
         self.credit_grants: dict[str, dict] = {}
+        self.grant_used: dict[str, int] = {}  # cents of each grant already consumed
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
         self._localstripe_port = free_port()
         # localstripe pickles its whole state to the hard-coded /tmp/localstripe.pickle after every write
@@ -298,6 +299,7 @@ class FakeStripe:
         priority: int | None = 50,
         category: str = "paid",
         voided: bool = False,
+        used: int = 0,
     ) -> dict:
         grant = {
             "id": new_id("credgr"),
@@ -318,7 +320,24 @@ class FakeStripe:
             "voided_at": int(time.time()) if voided else None,
         }
         self.credit_grants[grant["id"]] = grant
+        self.grant_used[grant["id"]] = used
         return grant
+
+    def credit_balance_summary(self, query: dict[str, str]) -> dict:
+        """GET /v1/billing/credit_balance_summary for one grant (filter[type]=credit_grant)."""
+        grant = self.credit_grants.get(query.get("filter[credit_grant]", ""))
+        if grant is None or grant["customer"] != query.get("customer"):
+            return stripe_error(404, "No such credit grant for that customer", code="resource_missing")
+        money = grant["amount"]["monetary"]
+        left = 0 if grant["voided_at"] else money["value"] - self.grant_used[grant["id"]]
+        balance = {"monetary": {"currency": money["currency"], "value": left}, "type": "monetary"}
+        body = {
+            "object": "billing.credit_balance_summary",
+            "customer": grant["customer"],
+            "livemode": False,
+            "balances": [{"available_balance": balance, "ledger_balance": balance}],
+        }
+        return {"status": 200, "body": body}
 
     # ----------------------------------------------------------------------------------- serving
 
@@ -355,6 +374,8 @@ class FakeStripe:
                 "status": 200,
                 "body": {"id": self.keys[api_key], "object": "account", "type": "standard"},
             }
+        if path == "/v1/billing/credit_balance_summary":
+            return self.credit_balance_summary(query)
         expand = [v for k, v in pairs if k.startswith("expand")]
         for prefix, filt, collection in self.routes():
             if path == prefix:

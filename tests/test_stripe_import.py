@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ from metronome_iac.cli import main
 
 N_CUSTOMERS = 250
 START = "2026-01-01T00:00:00Z"
-JAN_1, FEB_1 = 1767225600, 1769904000
+JAN_1, FEB_1 = 1767225600, 1769904000  # 2026-01-01, 2026-02-01: FEB_1 is in the past
+# An expiry in the future whenever the tests run: 1 February of next year.
+NEXT_FEB = datetime(datetime.now(timezone.utc).year + 1, 2, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,16 @@ def account() -> Iterator[dict]:
             fake.add_subscription(cus, [per_million["id"], graduated["id"]], collection_method=method)
         grants = {
             "expiring": fake.add_credit_grant(
-                customers[0], 10000, name="Launch credit", effective_at=JAN_1, expires_at=FEB_1, priority=10
+                customers[0],
+                10000,
+                name="Launch credit",
+                effective_at=JAN_1,
+                expires_at=int(NEXT_FEB.timestamp()),
+                priority=10,
+                used=4000,  # the customer already spent 40 USD of it in Stripe
             ),
+            "expired": fake.add_credit_grant(customers[4], 700, effective_at=JAN_1, expires_at=FEB_1),
+            "used_up": fake.add_credit_grant(customers[5], 300, used=300),
             "forever": fake.add_credit_grant(customers[1], 2500, name="Goodwill"),
             "voided": fake.add_credit_grant(customers[2], 100, voided=True),
             "euro": fake.add_credit_grant(customers[3], 100, currency="eur"),
@@ -161,7 +172,9 @@ def test_import_validates_and_maps(imported: dict, account: dict) -> None:
     (launch,) = contracts[first.name].credits
     assert launch.name == "Launch credit" and launch.priority == 10 and launch.product == "stripe_credit"
     (item,) = launch.access_schedule.schedule_items
-    assert (item.amount, item.starting_at, item.ending_before) == (10000, START, "2026-02-01T00:00:00Z")
+    # What is left in Stripe moves, not what was granted; usable from the contract's start.
+    ending = NEXT_FEB.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (item.amount, item.starting_at, item.ending_before) == (6000, START, ending)
     (forever,) = contracts[by_stripe[account["customers"][1]].name].credits
     assert forever.access_schedule.schedule_items[0].ending_before == stripe_import.NO_EXPIRY
     assert not contracts[by_stripe[account["customers"][2]].name].credits  # voided
@@ -205,6 +218,9 @@ def test_import_reports_what_it_could_not_map(
     assert f"credit grant {grants['voided']['id']}: voided" in out
     assert f"credit grant {grants['euro']['id']}: currency EUR is not USD" in out
     assert f"credit grant {grants['idle']['id']}: customer" in out and "has no imported subscription" in out
+    assert f"credit grant {grants['expired']['id']}: expired at 2026-02-01T00:00:00Z" in out
+    assert f"credit grant {grants['used_up']['id']}: fully used in Stripe" in out
+    assert "imported the remaining 6000 of 10000 cents granted" in out
     assert "imported 2 billable metric(s), 3 product(s), 2 rate(s), 250 customer(s), 2 credit(s)" in out
 
 
