@@ -114,6 +114,7 @@ class PropertyFilter(Model):
 class BillableMetric(Model):
     name: Name
     display_name: str | None = None
+    previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     aggregation_type: Literal["COUNT", "SUM", "MAX", "LATEST", "UNIQUE"]
     aggregation_key: str | None = None
     event_type_filter: EventTypeFilter | None = None
@@ -141,6 +142,7 @@ class QuantityRounding(Model):
 class Product(Model):
     name: Name
     display_name: str | None = None
+    previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     type: Literal["USAGE", "FIXED", "COMPOSITE", "SUBSCRIPTION", "PRO_SERVICE"]
     billable_metric: str | None = None  # catalog name of a billable metric (USAGE only)
     pricing_group_key: list[str] | None = None
@@ -204,6 +206,7 @@ class RateCardAlias(Model):
 class RateCard(Model):
     name: Name
     display_name: str | None = None
+    previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     description: str | None = None
     fiat_credit_type_id: str | None = None
     credit_type_conversions: list[CreditTypeConversion] | None = None
@@ -246,6 +249,7 @@ class Stripe(Model):
 class Customer(Model):
     name: Name
     display_name: str | None = None
+    previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     ingest_aliases: list[str] = Field(default_factory=list)
     external_id: str | None = None
     stripe_customer_id: str | None = Field(default=None, pattern=r"^cus_[A-Za-z0-9]+$")
@@ -349,6 +353,7 @@ class Discount(Model):
 class Contract(Model):
     name: Name
     display_name: str | None = None
+    previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     customer: str  # catalog name of a customer
     rate_card: str  # catalog name of a rate card
     starting_at: Timestamp
@@ -626,7 +631,54 @@ class _Validator:
                     self.failed.append((doc, section, i, entry, raw))
                     for err in exc.errors():
                         self.add(doc, path, entry, err["loc"], _pydantic_message(err))
+            self.check_previous_names(doc, section, entries, seen)
         return out
+
+    def check_previous_names(
+        self, doc: _Doc, section: str, entries: list[Any], current: dict[str, int]
+    ) -> None:
+        """`previous_names`: each old name once (in the whole section), and never another entry's
+        current name of the same kind (the engine would not know which resource the state belongs to)."""
+        label = _KIND_LABEL[section]
+        claimed: dict[str, str] = {}  # previous name -> entry that claims it
+        for i, raw in enumerate(entries):
+            if not isinstance(raw, dict) or not isinstance(raw.get("previous_names"), list):
+                continue
+            entry_name = raw.get("name")
+            entry = f"{label} '{entry_name}'" if entry_name else f"{label} #{i + 1}"
+            for j, old in enumerate(raw["previous_names"]):
+                if not isinstance(old, str):
+                    continue  # reported by the schema check
+                where = ("previous_names", j)
+                if old == entry_name:
+                    self.add(
+                        doc,
+                        (section, i),
+                        entry,
+                        where,
+                        f"'{old}' is the entry's own name; to fix: remove it from previous_names",
+                    )
+                elif old in current:
+                    self.add(
+                        doc,
+                        (section, i),
+                        entry,
+                        where,
+                        f"previous name '{old}' is the current name of the {label} on line "
+                        f"{doc.line((section, current[old]))}; to fix: remove it from previous_names "
+                        "(or rename that entry)",
+                    )
+                elif old in claimed:
+                    self.add(
+                        doc,
+                        (section, i),
+                        entry,
+                        where,
+                        f"duplicate previous name: '{old}' is already listed by {claimed[old]}; to fix: "
+                        "keep it on one entry only",
+                    )
+                else:
+                    claimed[old] = entry
 
 
 # Top-level reference fields of each kind: (field, referenced section). Checked on raw entries too.

@@ -1,10 +1,11 @@
 """`metronome-iac drift --stack NAME [--json]`: the stack's catalog against the live account, no engine.
 
 Live objects are matched the way the provider matches them: the custom field `iac_identity`
-("<project>/<stack>/<name>#<fingerprint>"; the uniqueness key "iac:..." for contracts), else the
-entry's `adopt` key. Desired values come from the same input builders the program uses, and both
-sides go through the providers' own shaping and normalisation (`providers/diff.py`), so a field this
-reports is a field `pulumi preview --refresh` reports.
+("<project>/<stack>/<name>#<fingerprint>"; the uniqueness key "iac:..." for contracts), where
+<name> is the entry's name or one of its `previous_names` (a rename matches before and after it is
+applied), else the entry's `adopt` key. Desired values come from the same input builders the program
+uses, and both sides go through the providers' own shaping and normalisation (`providers/diff.py`), so
+a field this reports is a field `pulumi preview --refresh` reports.
 
 With a `stripe:` section the Stripe side is checked too (kind `stripe_configurations`): with `go_live`
 true, each customer with a `stripe_customer_id` must have that Stripe configuration active (missing,
@@ -350,12 +351,17 @@ class _Matcher:
         self.by_id = dict(live)
         self.claimed: set[str] = set()
 
-    def match(self, name: str, adopt: dict[str, str] | None) -> tuple[str | None, dict[str, Any] | None]:
-        identity = self.prefix + name
-        for object_id, obj in self.live:
-            if object_id not in self.claimed and _tag_base(identity_of(obj)) == identity:
-                self.claimed.add(object_id)
-                return object_id, obj
+    def match(
+        self, name: str, adopt: dict[str, str] | None, previous_names: list[str] | None = None
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        # The current name first, then each previous name: an entry renamed in the catalog matches its
+        # object before the rename is applied (old tag) and after (new tag).
+        for candidate in [name, *(previous_names or [])]:
+            identity = self.prefix + candidate
+            for object_id, obj in self.live:
+                if object_id not in self.claimed and _tag_base(identity_of(obj)) == identity:
+                    self.claimed.add(object_id)
+                    return object_id, obj
         if adopt:
             object_id = _adopt_match(self.section, adopt, self.live)
             if object_id:
@@ -407,10 +413,9 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
     env = stack.environment
     ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}
 
-    def visit(
-        section: str, matcher: _Matcher, name: str, adopt: dict[str, str] | None, desired: Callable[[], dict]
-    ) -> None:
-        object_id, live = matcher.match(name, adopt)
+    def visit(section: str, matcher: _Matcher, entry: Any, desired: Callable[[], dict]) -> None:
+        name = entry.name
+        object_id, live = matcher.match(name, entry.adopt, entry.previous_names)
         if object_id is None or live is None:
             report.missing.append({"kind": section, "name": name, "id": object_id})
             ids[section][name] = MISSING_REF
@@ -431,25 +436,23 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
         matchers[section] = _Matcher(section, prefix, provider_module(section).list_objects(client), client)
 
     for m in stack.catalog.billable_metrics:
-        visit("billable_metrics", matchers["billable_metrics"], m.name, m.adopt, lambda m=m: metric_inputs(m))
+        visit("billable_metrics", matchers["billable_metrics"], m, lambda m=m: metric_inputs(m))
     for p in ordered_products(stack):
         visit(
             "products",
             matchers["products"],
-            p.name,
-            p.adopt,
+            p,
             lambda p=p: product_inputs(p, ids["billable_metrics"], ids["products"], env.settings),
         )
     for card in stack.catalog.rate_cards:
         visit(
             "rate_cards",
             matchers["rate_cards"],
-            card.name,
-            card.adopt,
+            card,
             lambda card=card: rate_card_inputs(card, ids["products"]),
         )
     for c in env.customers:
-        visit("customers", matchers["customers"], c.name, c.adopt, lambda c=c: customer_inputs(c))
+        visit("customers", matchers["customers"], c, lambda c=c: customer_inputs(c))
 
     # Before contracts: with go_live a Stripe customer's contracts reference its Stripe configuration,
     # which the program takes from the integration's output (the matching live configuration).
@@ -473,8 +476,7 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
         visit(
             "contracts",
             matchers["contracts"],
-            k.name,
-            k.adopt,
+            k,
             lambda k=k: contract_desired(k),
         )
 

@@ -220,6 +220,17 @@ def _resource_class(section: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def renamed_from(entry: Any) -> Any:
+    """Resource options for an entry renamed with `previous_names`: one alias per old name, so the
+    engine takes the old resource's state over (an update that re-tags the object, never a new one)."""
+    import pulumi
+
+    previous = getattr(entry, "previous_names", None) or []
+    if not previous:
+        return None
+    return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old) for old in previous])
+
+
 def declare(stack: Stack) -> dict[str, dict[str, Any]]:
     """Declare every resource of `stack`; returns {section: {catalog name: resource}}.
 
@@ -232,23 +243,29 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
     out["stripe"] = {}
 
     for m in stack.catalog.billable_metrics:
-        out["billable_metrics"][m.name] = _resource_class("billable_metrics")(m.name, **metric_inputs(m))
+        out["billable_metrics"][m.name] = _resource_class("billable_metrics")(
+            m.name, opts=renamed_from(m), **metric_inputs(m)
+        )
     metric_ids = {name: r.id for name, r in out["billable_metrics"].items()}
 
     product_ids: dict[str, Any] = {}
     for p in ordered_products(stack):
-        resource = _resource_class("products")(p.name, **product_inputs(p, metric_ids, product_ids, settings))
+        resource = _resource_class("products")(
+            p.name, opts=renamed_from(p), **product_inputs(p, metric_ids, product_ids, settings)
+        )
         out["products"][p.name] = resource
         product_ids[p.name] = resource.id
 
     for card in stack.catalog.rate_cards:
         out["rate_cards"][card.name] = _resource_class("rate_cards")(
-            card.name, **rate_card_inputs(card, product_ids)
+            card.name, opts=renamed_from(card), **rate_card_inputs(card, product_ids)
         )
     card_ids = {name: r.id for name, r in out["rate_cards"].items()}
 
     for c in env.customers:
-        out["customers"][c.name] = _resource_class("customers")(c.name, **customer_inputs(c))
+        out["customers"][c.name] = _resource_class("customers")(
+            c.name, opts=renamed_from(c), **customer_inputs(c)
+        )
     customer_ids = {name: r.id for name, r in out["customers"].items()}
 
     # The integration comes before contracts: a contract bills through Stripe only once go-live has
@@ -268,7 +285,7 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
             inputs["billing_provider_configuration"] = stripe_configuration_for(
                 integration, customer_ids[k.customer]
             )
-        out["contracts"][k.name] = _resource_class("contracts")(k.name, **inputs)
+        out["contracts"][k.name] = _resource_class("contracts")(k.name, opts=renamed_from(k), **inputs)
     return out
 
 

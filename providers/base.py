@@ -234,6 +234,12 @@ class MetronomeProvider(ResourceProvider):
             client, self.entity, object_id, {IDENTITY_FIELD: self.tag(inputs)}, label=label
         )
 
+    def retag(self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any], label: str) -> None:
+        """A renamed resource (new `identity`, same object): the live `iac_identity` follows the name."""
+        tag = self.tag(inputs)
+        set_custom_field_values(client, self.entity, object_id, {IDENTITY_FIELD: tag}, label=label)
+        self.live_index(client).add(tag, object_id)
+
     # ------------------------------------------------------------------ helpers
 
     @classmethod
@@ -314,7 +320,23 @@ class MetronomeProvider(ResourceProvider):
         new = {**self.shape(self.strip_identity(news)), **{k: v for k, v in news.items() if v == UNKNOWN}}
         return old, new
 
+    @staticmethod
+    def identity_changed(olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        """A rename (an alias took the old state over): same object, new `identity`. A state without
+        an identity (older state) or an unknown one never counts as a change."""
+        old, new = mark_unknowns(olds.get("identity")), mark_unknowns(news.get("identity"))
+        return bool(old) and bool(new) and UNKNOWN not in (old, new) and old != new
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """The kind's diff rules (`diff_inputs`), plus: a changed identity alone is an in-place update
+        (re-tag the object), never a replacement."""
+        result = self.diff_inputs(_id, olds, news)
+        if not result.changes and self.identity_changed(olds, news):
+            return DiffResult(changes=True, replaces=[], stables=[], delete_before_replace=False)
+        return result
+
+    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Diff of the API fields (identity aside); kinds with extra rules override this."""
         old, new = self.diff_pair(olds, news)
         return compute_diff(
             old, new, self.api_fields(), self.replace_fields, delete_before_replace=self.delete_before_replace
@@ -387,6 +409,8 @@ class MetronomeProvider(ResourceProvider):
         old = self.shape(self.strip_identity(olds))
         new = self.shape(self.strip_identity(inputs))
         changed = changed_fields(old, new, self.api_fields())
+        if self.identity_changed(olds, inputs):
+            self.retag(client, id_, inputs, label)
         if "custom_fields" in changed:
             self.update_custom_fields(
                 client, id_, old.get("custom_fields") or {}, new.get("custom_fields") or {}, label

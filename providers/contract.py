@@ -618,7 +618,7 @@ class ContractProvider(MetronomeProvider):
                 )
         return failures
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
         if old.get(BPC) and new.get(BPC) and has_ended(new):
             new = {**new, BPC: old[BPC]}  # an ended contract's configuration is left as it is
@@ -666,6 +666,15 @@ class ContractProvider(MetronomeProvider):
 
     def tag_adopted(self, client, object_id, inputs, label):  # type: ignore[override]
         pass  # contracts are identified by id/uniqueness key; nothing to tag
+
+    def retag(self, client, object_id, inputs, label):  # type: ignore[override]
+        # A renamed contract: its uniqueness key cannot change (it keeps the old name, and stays the
+        # recorded `uniqueness_key` output), so the new identity is recorded in the state and on the
+        # contract as `iac_identity`, which drift and export read before the key.
+        from .client import IDENTITY_FIELD, set_custom_field_values
+
+        tag = self.uniqueness_key(inputs)[len("iac:") :]
+        set_custom_field_values(client, ENTITY, object_id, {IDENTITY_FIELD: tag}, label=label)
 
     def read_live(self, client, object_id, props=None):  # type: ignore[override]
         props = props or {}

@@ -589,7 +589,7 @@ class RateCardProvider(MetronomeProvider):
         failures += _overlaps(inputs.rates or [])
         return failures
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
         result = compute_diff(old, new, self.api_fields(), self.replace_fields)
         replaces = list(result.replaces or [])

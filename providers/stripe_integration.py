@@ -716,7 +716,7 @@ class StripeIntegrationProvider(MetronomeProvider):
         old_ids = {c.get("customer_id") for c in old.get("customers") or [] if isinstance(c, dict)}
         return sorted(i for i in old_ids - new_ids if i and i != UNKNOWN)
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
         refused = gate_refusals(old, new)
         if refused:

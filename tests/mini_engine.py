@@ -13,6 +13,10 @@ outputs so dependents get real references. Resources in state but no longer decl
 - `refresh()`: Read every recorded resource; outputs (and inputs, when the provider returns them)
   replace the recorded ones; a resource that is gone leaves the state, as in `pulumi refresh`.
 - `destroy()`: delete everything recorded, dependents first.
+
+Aliases (`ResourceOptions(aliases=[Alias(name=...)])`) work as in Pulumi: a declared resource whose URN
+is not in state but one of whose aliases is takes that state entry over (same id, same place in the
+state), then diffs and updates as usual; the aliased URN is not deleted.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import pulumi
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
 
 from metronome_iac.catalog import Stack
 from metronome_iac.program import declare
@@ -92,6 +97,7 @@ class _EngineMocks(pulumi.runtime.Mocks):
         self.declared: list[str] = []
         self.pending_deletes: list[Recorded] = []
         self.errors: list[BaseException] = []
+        self.aliases: dict[tuple[str, str], list[str]] = {}  # (type, name) -> alias URNs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         return {}
@@ -110,6 +116,8 @@ class _EngineMocks(pulumi.runtime.Mocks):
         self.declared.append(urn)
         news = {k: v for k, v in plain(args.inputs).items() if v is not None}
         old = engine.state.get(urn)
+        if old is None:
+            old = self._take_over_alias(urn, args)
         inputs, failures = host.check(urn, old.inputs if old else {}, news)
         if failures:
             raise EngineError(f"{args.typ}::{args.name} check failed: {failures}")
@@ -159,6 +167,48 @@ class _EngineMocks(pulumi.runtime.Mocks):
         self.steps.append(Step("update", args.typ, args.name, old.id, changed))
         return old.id, _public(outs)
 
+    def _take_over_alias(self, urn: str, args: pulumi.runtime.MockResourceArgs) -> Recorded | None:
+        """The state entry of the first alias of `args` found in state, now under `urn` (Pulumi's rule:
+        an alias also declared as a resource of its own is an error)."""
+        engine = self.engine
+        for alias_urn in self.aliases.get((args.typ, args.name), []):
+            recorded = engine.state.get(alias_urn)
+            if recorded is None:
+                continue
+            if alias_urn in self.declared:
+                raise EngineError(f"{urn}: alias {alias_urn} is also declared as a resource")
+            self.declared.append(alias_urn)  # taken over: not "no longer declared"
+            moved = Recorded(urn, args.typ, args.name, recorded.id, recorded.inputs, recorded.outputs)
+            if not self.plan:  # re-keyed in place: creation order (dependents last) is kept
+                engine.state = {
+                    (urn if k == alias_urn else k): (moved if k == alias_urn else v)
+                    for k, v in engine.state.items()
+                }
+            return moved
+        return None
+
+
+class _AliasMonitor(MockMonitor):
+    """The mock monitor, plus what MockResourceArgs leaves out: each registration's aliases, as URNs."""
+
+    def __init__(self, mocks: _EngineMocks) -> None:
+        super().__init__(mocks)
+        self.engine_mocks = mocks
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        urns = []
+        for alias in request.aliases:
+            if alias.urn:
+                urns.append(alias.urn)
+            else:
+                spec = alias.spec
+                urns.append(
+                    self.engine_mocks.engine.urn(spec.type or request.type, spec.name or request.name)
+                )
+        with self.engine_mocks.lock:
+            self.engine_mocks.aliases[(request.type, request.name)] = urns
+        return super().RegisterResource(request)
+
 
 def _strip(props: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in props.items() if k != PROVIDER_KEY and k not in COMPUTED}
@@ -203,7 +253,9 @@ class MiniEngine:
 
     def _run_in_session(self, stack: Stack, plan: bool) -> list[Step]:
         mocks = _EngineMocks(self, plan)
-        pulumi.runtime.set_mocks(mocks, project=self.project, stack=self.stack, preview=plan)
+        pulumi.runtime.set_mocks(
+            mocks, project=self.project, stack=self.stack, preview=plan, monitor=_AliasMonitor(mocks)
+        )
 
         @pulumi.runtime.test
         def program() -> Any:
