@@ -47,6 +47,28 @@ class Emulator:
             self.process.kill()
 
 
+def set_stripe_config(emulator: Emulator, customer_id: str, stripe_customer_id: str, method: str) -> str:
+    """A customer's Stripe billing provider configuration set by hand (as in the dashboard); its id."""
+    data = (
+        emulator.client()
+        .v1.customers.set_billing_configurations(
+            data=[
+                {
+                    "customer_id": customer_id,
+                    "billing_provider": "stripe",
+                    "delivery_method": "direct_to_billing_provider",
+                    "configuration": {
+                        "stripe_customer_id": stripe_customer_id,
+                        "stripe_collection_method": method,
+                    },
+                }
+            ]
+        )
+        .data
+    )
+    return data[0].id
+
+
 def start_emulator(*extra: str, db: str = ":memory:", token: str | None = TOKEN) -> Emulator:
     port = free_port()
     cmd = [sys.executable, "-m", "metronome_iac", "emulator", "--port", str(port), "--db", db]

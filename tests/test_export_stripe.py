@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import set_stripe_config
 from fake_stripe import ACCOUNT_ID, API_KEY, FakeStripe
 from mini_engine import PROJECT, EngineHost, MiniEngine, summary
 from provider_host import ProviderHost, secret
@@ -55,27 +56,6 @@ def stripe_engine(emulator: Any, fake: FakeStripe, stack: str) -> MiniEngine:
         )
 
     return MiniEngine(connect, PROJECT, stack)
-
-
-def set_stripe_config(emulator: Any, customer_id: str, stripe_customer_id: str, method: str) -> str:
-    data = (
-        emulator.client()
-        .v1.customers.set_billing_configurations(
-            data=[
-                {
-                    "customer_id": customer_id,
-                    "billing_provider": "stripe",
-                    "delivery_method": "direct_to_billing_provider",
-                    "configuration": {
-                        "stripe_customer_id": stripe_customer_id,
-                        "stripe_collection_method": method,
-                    },
-                }
-            ]
-        )
-        .data
-    )
-    return data[0].id
 
 
 def make_stripe_account(emulator: Any, fake: FakeStripe) -> dict[str, str]:

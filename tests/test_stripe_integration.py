@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Emulator, start_emulator
+from conftest import Emulator, set_stripe_config, start_emulator
 from fake_stripe import API_KEY, FakeStripe
 from provider_host import Diff, ProviderError, ProviderHost, provider_blob, secret
 
@@ -373,23 +373,8 @@ def test_going_live_leaves_each_customer_exactly_one_active_stripe_configuration
     host = Host(connected, fake_stripe.api_base)
     hosts.append(host)
     (customer,) = make_customers(connected, fake_stripe, 1, "by-hand")
-    by_hand = (
-        connected.client()
-        .v1.customers.set_billing_configurations(
-            data=[
-                {
-                    "customer_id": customer["customer_id"],
-                    "billing_provider": "stripe",
-                    "delivery_method": "direct_to_billing_provider",
-                    "configuration": {
-                        "stripe_customer_id": customer["stripe_customer_id"],
-                        "stripe_collection_method": "send_invoice",
-                    },
-                }
-            ]
-        )
-        .data[0]
-        .id
+    by_hand = set_stripe_config(
+        connected, customer["customer_id"], customer["stripe_customer_id"], "send_invoice"
     )
     _, _, outs = go_live(host, [customer])
     (active,) = live_configs(connected, customer["customer_id"])
@@ -507,24 +492,7 @@ def test_going_live_is_refused_where_it_would_archive_a_configuration_an_active_
     hosts.append(host)
     (customer,) = make_customers(connected, fake_stripe, 1, "by-hand-bound")
     cid = customer["customer_id"]
-    by_hand = (
-        connected.client()
-        .v1.customers.set_billing_configurations(
-            data=[
-                {
-                    "customer_id": cid,
-                    "billing_provider": "stripe",
-                    "delivery_method": "direct_to_billing_provider",
-                    "configuration": {
-                        "stripe_customer_id": customer["stripe_customer_id"],
-                        "stripe_collection_method": "send_invoice",
-                    },
-                }
-            ]
-        )
-        .data[0]
-        .id
-    )
+    by_hand = set_stripe_config(connected, cid, customer["stripe_customer_id"], "send_invoice")
     active = contract_on(connected, cid, by_hand, f"by_hand_{cid[:8]}")
     off = base_inputs([customer], go_live=False)
     id_, outs = host.create(off)
