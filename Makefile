@@ -51,7 +51,7 @@ stop:
 	@pidfile=.emulator/emulator.pid; \
 	if [ ! -f $$pidfile ]; then echo "no emulator started by 'make up' ($$pidfile not found)"; \
 	else pid=$$(cat $$pidfile); \
-	  if ps -p "$$pid" -o args= 2>/dev/null | grep -Eq "metronome[-_]iac emulator"; then \
+	  if ps -ww -p "$$pid" -o args= 2>/dev/null | grep -Eq "metronome[-_]iac emulator"; then \
 	    kill "$$pid" && echo "stopped the emulator (pid $$pid)"; \
 	  else echo "the emulator (pid $$pid) is not running"; fi; \
 	  rm -f $$pidfile; fi

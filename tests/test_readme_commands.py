@@ -340,15 +340,17 @@ def test_make_stop_stops_only_the_emulator(tmp_path: Path) -> None:
     pid_file = tmp_path / ".emulator" / "emulator.pid"
     pid_file.parent.mkdir()
     stop = ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "stop"]
+    # A narrow terminal (CI runners set COLUMNS=80) must not cut the command line that ps reports.
+    narrow = {**os.environ, "COLUMNS": "20"}
 
-    result = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(stop, env=narrow, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "no emulator" in result.stdout, result.stdout + result.stderr
 
     # A stale pid file naming some other process: that process is left alone.
     other = subprocess.Popen(["sleep", "60"])
     try:
         pid_file.write_text(f"{other.pid}\n")
-        result = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(stop, env=narrow, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and other.poll() is None, result.stdout + result.stderr
         assert not pid_file.exists()
     finally:
@@ -360,7 +362,7 @@ def test_make_stop_stops_only_the_emulator(tmp_path: Path) -> None:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         pid_file.write_text(f"{emulator.pid}\n")
-        result = subprocess.run(stop, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(stop, env=narrow, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "stopped the emulator" in result.stdout, result.stdout
         assert emulator.wait(timeout=10) is not None
     finally:
