@@ -10,7 +10,8 @@ from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, is_hour_aligned
-from .client import MetronomeError, get_live, paginate, request
+from .billable_metric import BillableMetricProvider
+from .client import MetronomeError, get_client, get_live, paginate, request
 from .diff import UNKNOWN, canonical_time
 
 ENTITY = "contract_product"  # custom-field entity of contract-pricing products ("Product (Contracts)")
@@ -132,6 +133,24 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     )
 
 
+_GROUP_KEYS: dict[tuple[str, str], list[list[str]]] = {}  # a metric's group keys never change
+
+
+def metric_group_keys(metric_id: str) -> list[list[str]] | None:
+    """The live metric's group keys, None when it cannot be looked up (missing, archived, no access)."""
+    try:
+        client = get_client()
+        key = (str(client.base_url), metric_id)
+        if key not in _GROUP_KEYS:
+            metric = BillableMetricProvider.get_raw(client, metric_id, f"BillableMetric {metric_id}")
+            if metric is None:
+                return None
+            _GROUP_KEYS[key] = [list(keys) for keys in metric.get("group_keys") or []]
+        return _GROUP_KEYS[key]
+    except Exception:  # noqa: BLE001 - a preview-time courtesy; the API checks again at create
+        return None
+
+
 class ProductProvider(MetronomeProvider):
     kind = "Product"
     entity = ENTITY
@@ -182,7 +201,32 @@ class ProductProvider(MetronomeProvider):
                         "to fix: use a whole hour such as 2026-01-01T00:00:00Z",
                     )
                 )
+        failures.extend(self.group_key_failures(inputs))
         return failures
+
+    @staticmethod
+    def group_key_failures(inputs: Inputs) -> list[CheckFailure]:
+        """pricing + presentation keys must be one of the live metric's group keys (else the API refuses).
+
+        Only when the metric already exists (its id is known at preview); a metric created in the same
+        run is checked by the API at create. A failed look-up is not a check failure.
+        """
+        wanted = set(inputs.pricing_group_key or []) | set(inputs.presentation_group_key or [])
+        metric_id = inputs.billable_metric_id
+        if inputs.type != "USAGE" or not wanted or not metric_id or metric_id == UNKNOWN:
+            return []
+        group_keys = metric_group_keys(metric_id)
+        if group_keys is None or any(wanted == set(keys) for keys in group_keys):
+            return []
+        field = "pricing_group_key" if inputs.pricing_group_key else "presentation_group_key"
+        return [
+            CheckFailure(
+                field,
+                f"pricing_group_key + presentation_group_key {sorted(wanted)} is not one of billable metric "
+                f"{metric_id}'s group_keys {group_keys}; to fix: use one of those key sets, or add this one "
+                "to the metric (which replaces the metric)",
+            )
+        ]
 
     def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
         fixed = [f for f in changed if f in REPLACE_FIELDS]

@@ -71,6 +71,24 @@ def test_check(host, metric_ids):
     assert inputs["billable_metric_id"] == UNKNOWN
 
 
+def test_check_compares_group_keys_with_a_live_metric(host, metric_ids):
+    # The metric exists already (its id is known at preview): its group keys are looked up.
+    failures = dict(host.check(P, {}, product(metric_ids[0], pricing_group_key=["region", "tier"]))[1])
+    assert "pricing_group_key" in failures, failures
+    assert (
+        "['model', 'region']" in failures["pricing_group_key"] and "to fix" in failures["pricing_group_key"]
+    )
+    # pricing + presentation together must be one of the metric's group keys.
+    over = {"pricing_group_key": ["model"], "presentation_group_key": ["region"]}
+    host.check_ok(P, product(metric_ids[0], **over))
+    failures = dict(host.check(P, {}, product(metric_ids[0], presentation_group_key=["model"]))[1])
+    assert "presentation_group_key" not in failures  # {"model", "region"} is still one of them
+    failures = dict(host.check(P, {}, product(metric_ids[0], pricing_group_key=["region"]))[1])
+    assert "pricing_group_key" in failures  # ["region"] alone is not
+    # A metric id the API does not know is left to refresh / the API (no failure from a look-up).
+    host.check_ok(P, product("00000000-0000-4000-8000-000000000000"))
+
+
 def test_lifecycle(host, emulator, metric_ids):
     client = emulator.client()
     object_id, inputs, outs = host.create_checked(P, product(metric_ids[0]))
