@@ -108,9 +108,12 @@ def _describe_contract(contract: dict[str, Any]) -> str:
 
 
 def replacement_refused(
-    blocked: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]], wanted: list[dict[str, str]]
+    blocked: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]],
+    wanted: list[dict[str, str]],
+    going_live: bool = False,
 ) -> str:
-    """Why setting `wanted` is refused: it would archive configurations that active contracts bill through."""
+    """Why setting `wanted` is refused: it would archive configurations that active contracts bill through.
+    `going_live`: the configurations were set outside the stack before it went live."""
     by_customer = {w["customer_id"]: w for w in wanted}
     parts = []
     for cid in sorted(blocked):
@@ -122,9 +125,15 @@ def replacement_refused(
                 f"{want['collection_method']}) would replace configuration "
                 f"{_describe_configuration(config)}, which active contract(s) bill through: {listed}"
             )
+    lead = (
+        "going live is refused where a customer already has a Stripe configuration (set outside this stack) "
+        "that active contracts are billed through and the stack declares a different one"
+        if going_live
+        else "a change to a customer's Stripe customer id or collection method is refused while active "
+        "contracts are billed through its current Stripe configuration"
+    )
     return (
-        "a change to a customer's Stripe customer id or collection method is refused while active contracts "
-        f"are billed through its current Stripe configuration: {'; '.join(parts)}. Setting the new "
+        f"{lead}: {'; '.join(parts)}. Setting the new "
         "configuration means archiving the current one, and Metronome then archives it on those contracts "
         "at once: they would stop invoicing through Stripe, and Metronome cannot move a contract to another "
         "billing provider configuration (none can be provisioned on a contract that has had one). Nothing "
@@ -134,6 +143,7 @@ def replacement_refused(
         "new configuration; or (2) make the change in the Metronome dashboard with Metronome's help, then "
         "set this stack's stripe_customer_id / collection method to match. To fix for now: keep the "
         "customer's stripe_customer_id and collection method as they are"
+        + (" in Metronome (declare the configuration it already has)" if going_live else "")
     )
 
 
@@ -581,6 +591,7 @@ def apply_live(
     delivery_method_id: str,
     label: str,
     sleep: Callable[[float], None] = time.sleep,
+    going_live: bool = False,
 ) -> dict[str, str]:
     """Make each wanted configuration the customer's only active Stripe configuration; {customer_id: id}.
 
@@ -590,7 +601,7 @@ def apply_live(
     # Checked at preview; checked again here, before anything is set (a contract may have been bound since).
     blocked = blocked_replacements(client, wanted, live, label)
     if blocked:
-        raise MetronomeError(f"{label}: {replacement_refused(blocked, wanted)}")
+        raise MetronomeError(f"{label}: {replacement_refused(blocked, wanted, going_live)}")
     ids = set_configurations(
         client, wanted, delivery_method_id, label, sleep=sleep, found=_pick(wanted, live)
     )
@@ -678,12 +689,13 @@ class StripeIntegrationProvider(MetronomeProvider):
 
         Looked up only for the customers whose wanted configuration is not the recorded one (a changed
         Stripe customer id or collection method, an added customer): a preview that changes nothing makes
-        no calls. Going live itself (every customer would be looked up) is checked by `up`, in
-        `apply_live`, before anything is set: a configuration set by hand that contracts already use.
+        no calls. The preview that goes live looks up every customer (once: a configuration set by hand
+        that contracts already use); `up` checks again in `apply_live` before anything is set.
         """
-        if new.get("go_live") is not True or old.get("go_live") is not True:
+        if new.get("go_live") is not True:
             return None
-        recorded = {w["customer_id"]: w for w in desired_configurations(old)}
+        going_live = old.get("go_live") is not True
+        recorded = {} if going_live else {w["customer_id"]: w for w in desired_configurations(old)}
         touched = [
             w
             for w in desired_configurations(new)
@@ -703,7 +715,7 @@ class StripeIntegrationProvider(MetronomeProvider):
             blocked = blocked_replacements(client, touched, live, label)
         except MetronomeError as err:
             return str(err)
-        return replacement_refused(blocked, touched) if blocked else None
+        return replacement_refused(blocked, touched, going_live) if blocked else None
 
     @staticmethod
     def _removed_customers(old: dict[str, Any], inputs: Inputs) -> list[str]:
@@ -730,13 +742,15 @@ class StripeIntegrationProvider(MetronomeProvider):
         return result
 
     # create / read / update: no single Metronome object, so these are written out rather than hooked.
-    def _apply(self, inputs: dict[str, Any], label: str) -> dict[str, Any]:
+    def _apply(self, inputs: dict[str, Any], label: str, going_live: bool) -> dict[str, Any]:
         client = get_client()
         delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
         wanted = desired_configurations(inputs)
         outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
-            outs["billing_provider_configuration_ids"] = apply_live(client, wanted, delivery_method_id, label)
+            outs["billing_provider_configuration_ids"] = apply_live(
+                client, wanted, delivery_method_id, label, going_live=going_live
+            )
             outs["go_live_pending"] = []
         else:
             outs["billing_provider_configuration_ids"] = {}
@@ -757,7 +771,7 @@ class StripeIntegrationProvider(MetronomeProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         inputs = self._inputs(props)
-        outs = self._apply(inputs, self.label(inputs))
+        outs = self._apply(inputs, self.label(inputs), going_live=True)
         return CreateResult(f"stripe-{inputs['expected_account_id']}", outs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -765,7 +779,8 @@ class StripeIntegrationProvider(MetronomeProvider):
         refused = gate_refusals(self._inputs(olds), inputs)  # checked at preview; never applied regardless
         if refused:
             raise MetronomeError(f"{self.label(inputs)}: " + "; ".join(why for _, why in refused))
-        return UpdateResult(self._apply(inputs, self.label(inputs)))
+        going_live = self._inputs(olds).get("go_live") is not True
+        return UpdateResult(self._apply(inputs, self.label(inputs), going_live))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         inputs = self._inputs(props)

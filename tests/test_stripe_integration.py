@@ -496,9 +496,15 @@ def test_going_live_is_refused_where_it_would_archive_a_configuration_an_active_
     active = contract_on(connected, cid, by_hand, f"by_hand_{cid[:8]}")
     off = base_inputs([customer], go_live=False)
     id_, outs = host.create(off)
-    # Going live looks every customer up in `up` (not at each preview), and refuses before setting anything.
+    # The preview that goes live looks every customer up and refuses, naming the contract.
+    live_inputs = base_inputs([customer], go_live=True)
+    ((prop, reason),) = host.check(live_inputs, olds=off)
+    assert prop == "customers" and f"would replace configuration {by_hand}" in reason
+    assert f"contract {active}" in reason and "keep the customer's stripe_customer_id" in reason
+    # Previews that stay off look nothing up for it; `up` refuses again before setting anything.
+    assert host.check(off, olds=off) == []
     with pytest.raises(ProviderError) as info:
-        host.update(id_, outs, base_inputs([customer], go_live=True))
+        host.host.update(PROVIDER, id_, outs, host.props(live_inputs), name="stripe")
     assert f"would replace configuration {by_hand}" in info.value.details
     assert f"contract {active}" in info.value.details
     assert [c.id for c in live_configs(connected, cid)] == [by_hand] and archived_ids(connected, cid) == set()
