@@ -302,14 +302,9 @@ def provider_module(section: str) -> Any:
 
 
 def _provider_class(section: str) -> Any:
-    from providers.base import MetronomeProvider
-
-    module = provider_module(section)
-    return next(
-        v
-        for v in vars(module).values()
-        if isinstance(v, type) and issubclass(v, MetronomeProvider) and v is not MetronomeProvider
-    )
+    """The section's provider class: `<Resource>Provider` in the resource's module."""
+    module_name, resource = KINDS[section]
+    return getattr(importlib.import_module(module_name), f"{resource}Provider")
 
 
 def identity_of(live: dict[str, Any]) -> str | None:
