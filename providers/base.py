@@ -22,7 +22,7 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from .client import (
     IDENTITY_FIELD,
@@ -46,6 +46,7 @@ from .diff import (
     changed_fields,
     compute_diff,
     describe,
+    instant,
     mark_unknowns,
     normalize,
 )
@@ -77,6 +78,15 @@ class InputsBase(BaseModel):
     custom_fields: dict[str, str] | None = None
     adopt: dict[str, str] | None = None
     identity: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        """An optional top-level string left blank ("") is not set: Metronome reads it back as absent."""
+        if not isinstance(data, dict):
+            return data
+        optional = {k for k, f in cls.model_fields.items() if not f.is_required() and f.default is None}
+        return {k: v for k, v in data.items() if not (v == "" and k in optional)}
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -496,7 +506,5 @@ def current_hour() -> str:
 
 
 def is_hour_aligned(ts: str) -> bool:
-    from datetime import datetime
-
-    parsed = datetime.fromisoformat(canonical_time(ts).replace("Z", "+00:00"))
+    parsed = instant(ts)
     return (parsed.minute, parsed.second, parsed.microsecond) == (0, 0, 0)

@@ -272,6 +272,7 @@ def delete_custom_field_values(
 # ---------------------------------------------------------------------------------------------
 
 IDENTITY_FIELD = "iac_identity"
+USD_CENTS_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"  # Metronome's default (fiat) credit type
 Lister = Callable[[metronome.Metronome], list[tuple[str, dict[str, Any]]]]
 Reader = Callable[[metronome.Metronome, str], "dict[str, Any] | None"]
 

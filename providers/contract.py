@@ -19,10 +19,10 @@ from typing import Any, Literal
 import metronome
 import pulumi
 from pulumi.dynamic import CheckFailure, DiffResult
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
-from .client import MetronomeError, archive, data_of, get_live, paginate, raw_request, request
+from .client import USD_CENTS_ID, MetronomeError, archive, data_of, get_live, paginate, raw_request, request
 from .diff import (
     UNKNOWN,
     canonical_time,
@@ -30,6 +30,7 @@ from .diff import (
     compute_diff,
     contains_unknown,
     describe,
+    instant,
     match_items,
     normalize,
     project,
@@ -37,7 +38,6 @@ from .diff import (
 from .identity import contract_uniqueness_key, edit_uniqueness_key
 
 ENTITY = "contract"
-USD_CENTS_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -46,6 +46,13 @@ USD_CENTS_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _default_credit_type_unset(value: Any) -> Any:
+    """USD cents written out is the default left out: Metronome reads it back as no credit type."""
+    if isinstance(value, dict) and value.get("credit_type_id") == USD_CENTS_ID:
+        return {k: v for k, v in value.items() if k != "credit_type_id"}
+    return value
 
 
 class ScheduleItem(_Model):
@@ -58,6 +65,8 @@ class AccessSchedule(_Model):
     schedule_items: list[ScheduleItem]
     credit_type_id: str | None = None
     access_type: Literal["SPEND", "QUANTITY"] | None = None
+
+    _usd = model_validator(mode="before")(_default_credit_type_unset)
 
 
 class Commit(_Model):
@@ -72,6 +81,8 @@ class Commit(_Model):
     rollover_fraction: float | None = None
     access_schedule: AccessSchedule
     invoice_schedule: dict[str, Any] | None = None
+
+    _usd = field_validator("invoice_schedule")(_default_credit_type_unset)
 
 
 class Credit(_Model):
@@ -103,11 +114,27 @@ class Override(_Model):
     priority: float | None = None
     target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
 
+    _usd = field_validator("overwrite_rate")(_default_credit_type_unset)
+
+    @model_validator(mode="after")
+    def _inferred_type(self) -> Override:
+        """Metronome infers the type from what is given and echoes it: state it the same way."""
+        if self.type is None:
+            if self.overwrite_rate is not None:
+                self.type = "OVERWRITE"
+            elif self.tiers is not None:
+                self.type = "TIERED"
+            elif self.multiplier is not None:
+                self.type = "MULTIPLIER"
+        return self
+
 
 class Discount(_Model):
     product_id: str
     schedule: dict[str, Any]
     name: str | None = None
+
+    _usd = field_validator("schedule")(_default_credit_type_unset)
 
 
 class BillingProviderConfiguration(_Model):
@@ -179,7 +206,7 @@ def has_ended(inputs: dict[str, Any]) -> bool:
     end = inputs.get("ending_before")
     if not end or contains_unknown(end):
         return False
-    return datetime.fromisoformat(canonical_time(end).replace("Z", "+00:00")) <= datetime.now(timezone.utc)
+    return instant(end) <= datetime.now(timezone.utc)
 
 
 def configuration_change_refused(old: Any, new: Any) -> str:
@@ -338,8 +365,31 @@ def live_items(
     out = []
     for (item, template), (_, item_id) in zip(match_items(shaped, desired or []), mapped, strict=True):
         value = project(item, template) if template is not None else item
+        if template is not None:
+            value = _recurring_as_declared(value, item, template)
         out.append({**value, "_id": item_id})
     return out
+
+
+def _recurring_as_declared(
+    value: dict[str, Any], item: dict[str, Any], template: dict[str, Any]
+) -> dict[str, Any]:
+    """A declared recurring_schedule reads back as declared while the live schedule items (Metronome
+    expands the recurrence into them and returns only those) all fall inside its window; items moved
+    outside it, or none left, show as drift. (Amounts within the window are not re-derived.)"""
+    for key in ("invoice_schedule", "schedule"):
+        want = (template.get(key) or {}).get("recurring_schedule")
+        items = (item.get(key) or {}).get("schedule_items") or []
+        if not isinstance(want, dict) or not items:
+            continue
+        try:
+            start, end = instant(want["starting_at"]), instant(want["ending_before"])
+            inside = all(start <= instant(i["timestamp"]) < end for i in items)
+        except (KeyError, TypeError, ValueError):
+            inside = False
+        if inside:
+            value = {**value, key: {**(value.get(key) or {}), "recurring_schedule": want}}
+    return value
 
 
 def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -411,7 +461,7 @@ def active_contracts(client: metronome.Metronome, customer_id: str, label: str) 
         if c.get("archived_at"):
             continue
         end = c.get("ending_before")
-        if end and datetime.fromisoformat(canonical_time(end).replace("Z", "+00:00")) <= now:
+        if end and instant(end) <= now:
             continue
         out.append(c)
     return out
@@ -727,7 +777,7 @@ class ContractProvider(MetronomeProvider):
         live = to_inputs(live_obj, news)
         edit: dict[str, Any] = {}
         if normalize(live.get("name")) != normalize(news.get("name")):
-            edit["update_contract_name"] = news.get("name")
+            edit["update_contract_name"] = news.get("name") or ""  # cleared explicitly, not null
         if normalize(live.get("ending_before")) != normalize(news.get("ending_before")):
             edit["update_contract_end_date"] = news.get("ending_before")  # None = open-ended
         if "net_payment_terms_days" in changed:

@@ -22,16 +22,30 @@ from pulumi.runtime import rpc
 UNKNOWN = rpc.UNKNOWN
 PROVIDER_KEY = "__provider"
 
-# Lists whose order means something: tiers apply in order; group keys name a compound key in order.
-ORDER_SENSITIVE = frozenset({"tiers", "pricing_group_key", "presentation_group_key", "schedule_items"})
+# Lists whose order means something: tiers apply in order; a presentation group key is shown in its
+# order. A pricing group key is matched as a set (rates name their values by key), and schedule items
+# carry their own dates, so their order means nothing.
+ORDER_SENSITIVE = frozenset({"tiers", "presentation_group_key"})
 
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
-_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+# Under keys that always hold a time, the other spellings RFC 3339 / ISO 8601 readers take too.
+_LENIENT_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?)?$"
+)
+
+
+def _is_time_key(key: str | None) -> bool:
+    return key is not None and (key in ("timestamp", "ending_before") or key.endswith("_at"))
+
+
+def _looks_like_time(value: str, key: str | None) -> bool:
+    return bool(_TIMESTAMP.match(value) or (_is_time_key(key) and _LENIENT_TIMESTAMP.match(value)))
 
 
 def canonical_time(value: str) -> str:
     """RFC 3339 in UTC with a Z and whole seconds (sub-second parts kept only when non-zero)."""
-    text = value.strip()
+    text = value.strip().upper()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     parsed = datetime.fromisoformat(text)
@@ -42,17 +56,22 @@ def canonical_time(value: str) -> str:
     return parsed.strftime(fmt)
 
 
-def canonical_timestamps(value: Any) -> Any:
+def instant(value: str) -> datetime:
+    """An RFC 3339 time (any spelling canonical_time takes) as an aware UTC datetime."""
+    return datetime.fromisoformat(canonical_time(value).replace("Z", "+00:00"))
+
+
+def canonical_timestamps(value: Any, key: str | None = None) -> Any:
     """Every RFC 3339 string in `value` (recursively) in the canonical spelling."""
-    if isinstance(value, str) and _TIMESTAMP.match(value):
+    if isinstance(value, str) and _looks_like_time(value, key):
         try:
             return canonical_time(value)
         except ValueError:
             return value
     if isinstance(value, dict):
-        return {k: canonical_timestamps(v) for k, v in value.items()}
+        return {k: canonical_timestamps(v, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [canonical_timestamps(v) for v in value]
+        return [canonical_timestamps(v, key) for v in value]
     return value
 
 
@@ -72,7 +91,7 @@ def normalize(value: Any, key: str | None = None) -> Any:
             return value
         if _NUMBER.match(value):
             return _number(float(value))
-        if _TIMESTAMP.match(value):
+        if _looks_like_time(value, key):
             try:
                 return canonical_time(value)
             except ValueError:

@@ -32,11 +32,10 @@ from pulumi.dynamic import CheckFailure, DiffResult
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props
-from .client import KindIndex, MetronomeError, get_live, kind_index, paginate, request
-from .diff import UNKNOWN, canonical_time, compute_diff, normalize
+from .client import USD_CENTS_ID, KindIndex, MetronomeError, get_live, kind_index, paginate, request
+from .diff import UNKNOWN, canonical_time, compute_diff, instant, normalize
 
 ENTITY = "rate_card"
-USD_CENTS_ID = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"  # Metronome's default fiat credit type
 RATES_PER_CALL = 1000  # one addRates call per card unless a card is huge
 SCHEDULE_FROM = "2000-01-01T00:00:00Z"  # read the whole schedule, history included
 
@@ -148,10 +147,6 @@ def conversions_only_added(old: list[dict[str, Any]] | None, new: list[dict[str,
 # ---------------------------------------------------------------------------------------------
 
 
-def _ts(value: str) -> datetime:
-    return datetime.fromisoformat(canonical_time(value).replace("Z", "+00:00"))
-
-
 def _fmt(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -212,7 +207,7 @@ def _is_tombstone(rate: dict[str, Any]) -> bool:
     return (
         bool(end)
         and not rate.get("entitled", True)
-        and _ts(end) - _ts(rate["starting_at"]) == timedelta(hours=1)
+        and instant(end) - instant(rate["starting_at"]) == timedelta(hours=1)
     )
 
 
@@ -233,7 +228,7 @@ def fold_schedule(
         groups.setdefault(rate_key(rate)[:2], []).append(rate)
     out: list[dict[str, Any]] = []
     for segments in groups.values():
-        segments.sort(key=lambda r: _ts(r["starting_at"]))
+        segments.sort(key=lambda r: instant(r["starting_at"]))
         chains: list[dict[str, Any]] = []
         for seg in segments:
             prev = chains[-1] if chains else None
@@ -245,7 +240,7 @@ def fold_schedule(
                 and prev is not None
                 and rate_key(seg) not in desired_starts
                 and prev.get("ending_before")
-                and _ts(prev["ending_before"]) <= _ts(seg["starting_at"])
+                and instant(prev["ending_before"]) <= instant(seg["starting_at"])
             )
             if continues:
                 assert prev is not None
@@ -254,8 +249,9 @@ def fold_schedule(
                 chains.append({**seg, "_last": seg})
         for chain in chains:
             declared = rate_key(chain) in desired_starts
-            ended = chain.get("ending_before") and _ts(chain["ending_before"]) <= now
-            if declared or not (ended or _is_tombstone(chain)):
+            ended = chain.get("ending_before") and instant(chain["ending_before"]) <= now
+            # A tombstone is the chain's last segment (after a price change the chain starts earlier).
+            if declared or not (ended or _is_tombstone(chain["_last"])):
                 out.append(chain if keep_last else _strip(chain))
     out.sort(key=rate_key)
     return out
@@ -335,15 +331,15 @@ def plan_rate_changes(
     included (`entry_to_rate` of each schedule entry): a rate declared again after it was removed
     has an ended segment with its identity, which adding it as declared would overwrite.
     """
-    hour = _ts(now_hour)
+    hour = instant(now_hour)
     new_by = {rate_key(r): r for r in new}
     live_by = {rate_key(r): r for r in live}
-    past_by = {rate_key(r): r for r in history or [] if _ts(r["starting_at"]) < hour}
+    past_by = {rate_key(r): r for r in history or [] if instant(r["starting_at"]) < hour}
     adds: list[dict[str, Any]] = []
     for key, want in new_by.items():
         current = live_by.get(key)
         if current is None:
-            want_end = _ts(want["ending_before"]) if want.get("ending_before") else None
+            want_end = instant(want["ending_before"]) if want.get("ending_before") else None
             if key in past_by and (want_end is None or want_end > hour):
                 # Declared again after it was removed (ended): the past stays as billed; the
                 # declared values apply from the current hour (read folds the two back together).
@@ -354,8 +350,8 @@ def plan_rate_changes(
         if normalize(_strip(current)) == normalize(want):
             continue
         last = current.get("_last", current)
-        start = _ts(last["starting_at"])
-        want_end = _ts(want["ending_before"]) if want.get("ending_before") else None
+        start = instant(last["starting_at"])
+        want_end = instant(want["ending_before"]) if want.get("ending_before") else None
         if _only_end_differs(current, want):
             # Only the end moves: the price history stays as it was.
             adds.append(
@@ -374,9 +370,9 @@ def plan_rate_changes(
         if key in new_by:
             continue
         last = current.get("_last", current)
-        if _is_tombstone(last) or (last.get("ending_before") and _ts(last["ending_before"]) <= hour):
+        if _is_tombstone(last) or (last.get("ending_before") and instant(last["ending_before"]) <= hour):
             continue  # already ended
-        start = _ts(last["starting_at"])
+        start = instant(last["starting_at"])
         if start < hour:
             adds.append({**_strip(last), "ending_before": _fmt(hour)})
         else:  # not started yet: a rate cannot end before it starts; leave a one-hour tombstone
@@ -421,12 +417,12 @@ def _overlaps(rates: list[Rate]) -> list[CheckFailure]:
         groups.setdefault(rate_key(rate.model_dump(mode="json"))[:2], []).append(i)
     failures = []
     for indexes in groups.values():
-        ordered = sorted(indexes, key=lambda i: _ts(rates[i].starting_at))
+        ordered = sorted(indexes, key=lambda i: instant(rates[i].starting_at))
         for a, b in zip(ordered, ordered[1:], strict=False):
             earlier, later = rates[a], rates[b]
-            if _ts(earlier.starting_at) == _ts(later.starting_at):
+            if instant(earlier.starting_at) == instant(later.starting_at):
                 continue  # a duplicate, reported as such
-            if earlier.ending_before is None or _ts(earlier.ending_before) > _ts(later.starting_at):
+            if earlier.ending_before is None or instant(earlier.ending_before) > instant(later.starting_at):
                 failures.append(
                     CheckFailure(
                         f"rates[{a}].ending_before",
@@ -556,7 +552,7 @@ class RateCardProvider(MetronomeProvider):
                     CheckFailure(f"{path}.custom_rate", "a CUSTOM rate needs custom_rate; to fix: add it")
                 )
             if rate.ending_before and UNKNOWN not in (rate.ending_before, rate.starting_at):
-                if _ts(rate.ending_before) <= _ts(rate.starting_at):
+                if instant(rate.ending_before) <= instant(rate.starting_at):
                     failures.append(
                         CheckFailure(
                             f"{path}.ending_before",
@@ -624,11 +620,10 @@ class RateCardProvider(MetronomeProvider):
                 "in place; replace the rate card"
             )
         body: dict[str, Any] = {}
+        removed = {"description": "", "aliases": []}  # cleared explicitly: a null may read as "unchanged"
         for field in ("name", "description", "aliases"):
             if field in changed:
-                body[field] = (
-                    news.get(field) if news.get(field) is not None else ([] if field == "aliases" else None)
-                )
+                body[field] = news.get(field) if news.get(field) is not None else removed.get(field)
         if "credit_type_conversions" in changed:
             have = {c["custom_credit_type_id"] for c in olds.get("credit_type_conversions") or []}
             body["add_credit_type_conversions"] = [

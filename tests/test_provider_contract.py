@@ -321,3 +321,67 @@ def test_billing_provider_configuration_is_added_once_never_changed(fresh_emulat
         assert h.diff(K, ended_id, ended_out, moved).changes == "NONE"
         got = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=ended_id).data
         assert got.customer_billing_provider_configuration.id == y.id
+
+
+USD = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"  # USD (cents): Metronome's default credit type
+
+
+def test_equivalent_spellings_read_back_without_a_diff(host, refs):
+    """Spellings Metronome stores in its own form: after create + refresh, the same inputs diff to nothing."""
+    recurring = {
+        "starting_at": START,
+        "ending_before": "2026-04-01T00:00:00Z",
+        "frequency": "MONTHLY",
+        "amount_distribution": "EACH",
+        "amount": 10,
+    }
+    inputs = contract(
+        refs,
+        new_customer(host),
+        name=None,
+        commits=[
+            {
+                "product_id": refs["commit_product"],
+                "type": "POSTPAID",
+                "name": "postpaid",
+                "access_schedule": {
+                    "credit_type_id": USD,  # the default, written out
+                    "schedule_items": [
+                        {"amount": 20, "starting_at": "2026-07-01T00:00:00Z", "ending_before": "2027-01-01"},
+                        {"amount": 10, "starting_at": "2026-01-01", "ending_before": "2026-07-01T00:00:00Z"},
+                    ],
+                },
+                "invoice_schedule": {"recurring_schedule": recurring},
+            }
+        ],
+        overrides=[
+            {
+                "starting_at": START,
+                "product_id": refs["commit_product"],
+                "type": "MULTIPLIER",  # what Metronome infers from `multiplier`
+                "multiplier": 0.9,
+            }
+        ],
+        discounts=[
+            {
+                "product_id": refs["credit_product"],
+                "schedule": {
+                    "credit_type_id": USD,
+                    "schedule_items": [
+                        {"timestamp": "2026-02-01 00:00:00Z", "amount": 1},
+                        {"timestamp": "2026-01-01t00:00:00z", "amount": 2},
+                    ],
+                },
+            },
+            {"product_id": refs["commit_product"], "schedule": {"recurring_schedule": recurring}},
+        ],
+    )
+    inputs["name"] = ""  # a blank optional string is "not set"
+    object_id, checked, outs = host.create_checked(K, inputs)
+    _, read_outs = host.read(K, object_id, outs)
+    d = host.diff(K, object_id, read_outs, checked)
+    assert (d.changes, d.replaces) == ("NONE", []), (d, read_outs, checked)
+    # Written without the defaults and in another order: still the same contract.
+    plain = {**checked, "overrides": [{k: v for k, v in checked["overrides"][0].items() if k != "type"}]}
+    assert host.diff(K, object_id, read_outs, plain).changes == "NONE"
+    # A recurring invoice schedule moved by hand out of its window shows as drift.

@@ -308,3 +308,21 @@ def test_create_is_one_card_call_plus_one_rates_call(fresh_emulator):
     made = {k: v for k, v in calls.items() if v}
     assert made.get("POST /v1/contract-pricing/rate-cards/create") == 1, made
     assert made.get("POST /v1/contract-pricing/rate-cards/addRates") == 1, made
+
+
+def test_rate_removed_in_the_hour_its_price_changed_reads_as_gone(host, products):
+    """The price change starts a segment at the current hour; removing the rate in that same hour ends it
+    with a one-hour tombstone. A refresh must show the rate gone, not a leftover to end again."""
+    inputs = card(products)
+    object_id, checked, outs = host.create_checked(R, inputs)
+    cheaper = [{**r, "price": 250} if r["price"] == 300 else r for r in checked["rates"] if "price" in r]
+    cheaper += [r for r in checked["rates"] if "price" not in r]
+    news = host.check_ok(R, {**checked, "rates": cheaper}, outs)
+    outs = host.update(R, object_id, outs, news)
+    removed = host.check_ok(R, {**news, "rates": [r for r in news["rates"] if r.get("price") != 250]}, outs)
+    outs = host.update(R, object_id, outs, removed)
+    _, read_outs = host.read(R, object_id, outs)
+    assert not [r for r in read_outs["rates"] if r.get("pricing_group_values") == {"model": "large"}], (
+        read_outs
+    )
+    assert host.diff(R, object_id, read_outs, removed).changes == "NONE"

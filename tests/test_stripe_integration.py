@@ -237,10 +237,12 @@ def test_go_live_under_injected_failures_sets_each_configuration_once(
     customers = make_customers(fresh_emulator, fake_stripe, 30, "flaky")
     off = base_inputs(customers, go_live=False)
     id_, outs = host.create(off)
-    # 429s, and 500s before and after processing: a blind retry of a processed batch would duplicate.
+    # The preview (check) first; then the update under 429s, and 500s before and after processing: a
+    # blind retry of a processed batch would duplicate.
+    checked = host.host.check_ok(PROVIDER, host.props(base_inputs(customers, go_live=True)), host.props(off))
     config = fresh_emulator.admin("POST", "config", json={"fail_rate": 0.3, "seed": 11})
     assert config.status_code == 200
-    live = host.update(id_, outs, base_inputs(customers, go_live=True))
+    live = host.host.update(PROVIDER, id_, outs, checked, name="stripe")
     fresh_emulator.admin("POST", "config", json={"fail_rate": 0.0})
     assert len(live["billing_provider_configuration_ids"]) == 30
     for c in customers:
