@@ -158,6 +158,30 @@ CASES = [
         [],
     ),
     (ContractProvider, with_(CONTRACT, uniqueness_key="iac:p/s/k#1"), CONTRACT, False, []),
+    (ProductProvider, PRODUCT, with_(PRODUCT, pricing_group_key=["region", "model"]), False, []),
+    (CustomerProvider, with_(CUSTOMER, external_id=None), with_(CUSTOMER, external_id=""), False, []),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(
+            CONTRACT,
+            discounts=[
+                {
+                    **d,
+                    "schedule": {
+                        "credit_type_id": "2714e483-4ff1-48e4-9e25-ac732e8f24f2",
+                        "schedule_items": [
+                            {**i, "timestamp": i["timestamp"].replace("T", " ").lower()}
+                            for i in reversed(d["schedule"]["schedule_items"])
+                        ],
+                    },
+                }
+                for d in CONTRACT["discounts"]
+            ],
+        ),
+        False,
+        [],
+    ),
     # -- in-place updates
     (BillableMetricProvider, METRIC, with_(METRIC, name="Renamed"), True, []),
     (BillableMetricProvider, METRIC, with_(METRIC, custom_fields={"team": "x"}), True, []),
@@ -251,3 +275,41 @@ def test_normalize_table():
         {"tiers": [{"price": 1}, {"size": 1, "price": 2}]}
     )  # tier order matters
     assert normalize({"tags": ["b", "a"]}) == normalize({"tags": ["a", "b"]})
+
+    # Under time keys, the other spellings of one instant; elsewhere a date-like string stays a string.
+    assert normalize({"timestamp": "2026-01-01"}) == normalize({"timestamp": "2026-01-01t00:00:00z"})
+    assert normalize({"starting_at": "2026-01-01 01:00:00+01:00"}) == {"starting_at": "2026-01-01T00:00:00Z"}
+    assert normalize({"name": "2026-01-01"}) == {"name": "2026-01-01"}
+    assert normalize({"schedule_items": [2, 1]}) == normalize({"schedule_items": [1, 2]})
+
+
+def test_recurring_schedule_reads_as_declared_only_while_the_items_fit_its_window():
+    from providers.contract import to_inputs
+
+    recurring = {
+        "starting_at": "2026-01-01T00:00:00Z",
+        "ending_before": "2026-04-01T00:00:00Z",
+        "frequency": "MONTHLY",
+        "amount_distribution": "EACH",
+        "amount": 10,
+    }
+    declared = {
+        "customer_id": "cu-1",
+        "starting_at": "2026-01-01T00:00:00Z",
+        "discounts": [{"product_id": "p-1", "schedule": {"recurring_schedule": recurring}}],
+    }
+
+    def live(*timestamps: str) -> dict:
+        items = [{"id": f"i{n}", "timestamp": t, "amount": 10} for n, t in enumerate(timestamps)]
+        return {
+            "customer_id": "cu-1",
+            "starting_at": "2026-01-01T00:00:00Z",
+            "discounts": [{"id": "d-1", "product": {"id": "p-1"}, "schedule": {"schedule_items": items}}],
+        }
+
+    expanded = live("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
+    (read,) = to_inputs(expanded, declared)["discounts"]
+    assert read["schedule"] == {"recurring_schedule": recurring}
+    moved = live("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-06-01T00:00:00Z")
+    (read,) = to_inputs(moved, declared)["discounts"]
+    assert "recurring_schedule" not in read["schedule"]  # a hand edit outside the window is drift
