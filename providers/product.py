@@ -134,20 +134,29 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
 
 
 _GROUP_KEYS: dict[tuple[str, str], list[list[str]]] = {}  # a metric's group keys never change
+_LOOKUPS_OFF: set[str] = set()  # base URLs whose look-up failed once in this run: check stays quick
 
 
 def metric_group_keys(metric_id: str) -> list[list[str]] | None:
-    """The live metric's group keys, None when it cannot be looked up (missing, archived, no access)."""
+    """The live metric's group keys, None when it cannot be looked up (missing, archived, no access,
+    API down). One retry at most, and after a failure no further look-ups: this is a preview-time
+    courtesy, and the API checks again at create."""
+    base_url = ""
     try:
         client = get_client()
-        key = (str(client.base_url), metric_id)
+        base_url = str(client.base_url)
+        key = (base_url, metric_id)
+        if base_url in _LOOKUPS_OFF:
+            return None
         if key not in _GROUP_KEYS:
-            metric = BillableMetricProvider.get_raw(client, metric_id, f"BillableMetric {metric_id}")
+            quick = client.with_options(max_retries=1)
+            metric = BillableMetricProvider.get_raw(quick, metric_id, f"BillableMetric {metric_id}")
             if metric is None:
                 return None
             _GROUP_KEYS[key] = [list(keys) for keys in metric.get("group_keys") or []]
         return _GROUP_KEYS[key]
-    except Exception:  # noqa: BLE001 - a preview-time courtesy; the API checks again at create
+    except Exception:  # noqa: BLE001 - no token, unreachable, 5xx after the retry: skip the courtesy
+        _LOOKUPS_OFF.add(base_url)
         return None
 
 

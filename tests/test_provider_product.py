@@ -147,3 +147,34 @@ def test_read_after_out_of_band_archive(host, emulator, metric_ids):
     object_id, _, outs = host.create_checked(P, product(metric_ids[0]))
     emulator.client().v1.contracts.products.archive(product_id=object_id)
     assert host.read(P, object_id, outs) == ("", {})
+
+
+def test_check_look_ups_stop_after_the_api_fails_once():
+    """Preview must not crawl through retries per product when the API is down: one failed look-up
+    (with a single retry) turns the courtesy check off for the rest of the run."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Down(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("retry-after-ms", "10")
+            self.end_headers()
+            self.wfile.write(b'{"message": "down"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with ProviderHost(f"http://127.0.0.1:{server.server_port}", "token") as down:
+            for n in range(5):
+                down.check_ok(P, product(f"00000000-0000-4000-8000-00000000000{n}"))
+    finally:
+        server.shutdown()
+    assert 1 <= len(hits) <= 2, hits
