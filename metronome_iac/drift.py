@@ -67,7 +67,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name (folder under --stacks-dir)")
     parser.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     parser.add_argument("--stacks-dir", default="stacks", help="directory holding one folder per stack")
-    parser.add_argument("--base-url", help="Metronome API URL (default: stack config metronome:baseUrl)")
+    parser.add_argument(
+        "--base-url",
+        help="Metronome API URL (default: env METRONOME_BASE_URL, else metronome:baseUrl in "
+        f"Pulumi.<STACK>.yaml, else {DEFAULT_BASE_URL})",
+    )
     parser.add_argument(
         "--project", help="Pulumi project name (default: from Pulumi.yaml, else metronome-iac)"
     )
@@ -282,12 +286,20 @@ def describe_failure(err: Exception, url: str | None, source: str, token_setting
     if isinstance(err, metronome.APITimeoutError) or text.endswith("request to Metronome timed out"):
         return f"Metronome at {shown} (from {source}) did not answer in time: retry, or check the URL"
     if isinstance(err, metronome.APIConnectionError) or "cannot reach Metronome" in text:
-        defaulted = source.startswith("the default")
-        change = "set another URL with --base-url" if defaulted else f"correct {source}"
+        if source == "--base-url":
+            change = "pass the right --base-url"
+        elif source.startswith("the default"):
+            change = "set another URL with --base-url"
+        else:
+            change = f"correct {source}"
         port = urlsplit(shown).port
         command = f"metronome-iac emulator --port {port}" if port else "metronome-iac emulator"
-        start = f"start the emulator there (`{command}`) or " if local else ""
-        return f"cannot reach Metronome at {shown} (from {source}): {start}{change}"
+        if local:
+            advice = f"start the emulator there (`{command}`), or if the URL is wrong, {change}"
+        else:  # the URL may well be right and the network the problem: do not send them to edit it
+            advice = "check that URL and that this machine can reach it (network, proxy); "
+            advice += f"if the URL is wrong, {change}"
+        return f"cannot reach Metronome at {shown} (from {source}): {advice}"
     if status in (401, 403):
         return f"Metronome at {shown} (from {source}) refused the API token ({status}): check {token_setting}"
     return text or type(err).__name__

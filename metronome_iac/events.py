@@ -400,9 +400,27 @@ def _read_json_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+TRANSLATE_DESCRIPTION = (
+    "Translate Stripe meter events (JSON Lines, as sent to Stripe's meter event API) into Metronome usage "
+    "events (JSON Lines, as sent to /v1/ingest), so the same usage can go to both during the parallel run. "
+    "With --stack, each Stripe customer id becomes its customer's ingest alias and the keys a metric "
+    "aggregates become numbers; --aliases gives the aliases from a file instead. Without either, the Stripe "
+    "customer id is sent as customer_id and only the value key and --numeric-key values become numbers."
+)
+CHECK_DESCRIPTION = (
+    "Check Metronome usage events (JSON Lines) against a stack: each event_type matches a billable metric "
+    "(and its property filters), the metric's group keys are present, the aggregated property is a number "
+    "and customer_id is an ingest alias of one of the stack's customers. Prints a count per problem."
+)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="events_command", required=True, metavar="{translate,check}")
-    tr = sub.add_parser("translate", help="Stripe meter events (JSON Lines) -> Metronome events (JSON Lines)")
+    tr = sub.add_parser(
+        "translate",
+        help="Stripe meter events (JSON Lines) -> Metronome events (JSON Lines)",
+        description=TRANSLATE_DESCRIPTION,
+    )
     tr.add_argument("--in", dest="input", type=Path, help="input file (default: stdin)")
     tr.add_argument("--out", type=Path, help="output file (default: stdout)")
     tr.add_argument(
@@ -410,22 +428,50 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="YAML/JSON map stripe customer id -> ingest alias, or an environment.yaml",
     )
-    tr.add_argument("--stack", help="take aliases and numeric keys from stacks/<STACK>/")
-    tr.add_argument("--stacks-dir", type=Path, default=Path("stacks"))
-    tr.add_argument("--numeric-key", action="append", default=[], help="payload key to convert to a number")
+    tr.add_argument(
+        "--stack",
+        help="take the ingest aliases (customers' stripe_customer_id) and numeric keys (what metrics "
+        "aggregate) from STACKS_DIR/STACK/",
+    )
+    tr.add_argument(
+        "--stacks-dir",
+        type=Path,
+        default=Path("stacks"),
+        help="directory holding one directory per stack (default: stacks)",
+    )
+    tr.add_argument(
+        "--numeric-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="payload key to convert to a number (repeatable)",
+    )
     tr.add_argument(
         "--customer-key",
         default=STRIPE_CUSTOMER_KEY,
-        help="payload key holding the Stripe customer id (the meter's customer_mapping.event_payload_key)",
+        metavar="KEY",
+        help="payload key holding the Stripe customer id (the meter's customer_mapping.event_payload_key; "
+        f"default {STRIPE_CUSTOMER_KEY})",
     )
     tr.add_argument(
         "--value-key",
         default=STRIPE_VALUE_KEY,
-        help="payload key holding the value (the meter's value_settings.event_payload_key)",
+        metavar="KEY",
+        help="payload key holding the value (the meter's value_settings.event_payload_key; "
+        f"default {STRIPE_VALUE_KEY})",
     )
-    ck = sub.add_parser("check", help="check Metronome events against a stack's catalog")
-    ck.add_argument("--stack", required=True)
-    ck.add_argument("--stacks-dir", type=Path, default=Path("stacks"))
+    ck = sub.add_parser(
+        "check", help="check Metronome events against a stack's catalog", description=CHECK_DESCRIPTION
+    )
+    ck.add_argument(
+        "--stack", required=True, help="the stack to check against: its catalog.yaml and environment.yaml"
+    )
+    ck.add_argument(
+        "--stacks-dir",
+        type=Path,
+        default=Path("stacks"),
+        help="directory holding one directory per stack (default: stacks)",
+    )
     ck.add_argument("--in", dest="input", type=Path, help="input file (default: stdin)")
 
 
@@ -487,6 +533,14 @@ def _run_translate(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"error: the alias file {args.aliases} cannot be read: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if aliases is None:
+        converted = ", ".join(f"payload.{k}" for k in [args.value_key, *sorted(numeric - {args.value_key})])
+        print(
+            "warning: without --stack or --aliases customers are not mapped (the Stripe customer id is sent "
+            f"as customer_id) and values are not converted (only {converted} become numbers); "
+            "pass --stack STACK to use its ingest aliases and numeric keys",
+            file=sys.stderr,
+        )
     hint = _alias_hint(args)
     out = args.out.open("w") if args.out else sys.stdout
     failures: Counter = Counter()

@@ -39,6 +39,7 @@ AGGREGATIONS = {"sum": "SUM", "count": "COUNT", "last": "LATEST"}
 LIVE_SUBSCRIPTION_STATUSES = {"active", "trialing", "past_due", "unpaid", "incomplete"}
 # Credit grants without an expiry: Metronome access schedules need an end.
 NO_EXPIRY = "2100-01-01T00:00:00Z"
+STRIPE_API = "https://api.stripe.com"
 HEADER = "# Written by `metronome-iac import-stripe` from Stripe account {account}. Review before use.\n"
 
 
@@ -86,12 +87,18 @@ def _all(list_object: Any) -> Iterator[dict[str, Any]]:
 
 
 def read_account(client: Any) -> StripeAccount:
+    import stripe
+
     v1 = client.v1
     try:
         account_id = v1.accounts.retrieve_current().id
-    except Exception as exc:  # some keys (restricted) cannot read the account: import anyway
+    except (stripe.AuthenticationError, stripe.APIConnectionError):
+        raise  # nothing else can be read either: one error, not a warning and then the same error
+    except stripe.StripeError as exc:  # some keys (restricted) cannot read the account: import anyway
         print(
-            f"warning: could not read the Stripe account id ({exc}); set stripe.expected_account_id by hand"
+            f"warning: could not read the Stripe account id ({_one_line(exc)}); "
+            "set stripe.expected_account_id by hand",
+            file=sys.stderr,
         )
         account_id = None
     subscriptions = list(_all(v1.subscriptions.list(params={"status": "all", "limit": 100})))
@@ -115,6 +122,32 @@ def read_account(client: Any) -> StripeAccount:
             if not g.get("voided_at") and not _expired(g, datetime.now(timezone.utc))
         },
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (Stripe's are often several), without the request id."""
+    text = getattr(exc, "user_message", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def stripe_error(exc: Exception, api_base: str) -> str:
+    """One `error:` line for a failed read of Stripe: what went wrong and what to check."""
+    import stripe
+
+    if isinstance(exc, stripe.AuthenticationError):
+        return f"Stripe at {api_base} refused the key ({_one_line(exc)}); check --api-key or STRIPE_API_KEY"
+    if isinstance(exc, stripe.APIConnectionError):
+        found = re.search(r"\[Errno -?\d+\] ([^\"')\]]+)", str(exc))
+        reason = found.group(1).strip() if found else "network error"
+        return (
+            f"cannot reach Stripe at {api_base} ({reason}); check that URL (--api-base or STRIPE_API_BASE) "
+            "and that this machine can reach it (network, proxy)"
+        )
+    if isinstance(exc, stripe.PermissionError):
+        return (
+            f"the Stripe key may not read everything the import needs ({_one_line(exc)}); use a key that can"
+        )
+    return f"reading Stripe at {api_base} failed: {_one_line(exc)}"
 
 
 def _expired(grant: Mapping[str, Any], now: datetime) -> bool:
@@ -186,6 +219,29 @@ def default_rates_start(now: datetime | None = None) -> str:
     """Rates start at the beginning of the current month (UTC) unless told otherwise."""
     now = now or datetime.now(timezone.utc)
     return now.strftime("%Y-%m-01T00:00:00Z")
+
+
+_START = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?)?")
+
+
+def rates_start(text: str) -> str:
+    """argparse type for --rates-starting-at: a date (midnight UTC) or an RFC 3339 time (with an offset;
+    without one, UTC) on a whole hour, as Metronome's rates and contracts start. Returns
+    `YYYY-MM-DDTHH:MM:SSZ` in UTC."""
+    example = "e.g. 2026-01-01 or 2026-01-01T00:00:00Z"
+    try:
+        if not _START.fullmatch(text.strip()):
+            raise ValueError
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or an RFC 3339 time ({example})") from None
+    when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    if when.minute or when.second or when.microsecond:
+        hour = when.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not on a whole hour (UTC): rates and contracts start on the hour; use e.g. {hour}"
+        )
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def map_meter(meter: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -498,7 +554,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-base", help="Stripe API base URL (default: env STRIPE_API_BASE, else Stripe)")
     parser.add_argument(
         "--rates-starting-at",
-        help="start of the imported rates and contracts (default: this month's start, UTC)",
+        type=rates_start,
+        metavar="WHEN",
+        help="start of the imported rates and contracts, on a whole hour: a date (midnight UTC) or an "
+        "RFC 3339 time, e.g. 2026-01-01 or 2026-01-01T00:00:00Z; without an offset, UTC "
+        "(default: this month's start, UTC)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing stack files in --out")
 
@@ -511,11 +571,12 @@ def run(args: argparse.Namespace) -> int:
     if not api_key:
         print("error: no Stripe key: pass --api-key or set STRIPE_API_KEY", file=sys.stderr)
         return EXIT_ERROR
-    client = make_client(api_key, args.api_base or os.environ.get("STRIPE_API_BASE"))
+    api_base = args.api_base or os.environ.get("STRIPE_API_BASE")
+    client = make_client(api_key, api_base)
     try:
         account = read_account(client)
     except Exception as exc:  # stripe errors carry a readable message
-        print(f"error: reading Stripe failed: {exc}", file=sys.stderr)
+        print(f"error: {stripe_error(exc, api_base or STRIPE_API)}", file=sys.stderr)
         return EXIT_ERROR
     result = build_stack(account, args.rates_starting_at or default_rates_start())
     report(result)

@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import metronome
 import pytest
 from mini_engine import PROJECT, MiniEngine, engine_for, make_stack_dir
 
 from metronome_iac.catalog import load_stack
 from metronome_iac.cli import main
+from metronome_iac.drift import describe_failure
 
 
 @pytest.fixture
@@ -112,7 +115,9 @@ def test_unreachable_api_names_the_setting_that_chose_the_url(
     monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
     args = ["drift", "--stack", stack_dir.name, "--stacks-dir", str(stack_dir.parent), "--project", PROJECT]
 
-    (tmp_path / f"Pulumi.{stack_dir.name}.yaml").write_text("config:\n  metronome:baseUrl: http://127.0.0.1:9\n")
+    (tmp_path / f"Pulumi.{stack_dir.name}.yaml").write_text(
+        "config:\n  metronome:baseUrl: http://127.0.0.1:9\n"
+    )
     assert main(args) == 1
     err = capsys.readouterr().err
     assert f"http://127.0.0.1:9 (from metronome:baseUrl in Pulumi.{stack_dir.name}.yaml)" in err, err
@@ -170,3 +175,26 @@ def test_list_fields_report_the_differing_leaf(
     (rates,) = card["fields"]
     assert rates["field"] == "rates" and len(rates["details"]) == 1
     assert rates["details"][0]["desired"] == 310 and rates["details"][0]["live"] == 300
+
+
+def test_unreachable_remote_api_does_not_blame_the_url() -> None:
+    """A real URL that cannot be reached is as likely the network as the URL: say to check both."""
+    url = "https://api.metronome.com"
+    err = metronome.APIConnectionError(request=httpx.Request("GET", url))
+    line = describe_failure(err, url, "metronome:baseUrl in Pulumi.prod.yaml", "METRONOME_BEARER_TOKEN")
+    assert line.startswith(f"cannot reach Metronome at {url} (from metronome:baseUrl in Pulumi.prod.yaml): ")
+    advice = line.split("): ", 1)[1]
+    assert advice.startswith("check that URL and that this machine can reach it (network, proxy)"), line
+    assert "if the URL is wrong, correct metronome:baseUrl in Pulumi.prod.yaml" in line
+    assert "emulator" not in line  # not a local URL
+
+
+def test_base_url_help_gives_the_real_order(capsys: pytest.CaptureFixture) -> None:
+    """--base-url, else METRONOME_BASE_URL, else metronome:baseUrl in Pulumi.<stack>.yaml (as the README)."""
+    with pytest.raises(SystemExit):
+        main(["drift", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    base_url_help = text[text.index("--base-url BASE_URL") :]
+    env, config = base_url_help.index("METRONOME_BASE_URL"), base_url_help.index("metronome:baseUrl")
+    assert env < config, base_url_help
+    assert "Pulumi.<STACK>.yaml" in base_url_help

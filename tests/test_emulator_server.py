@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -9,7 +12,7 @@ from pathlib import Path
 import httpx
 import metronome
 import pytest
-from conftest import Emulator, start_emulator
+from conftest import REPO, Emulator, start_emulator
 
 
 def uid(prefix: str = "t") -> str:
@@ -177,3 +180,54 @@ def test_unusable_db_is_one_error_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and db in lines[0], err
     assert "Traceback" not in err
+
+
+def test_config_echoes_seed(fresh_emulator: Emulator) -> None:
+    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1}; both answer all three.
+    assert fresh_emulator.admin("GET", "config").json() == {"fail_rate": 0.0, "latency_ms": 0.0, "seed": None}
+    posted = fresh_emulator.admin("POST", "config", json={"fail_rate": 0.1, "latency_ms": 50, "seed": 1})
+    assert posted.json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1}
+    assert fresh_emulator.admin("GET", "config").json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1}
+    assert fresh_emulator.admin("POST", "config", json={"seed": "x"}).status_code == 400
+    fresh_emulator.admin("POST", "config", json={"fail_rate": 0, "latency_ms": 0})
+
+
+def test_seed_flag_is_echoed() -> None:
+    emu = start_emulator("--seed", "5")
+    try:
+        assert emu.admin("GET", "config").json()["seed"] == 5
+    finally:
+        emu.stop()
+
+
+def test_port_in_use_is_one_error_line() -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "metronome_iac", "emulator", "--port", str(port)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1, done.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert f"port {port}" in lines[0] and "127.0.0.1" in lines[0] and "in use" in lines[0], done.stderr
+    assert "--port" in lines[0]
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_bad_port_is_a_bad_argument(port: str, capsys: pytest.CaptureFixture) -> None:
+    from metronome_iac.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", port])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: argument --port" in err and "1-65535" in err and "Traceback" not in err, err

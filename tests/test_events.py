@@ -225,3 +225,40 @@ def test_custom_customer_and_value_keys() -> None:
     out = events.translate_event(event, ALIASES, customer_key="acct", value_key="secs")
     assert out["customer_id"] == "acme-prod" and out["properties"] == {"secs": 7.5}
     assert out["timestamp"] == "2026-01-01T00:00:00Z"
+
+
+def test_translate_without_stack_or_aliases_warns(
+    stack_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unmapped customers and string values are kept (a quick look needs no stack) but said, once."""
+    src = stack_dir / "stripe.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in STRIPE_EVENTS))
+    assert main(["events", "translate", "--in", str(src)]) == 0
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
+    assert out[0]["customer_id"] == "cus_acme" and out[0]["properties"]["tokens"] == "1200"
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, captured.err
+    assert "--stack" in warnings[0] and "--aliases" in warnings[0], warnings[0]
+    assert "customers are not mapped" in warnings[0] and "values are not converted" in warnings[0]
+
+    stacks = str(stack_dir.parent)
+    assert main(["events", "translate", "--stack", "dev", "--stacks-dir", stacks, "--in", str(src)]) == 0
+    aliases = stack_dir / "aliases.yaml"
+    aliases.write_text(yaml.safe_dump(ALIASES))
+    assert main(["events", "translate", "--aliases", str(aliases), "--in", str(src)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["translate", "check"])
+def test_events_subcommands_explain_themselves(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["events", command, "--help"])
+    assert exited.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    usage, _, rest = help_text.partition("options:")
+    assert len(usage.split("]")[-1].strip()) > 80, "no description under the usage line"
+    for option in re.findall(r"\[(--[a-z-]+)", usage) + re.findall(r" (--stack) STACK ", usage):
+        described = re.search(rf"{option} [A-Z_]+ (\S+)", rest)
+        assert described and not described.group(1).startswith("--"), f"{option} has no help text"
+    assert "--stacks-dir STACKS_DIR directory" in rest

@@ -99,6 +99,10 @@ def test_readme_emulator_command_and_knobs(tmp_path: Path) -> None:
                     payload = {**payload, "fail_rate": 0}  # the README's example, minus the flakiness
                 response = httpx.request(method, f"{base}/_emulator/{name}", json=payload, timeout=10)
                 assert response.status_code == 200, (method, name, response.text)
+                if name == "config":  # GET and POST both answer with the knobs the README shows, seed too
+                    assert set(response.json()) == set(json.loads(body.strip("`"))), (method, response.text)
+                    if method == "POST":
+                        assert response.json() == payload, response.text
 
         # "with --token, that token only"
         api = f"{base}/v1/customers"
@@ -186,16 +190,34 @@ def test_migration_doc_events_exit_codes(tmp_path: Path) -> None:
 
 
 def test_migration_doc_says_the_repo_stacks_do_not_match_the_example(tmp_path: Path) -> None:
-    """The doc warns that this repository's prod stack reports the example events as unknown_event_type."""
+    """The doc warns that this repository's prod stack reports the example events as unknown_event_type,
+    and as unknown_customer (prod has no `acme-prod` alias); against dev only unknown_event_type."""
     _events_workdir(tmp_path)
     shutil.rmtree(tmp_path / "stacks")
     shutil.copytree(REPO / "stacks", tmp_path / "stacks")
-    assert "`unknown_event_type`" in MIGRATION
+    note = " ".join(MIGRATION[MIGRATION.index("(This repository's example stacks") :].split(")\n")[0].split())
+    assert "`events check --stack prod`" in note, note
+    assert "`unknown_event_type`" in note and "`unknown_customer`" in note, note
     translated = run_shell("metronome-iac events translate --aliases aliases.yaml --value-key tokens "
                            "--in stripe-events.jsonl > m.jsonl", tmp_path)  # fmt: skip
     assert translated.returncode == 0, translated.stderr
     result = run_shell("metronome-iac events check --stack prod --in m.jsonl", tmp_path)
-    assert result.returncode == 2 and "unknown_event_type" in result.stdout, result.stdout
+    problems = set(re.findall(r"^  (\w+): \d+", result.stdout, re.M))
+    assert result.returncode == 2 and problems == {"unknown_event_type", "unknown_customer"}, result.stdout
+    result = run_shell("metronome-iac events check --stack dev --in m.jsonl", tmp_path)
+    problems = set(re.findall(r"^  (\w+): \d+", result.stdout, re.M))
+    assert result.returncode == 2 and problems == {"unknown_event_type"}, result.stdout
+
+
+def test_migration_doc_says_translate_warns_without_stack_or_aliases(tmp_path: Path) -> None:
+    """Without --stack/--aliases the Stripe id is the customer_id and values stay strings: said on stderr."""
+    _events_workdir(tmp_path)
+    text = " ".join(section(MIGRATION, "## 2. The parallel run: translating and checking events").split())
+    assert "With neither `--stack` nor `--aliases`" in text and "`warning:`" in text
+    result = run_shell("metronome-iac events translate --in stripe-events.jsonl", tmp_path)
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "customers are not mapped" in warning and "values are not converted" in warning
 
 
 # --------------------------------------------------------------------------------------------- promote
@@ -225,6 +247,22 @@ def test_readme_promote_check_and_promote(tmp_path: Path) -> None:
     assert (tmp_path / "stacks/prod/catalog.yaml").read_bytes() == staging.read_bytes()
     assert (tmp_path / "stacks/prod/environment.yaml").read_text() == prod_env  # never moves
     assert run_shell(f"{promote} --check", tmp_path).returncode == 0
+
+
+def test_readme_export_paragraph_names_every_export_option() -> None:
+    """`metronome-iac export --help` and README's "Adopt what exists" paragraph list the same options."""
+    import argparse
+
+    from metronome_iac import export
+
+    parser = argparse.ArgumentParser()
+    export.configure_parser(parser)
+    options = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    text = section(README, "## Day to day")
+    paragraph = text[text.index("**Adopt what exists.**") :].split("\n\n")[0]
+    missing = [o for o in sorted(options - {"--help"}) if not re.search(rf"{o}(?![\w-])", paragraph)]
+    assert not missing, f"README's export paragraph does not mention {missing}"
+    assert "`--stripe-account acct_...`" in paragraph and "expected_account_id" in paragraph
 
 
 def test_drift_usage_error_is_not_read_as_drift(tmp_path: Path) -> None:

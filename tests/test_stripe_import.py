@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port
 from fake_stripe import ACCOUNT_ID, API_KEY, FakeStripe
 
 from metronome_iac import stripe_import
@@ -325,3 +326,67 @@ def test_program_declares_the_imported_stack(imported: dict) -> None:
     }
     assert stripe_inputs["go_live"] is False and len(stripe_inputs["customers"]) == N_CUSTOMERS
     assert yaml.safe_load((imported["out"] / "environment.yaml").read_text())["stripe"]["go_live"] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("yesterday", "is not a date or an RFC 3339 time"),
+        ("2026-01-01T00:30:00Z", "is not on a whole hour"),
+        ("2026-13-01", "is not a date or an RFC 3339 time"),
+    ],
+)
+def test_bad_rates_starting_at_is_refused_before_reading_stripe(
+    value: str, why: str, account: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    fake: FakeStripe = account["fake"]
+    before = len(fake.requests)
+    args = ["import-stripe", "--out", str(tmp_path / "s"), "--api-key", API_KEY, "--api-base", fake.api_base]
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--rates-starting-at", value])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: argument --rates-starting-at" in err and why in err and "Traceback" not in err, err
+    assert len(fake.requests) == before  # refused before any Stripe call
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "utc"),
+    [
+        ("2026-01-01", "2026-01-01T00:00:00Z"),
+        ("2026-01-01T05:00:00+05:00", "2026-01-01T00:00:00Z"),
+        ("2026-03-01T10:00:00", "2026-03-01T10:00:00Z"),
+        ("2026-03-01t10:00:00z", "2026-03-01T10:00:00Z"),
+    ],
+)
+def test_rates_start_normalises_to_utc(value: str, utc: str) -> None:
+    assert stripe_import.rates_start(value) == utc
+
+
+def test_plain_date_rates_starting_at_imports(account: dict, tmp_path: Path) -> None:
+    """A plain date is midnight UTC (it used to fail comparing a naive time with an aware one)."""
+    out = tmp_path / "s"
+    args = ["import-stripe", "--out", str(out), "--api-key", API_KEY, "--api-base", account["fake"].api_base]
+    assert main([*args, "--rates-starting-at", "2026-01-01"]) == 0
+    catalog = yaml.safe_load((out / "catalog.yaml").read_text())
+    assert {r["starting_at"] for c in catalog["rate_cards"] for r in c["rates"]} == {START}
+
+
+@pytest.mark.parametrize("case", ["bad_key", "unreachable"])
+def test_unreadable_stripe_is_one_error_line(
+    case: str, account: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = f"http://127.0.0.1:{free_port()}" if case == "unreachable" else account["fake"].api_base
+    key = "sk_test_not_a_key" if case == "bad_key" else API_KEY
+    assert main(["import-stripe", "--out", str(tmp_path / "s"), "--api-key", key, "--api-base", base]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "warning" not in captured.out + captured.err
+    assert base in lines[0]
+    if case == "bad_key":
+        assert "refused the key" in lines[0] and "--api-key" in lines[0]
+    else:
+        assert "cannot reach Stripe" in lines[0] and "--api-base" in lines[0] and "network" in lines[0]
+    assert not (tmp_path / "s").exists()

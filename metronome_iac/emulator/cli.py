@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -12,9 +14,22 @@ from metronome_iac.emulator.app import Settings, create_app
 from metronome_iac.emulator.store import Store
 
 
+def port_number(text: str) -> int:
+    """argparse type for --port: a TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
+    parser.add_argument(
+        "--port", type=port_number, default=8787, help="port to listen on, 1-65535 (default 8787)"
+    )
     parser.add_argument(
         "--db",
         default=":memory:",
@@ -46,6 +61,37 @@ def open_store(db: str) -> Store:
         raise ValueError(f"cannot open --db {db} as a SQLite database{hint}: {err}") from None
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port), as uvicorn binds it. Raises ValueError with one line that names
+    the address and what to do when it cannot be bound (port in use, no such address, not permitted)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # uvicorn's rule
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as err:
+        raise ValueError(
+            f"cannot listen on --host {host}: {err.strerror or err}; pass an address of this machine"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            why = f"port {port} on {host} is already in use; stop what holds it or pass another --port"
+        elif err.errno in (errno.EACCES, errno.EPERM):
+            why = f"not permitted to listen on port {port} on {host}; pass a --port above 1023"
+        elif err.errno == errno.EADDRNOTAVAIL:
+            why = f"{host} is not an address of this machine; pass another --host (e.g. 127.0.0.1)"
+        else:
+            why = f"cannot listen on {host} port {port}: {err.strerror or err}"
+        raise ValueError(why) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -64,9 +110,20 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
-    app = create_app(store, settings)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="error", access_log=False)
-    finally:
+        sock = listen(args.host, args.port)
+    except ValueError as err:
         store.close()
-    return EXIT_OK
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    app = create_app(store, settings)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="error", access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl+C: a normal stop, as under uvicorn.run
+        pass
+    finally:
+        sock.close()
+        store.close()
+    return EXIT_OK if server.started else EXIT_ERROR

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import bad, check_type, enum, json_body, store_of
+
+if TYPE_CHECKING:
+    from metronome_iac.emulator.app import Settings
 
 router = APIRouter(prefix="/_emulator")
 
@@ -37,8 +42,12 @@ async def reset(request: Request) -> JSONResponse:
 
 @router.get("/config")
 async def get_config(request: Request) -> JSONResponse:
-    s = request.app.state.settings
-    return JSONResponse({"fail_rate": s.fail_rate, "latency_ms": s.latency_ms})
+    return JSONResponse(_config(request.app.state.settings))
+
+
+def _config(settings: Settings) -> dict:
+    """The run-time knobs as GET and POST /config answer them (seed: the fault RNG's last seed, or null)."""
+    return {"fail_rate": settings.fail_rate, "latency_ms": settings.latency_ms, "seed": settings.seed}
 
 
 @router.post("/config")
@@ -58,8 +67,12 @@ async def set_config(request: Request) -> JSONResponse:
     if "seed" in body:
         import random
 
-        request.app.state.rng = random.Random(body["seed"])
-    return JSONResponse({"fail_rate": settings.fail_rate, "latency_ms": settings.latency_ms})
+        seed = body["seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise bad("seed must be an integer or null")
+        settings.seed = seed
+        request.app.state.rng = random.Random(seed)
+    return JSONResponse(_config(settings))
 
 
 @router.post("/billing-providers")
