@@ -30,8 +30,9 @@ def test_up_without_pulumi_cli_says_so_in_one_line(tmp_path: Path) -> None:
     if shutil.which("pulumi", path=env["PATH"]):
         pytest.skip("a pulumi CLI is installed system-wide; the missing-CLI path cannot be exercised")
     try:
-        result = subprocess.run(["bash", "scripts/up.sh"], cwd=REPO, env=env, capture_output=True,
-                                text=True, timeout=120)
+        result = subprocess.run(
+            ["bash", "scripts/up.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
         assert result.returncode != 0
         errors = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(errors) == 1, result.stderr
