@@ -79,6 +79,20 @@ def unix_to_rfc3339(timestamp: Any) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def stripe_time(value: Any) -> str:
+    """A meter event's time in RFC 3339 UTC: Unix seconds (v1 meter events) or an RFC 3339 string
+    with an offset (v2 meter events, the high-throughput stream)."""
+    try:
+        if isinstance(value, str) and "T" in value:
+            moment = parse_rfc3339(value).astimezone(timezone.utc)
+            if moment.microsecond:
+                return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return unix_to_rfc3339(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise EventError("bad_timestamp", str(exc)) from None
+
+
 def parse_rfc3339(value: Any) -> datetime:
     if not isinstance(value, str) or "T" not in value:
         raise ValueError(f"timestamp {value!r} is not an RFC 3339 string")
@@ -259,10 +273,7 @@ def translate_event(
         customer_id = stripe_customer
     if "timestamp" not in stripe_event:
         raise EventError("missing_timestamp", "timestamp (unix seconds) is missing")
-    try:
-        timestamp = unix_to_rfc3339(stripe_event["timestamp"])
-    except (ValueError, OverflowError, OSError) as exc:
-        raise EventError("bad_timestamp", str(exc)) from None
+    timestamp = stripe_time(stripe_event["timestamp"])
 
     properties: dict[str, Any] = {}
     for key, value in payload.items():

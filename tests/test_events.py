@@ -262,3 +262,15 @@ def test_events_subcommands_explain_themselves(command: str, capsys: pytest.Capt
         described = re.search(rf"{option} [A-Z_]+ (\S+)", rest)
         assert described and not described.group(1).startswith("--"), f"{option} has no help text"
     assert "--stacks-dir STACKS_DIR directory" in rest
+
+
+def test_v2_meter_events_with_rfc3339_timestamps_translate_too() -> None:
+    """Stripe's v2 meter events (the high-throughput stream) carry RFC 3339 times, not Unix seconds."""
+    unix = json.loads(json.dumps(STRIPE_EVENTS[0]))
+    expected = events.translate_event(unix, ALIASES, {"tokens"})
+    for spelled in ("2026-01-01T12:00:00.000Z", "2026-01-01T13:00:00+01:00"):
+        v2 = {**unix, "timestamp": spelled}
+        assert events.translate_event(v2, ALIASES, {"tokens"}) == expected
+    with pytest.raises(events.EventError) as info:
+        events.translate_event({**unix, "timestamp": "2026-01-01T12:00:00"}, ALIASES, {"tokens"})
+    assert info.value.code == "bad_timestamp" and "no UTC offset" in info.value.reason
