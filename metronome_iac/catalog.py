@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 CATALOG_FILE = "catalog.yaml"
 ENVIRONMENT_FILE = "environment.yaml"
@@ -271,6 +271,7 @@ class ScheduleItem(Model):
 class AccessSchedule(Model):
     schedule_items: list[ScheduleItem] = Field(min_length=1)
     credit_type_id: str | None = None
+    access_type: Literal["SPEND", "QUANTITY"] | None = None
 
 
 class InvoiceScheduleItem(Model):
@@ -301,7 +302,9 @@ class Commit(Model):
     product: str
     type: Literal["PREPAID", "POSTPAID"]
     name: str | None = None
+    description: str | None = None
     priority: float | None = None
+    rollover_fraction: float | None = Field(default=None, ge=0, le=1)
     rate_type: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
     applicable_products: list[str] | None = None  # catalog names
     applicable_product_tags: list[str] | None = None
@@ -312,6 +315,7 @@ class Commit(Model):
 class Credit(Model):
     product: str
     name: str | None = None
+    description: str | None = None
     priority: float | None = None
     applicable_products: list[str] | None = None
     applicable_product_tags: list[str] | None = None
@@ -323,6 +327,9 @@ class OverwriteRate(Model):
     price: float | None = None
     tiers: list[Tier] | None = None
     credit_type_id: str | None = None
+    quantity: float | None = None  # SUBSCRIPTION rates
+    is_prorated: bool | None = None  # SUBSCRIPTION rates
+    custom_rate: dict[str, Any] | None = None  # CUSTOM rates
 
 
 class OverrideTier(Model):
@@ -340,8 +347,15 @@ class Override(Model):
     overwrite_rate: OverwriteRate | None = None
     tiers: list[OverrideTier] | None = None
     entitled: bool | None = None
+    is_commit_specific: bool | None = None
     priority: float | None = None
     target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
+
+    @model_validator(mode="after")
+    def _scoped(self) -> Override:
+        if self.product is None and not self.applicable_product_tags:
+            raise ValueError("an override applies to a product or to applicable_product_tags: set one")
+        return self
 
 
 class Discount(Model):
@@ -487,7 +501,7 @@ def _parse(text: str, file: str) -> tuple[_Doc, list[Problem]]:
 # validation
 
 
-_KIND_LABEL = {
+KIND_LABELS = {
     "billable_metrics": "billable metric",
     "products": "product",
     "rate_cards": "rate card",
@@ -591,7 +605,7 @@ class _Validator:
             if not isinstance(entries, list):
                 self.add(doc, (section,), None, (), f"'{section}' must be a list of entries")
                 continue
-            label = _KIND_LABEL[section]
+            label = KIND_LABELS[section]
             seen: dict[str, int] = {}
             declared = self.declared.setdefault(section, set())
             for i, raw in enumerate(entries):
@@ -639,7 +653,7 @@ class _Validator:
     ) -> None:
         """`previous_names`: each old name once (in the whole section), and never another entry's
         current name of the same kind (the engine would not know which resource the state belongs to)."""
-        label = _KIND_LABEL[section]
+        label = KIND_LABELS[section]
         claimed: dict[str, str] = {}  # previous name -> entry that claims it
         for i, raw in enumerate(entries):
             if not isinstance(raw, dict) or not isinstance(raw.get("previous_names"), list):
@@ -700,7 +714,7 @@ def _check_raw_references(v: _Validator) -> None:
                     (section, i),
                     entry,
                     (field_name,),
-                    f"unknown {_KIND_LABEL[target]} '{ref}' {_known(known)}",
+                    f"unknown {KIND_LABELS[target]} '{ref}' {_known(known)}",
                 )
         if section == "rate_cards" and isinstance(raw.get("rates"), list):
             known = v.declared.get("products", set())

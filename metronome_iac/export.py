@@ -27,9 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from metronome_iac.catalog import (
     CATALOG_FILE,
     ENVIRONMENT_FILE,
+    KIND_LABELS,
     BillableMetric,
     Catalog,
     CatalogError,
@@ -84,6 +87,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _slug(text: str | None) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", (text or "").strip().lower()).strip("_.-")
     return slug
@@ -131,6 +138,21 @@ def _entry(
     data = {k: v for k, v in obj.items() if k not in ("name", "custom_fields", *drop)}
     refs.setdefault("display_name", _display(name, obj.get("name")))
     return model(name=name, custom_fields=_custom_fields(obj), adopt={"id": object_id}, **refs, **data)
+
+
+def _built(
+    what: str, warn: Callable[[str], None], model: type[Entry], *args: Any, **refs: Any
+) -> Entry | None:
+    """`_entry(model, ...)`, or None with the reason when the catalog cannot hold the live object (a field
+    it does not model, a shape it refuses): one object left out, not the whole export."""
+    try:
+        return _entry(model, *args, **refs)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc") or ()) or "entry"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        warn(f"{what}: {where}: {first.get('msg')}{more}: the catalog cannot hold it: skipped")
+        return None
 
 
 def _refs(items: list[dict[str, Any]] | None, products: dict[str, str]) -> list[dict[str, Any]] | None:
@@ -214,64 +236,108 @@ def export_account(
 
     `stripe_account`: the Stripe account id for `stripe.expected_account_id` (else a placeholder).
     """
-    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    warn = warn or _warn
     names = _Names()
     ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}  # section -> live id -> catalog name
 
     metrics: list[BillableMetric] = []
     for object_id, obj in provider_module("billable_metrics").list_objects(client):
         name = names.pick("billable_metrics", obj, object_id, "metric")
-        metrics.append(_entry(BillableMetric, name, object_id, obj))
-        ids["billable_metrics"][object_id] = name
+        metric = _built(
+            f"billable metric {object_id} ('{obj.get('name')}')", warn, BillableMetric, name, object_id, obj
+        )
+        if metric is not None:
+            metrics.append(metric)
+            ids["billable_metrics"][object_id] = name
 
-    live_products = list(provider_module("products").list_objects(client))
-    for object_id, obj in live_products:
+    live_products = dict(provider_module("products").list_objects(client))
+    for object_id, obj in live_products.items():
         ids["products"][object_id] = names.pick("products", obj, object_id, "product")
-    products: list[Product] = []
-    for object_id, obj in live_products:
-        name = ids["products"][object_id]
+    # A product is exported when its metric is, and a composite one when all its parts are.
+    exportable = set(live_products)
+    for object_id, obj in live_products.items():
         metric_id = obj.get("billable_metric_id")
         if metric_id and metric_id not in ids["billable_metrics"]:
             warn(
                 f"product {object_id} ('{obj.get('name')}') uses billable metric {metric_id}, "
-                "which is archived: skipped"
+                "which is archived or not exported: skipped"
             )
+            exportable.discard(object_id)
+    changed = True
+    while changed:
+        changed = False
+        for object_id in sorted(exportable):
+            missing = [
+                i for i in live_products[object_id].get("composite_product_ids") or [] if i not in exportable
+            ]
+            if missing:
+                warn(
+                    f"product {object_id} ('{live_products[object_id].get('name')}') bundles product(s) "
+                    f"{', '.join(missing)}, archived or not exported: skipped"
+                )
+                exportable.discard(object_id)
+                changed = True
+    products: list[Product] = []
+    for object_id, obj in live_products.items():
+        if object_id not in exportable:
             continue
+        name = ids["products"][object_id]
+        metric_id = obj.get("billable_metric_id")
         composite = obj.get("composite_product_ids")
-        products.append(
-            _entry(
-                Product,
-                name,
-                object_id,
-                obj,
-                ("billable_metric_id", "composite_product_ids", "update_starting_at"),
-                billable_metric=ids["billable_metrics"].get(metric_id) if metric_id else None,
-                composite_products=[ids["products"][i] for i in composite] if composite else None,
-            )
+        product = _built(
+            f"product {object_id} ('{obj.get('name')}')",
+            warn,
+            Product,
+            name,
+            object_id,
+            obj,
+            ("billable_metric_id", "composite_product_ids", "update_starting_at"),
+            billable_metric=ids["billable_metrics"].get(metric_id) if metric_id else None,
+            composite_products=[ids["products"][i] for i in composite] if composite else None,
         )
+        if product is not None:
+            products.append(product)
     kept_products = {p.name for p in products}
     product_names = {i: n for i, n in ids["products"].items() if n in kept_products}
 
     cards: list[RateCard] = []
     for object_id, obj in provider_module("rate_cards").list_objects(client):
         name = names.pick("rate_cards", obj, object_id, "rate_card")
-        rates = []
-        for rate in obj.get("rates") or []:
-            r = dict(rate)
-            product_id = r.pop("product_id", None)
-            if product_id not in product_names:
-                warn(f"rate card '{name}': a rate on product {product_id} (not exported) is left out")
-                continue
-            r["product"] = product_names[product_id]
-            rates.append(r)
-        cards.append(_entry(RateCard, name, object_id, obj, ("rates",), rates=rates))
-        ids["rate_cards"][object_id] = name
+        unexported = sorted({r.get("product_id") for r in obj.get("rates") or []} - set(product_names))
+        if unexported:
+            # Adopted without those rates, the next `pulumi up` would end them: a billing change no
+            # export should make. Export the products first (or end those rates), then export again.
+            warn(
+                f"rate card {object_id} ('{obj.get('name')}') has active rates on product(s) "
+                f"{', '.join(map(str, unexported))}, archived or not exported: skipped (adopting it without "
+                "them would end those rates)"
+            )
+            continue
+        rates = [
+            {**{k: v for k, v in r.items() if k != "product_id"}, "product": product_names[r["product_id"]]}
+            for r in obj.get("rates") or []
+        ]
+        card = _built(
+            f"rate card {object_id} ('{obj.get('name')}')",
+            warn,
+            RateCard,
+            name,
+            object_id,
+            obj,
+            ("rates",),
+            rates=rates,
+        )
+        if card is not None:
+            cards.append(card)
+            ids["rate_cards"][object_id] = name
 
     customers: list[Customer] = []
     for object_id, obj in provider_module("customers").list_objects(client):
         name = names.pick("customers", obj, object_id, "customer")
-        customers.append(_entry(Customer, name, object_id, obj))
-        ids["customers"][object_id] = name
+        customer = _built(f"customer {object_id} ('{obj.get('name')}')", warn, Customer, name, object_id, obj)
+        if customer is not None:
+            customers.append(customer)
+            ids["customers"][object_id] = name
 
     contracts: list[Contract] = []
     billing_refs: dict[str, dict[str, str | None]] = {}  # customer id -> {contract name: its configuration}
@@ -298,31 +364,34 @@ def export_account(
                 "allow_replacement",
             )
             try:
-                contracts.append(
-                    _entry(
-                        Contract,
-                        name,
-                        object_id,
-                        obj,
-                        skip,
-                        # A contract's Metronome name is optional: only a live name becomes display_name.
-                        display_name=obj.get("name") or None,
-                        customer=customer_name,
-                        rate_card=ids["rate_cards"][card_id],
-                        commits=_refs(obj.get("commits"), product_names),
-                        credits=_refs(obj.get("credits"), product_names),
-                        overrides=_refs(obj.get("overrides"), product_names),
-                        discounts=_refs(obj.get("discounts"), product_names),
-                    )
+                contract = _built(
+                    f"contract {object_id} of customer '{customer_name}'",
+                    warn,
+                    Contract,
+                    name,
+                    object_id,
+                    obj,
+                    skip,
+                    # A contract's Metronome name is optional: only a live name becomes display_name.
+                    display_name=obj.get("name") or None,
+                    customer=customer_name,
+                    rate_card=ids["rate_cards"][card_id],
+                    commits=_refs(obj.get("commits"), product_names),
+                    credits=_refs(obj.get("credits"), product_names),
+                    overrides=_refs(obj.get("overrides"), product_names),
+                    discounts=_refs(obj.get("discounts"), product_names),
                 )
-                billing_refs.setdefault(customer_id, {})[name] = (
-                    obj.get("billing_provider_configuration") or {}
-                ).get("billing_provider_configuration_id")
             except KeyError as err:
                 warn(
                     f"contract {object_id} of customer '{customer_name}' uses product {err} "
-                    "(not exported): skipped"
+                    "(archived or not exported): skipped"
                 )
+                continue
+            if contract is not None:
+                contracts.append(contract)
+                billing_refs.setdefault(customer_id, {})[name] = (
+                    obj.get("billing_provider_configuration") or {}
+                ).get("billing_provider_configuration_id")
 
     # Stripe links, and with Stripe connected the StripeIntegration: live already, so go_live true
     # (false would leave the live configurations unmanaged while the stack claims Stripe is not in use).
@@ -354,19 +423,71 @@ def placeholder_hint(environment: Environment) -> str | None:
     return None
 
 
-def write_stack(out: Path, catalog: Catalog, environment: Environment, source: str) -> None:
-    """Write both files, after checking in a scratch copy that they load."""
+def stack_files(catalog: Catalog, environment: Environment, source: str) -> dict[str, str]:
+    """{file name: YAML text} for the two stack files."""
     header = HEADER.format(url=source)
     hint = placeholder_hint(environment)
     todo = "".join(f"# {line}\n" for line in textwrap.wrap(f"TODO: {hint}", 106)) if hint else ""
-    files = {
+    return {
         CATALOG_FILE: catalog_to_yaml(catalog, header),
         ENVIRONMENT_FILE: environment_to_yaml(environment, header + todo),
     }
+
+
+def check_loads(files: dict[str, str]) -> None:
+    """Raise CatalogError unless `files` load as a stack (checked in a scratch directory)."""
     with tempfile.TemporaryDirectory() as scratch:
         for name, text in files.items():
             (Path(scratch) / name).write_text(text, encoding="utf-8")
-        load_stack(scratch)  # raises CatalogError: never write files that would not load
+        load_stack(scratch)
+
+
+_ENTRY = re.compile(r"^(?P<label>.+?) '(?P<name>.*)'$")
+
+
+def loadable(
+    catalog: Catalog, environment: Environment, source: str, warn: Callable[[str], None]
+) -> tuple[Catalog, Environment]:
+    """The export minus the entries the stack checks refuse (a group key without its `exists` filter,
+    a reference to an entry left out, ...), each named with its reason; what depends on a dropped entry
+    is refused in the next round and dropped in turn."""
+    sections = {label: section for section, label in KIND_LABELS.items()}
+    models = {"catalog": catalog, "environment": environment}
+    while True:
+        try:
+            check_loads(stack_files(models["catalog"], models["environment"], source))
+            return models["catalog"], models["environment"]
+        except CatalogError as err:
+            live_ids = {
+                (section, e.name): (e.adopt or {}).get("id")
+                for model in models.values()
+                for section in KIND_LABELS
+                if section in type(model).model_fields
+                for e in getattr(model, section)
+            }
+            dropped: dict[str, set[str]] = {}
+            for problem in err.problems:
+                hit = _ENTRY.match(problem.entry or "")
+                if not hit or hit["label"] not in sections:
+                    raise  # a file-level problem: nothing to leave out
+                section = sections[hit["label"]]
+                dropped.setdefault(section, set()).add(hit["name"])
+                field = f" field '{problem.field}':" if problem.field else ""
+                live_id = live_ids.get((section, hit["name"]))
+                warn(f"{problem.entry} ({live_id}):{field} {problem.message}: skipped")
+            for key, model in models.items():
+                update = {
+                    section: [e for e in getattr(model, section) if e.name not in names]
+                    for section, names in dropped.items()
+                    if section in type(model).model_fields
+                }
+                models[key] = model.model_copy(update=update)
+
+
+def write_stack(out: Path, catalog: Catalog, environment: Environment, source: str) -> None:
+    """Write both files, after checking in a scratch copy that they load."""
+    files = stack_files(catalog, environment, source)
+    check_loads(files)  # raises CatalogError: never write files that would not load
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (out / name).write_text(text, encoding="utf-8")
@@ -397,6 +518,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: export failed, nothing written: {reason}", file=sys.stderr)
         return EXIT_ERROR
     try:
+        catalog, environment = loadable(catalog, environment, base_url or DEFAULT_BASE_URL, warn=_warn)
         write_stack(out, catalog, environment, base_url or DEFAULT_BASE_URL)
     except CatalogError as err:
         print(f"error: the export would not load as a stack, nothing written:\n{err}", file=sys.stderr)

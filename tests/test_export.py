@@ -185,3 +185,129 @@ def test_unreachable_api_names_the_url_and_writes_nothing(
     for noise in ("Error:", "ConnectError", "MetronomeError", "RuntimeError"):
         assert noise not in err, err
     assert not (tmp_path / "new").exists()
+
+
+def test_contract_with_every_grant_field_round_trips(
+    fresh_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Descriptions, rollover, access type, commit-specific overrides and subscription overwrites are
+    written (an export that cannot write them would lose the whole account)."""
+    emulator = fresh_emulator
+    ids = _make_account(emulator)
+    c = emulator.client()
+    seats = c.v1.contracts.products.create(name="Seats", type="SUBSCRIPTION").data
+    start, end = "2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"
+    c.v1.contracts.create(
+        customer_id=ids["customer"],
+        rate_card_id=ids["card"],
+        starting_at=start,
+        name="Hooli deal",
+        commits=[
+            {
+                "product_id": ids["fixed"],
+                "type": "PREPAID",
+                "description": "signed deal",
+                "rollover_fraction": 0.5,
+                "access_schedule": {
+                    "access_type": "SPEND",
+                    "schedule_items": [{"amount": 1000, "starting_at": start, "ending_before": end}],
+                },
+                "invoice_schedule": {"schedule_items": [{"timestamp": start, "amount": 1000}]},
+            }
+        ],
+        credits=[
+            {
+                "product_id": ids["fixed"],
+                "description": "promo",
+                "access_schedule": {
+                    "schedule_items": [{"amount": 50, "starting_at": start, "ending_before": end}]
+                },
+            }
+        ],
+        overrides=[
+            {
+                "product_id": ids["product"],
+                "type": "MULTIPLIER",
+                "multiplier": 0.5,
+                "starting_at": start,
+                "is_commit_specific": True,
+            },
+            {
+                "product_id": seats.id,
+                "type": "OVERWRITE",
+                "starting_at": start,
+                "overwrite_rate": {
+                    "rate_type": "SUBSCRIPTION",
+                    "price": 80,
+                    "quantity": 3,
+                    "is_prorated": True,
+                },
+            },
+        ],
+    )
+    out = tmp_path / "exported"
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
+    assert main(["export", "--out", str(out), "--base-url", emulator.base_url]) == 0, capsys.readouterr().err
+    stack = load_stack(out)
+    deal = next(k for k in stack.environment.contracts if k.display_name == "Hooli deal")
+    assert deal.commits[0].description == "signed deal" and deal.commits[0].rollover_fraction == 0.5
+    assert deal.commits[0].access_schedule.access_type == "SPEND" and deal.credits[0].description == "promo"
+
+    before = _creates(emulator)
+    engine = engine_for(emulator, out.name)
+    engine.up(stack)
+    assert _creates(emulator) == before
+    assert set(summary(engine.plan(load_stack(out)))) == {"same"}
+
+
+def test_objects_the_catalog_cannot_hold_are_skipped_with_a_reason_not_the_whole_export(
+    fresh_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    emulator = fresh_emulator
+    ids = _make_account(emulator)
+    c = emulator.client()
+    # A group key on a filter without `exists: true`: the API takes it, the catalog refuses it.
+    loose = c.v1.billable_metrics.create(
+        name="Env calls",
+        aggregation_type="COUNT",
+        property_filters=[{"name": "env", "not_in_values": ["dev"]}],
+        group_keys=[["env"]],
+    ).data
+    # A bundle whose component is archived afterwards.
+    part = c.v1.contracts.products.create(name="Part", type="FIXED").data
+    bundle = c.v1.contracts.products.create(
+        name="Bundle", type="COMPOSITE", composite_product_ids=[ids["fixed"], part.id]
+    ).data
+    c.v1.contracts.products.archive(product_id=part.id)
+
+    out = tmp_path / "exported"
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
+    assert main(["export", "--out", str(out), "--base-url", emulator.base_url]) == 0
+    err = capsys.readouterr().err
+    assert loose.id in err and "group_keys" in err and "skipped" in err, err
+    assert bundle.id in err and part.id in err, err
+    stack = load_stack(out)
+    adopted = {
+        e.adopt["id"]
+        for e in [*stack.catalog.billable_metrics, *stack.catalog.products, *stack.environment.contracts]
+    }
+    assert loose.id not in adopted and bundle.id not in adopted
+    assert {ids["metric"], ids["product"], ids["fixed"], ids["contract"]} <= adopted  # the rest is there
+
+
+def test_rate_card_with_active_rates_on_an_archived_product_is_left_out_not_cut_down(
+    fresh_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Adopting the card without those rates would end them on the next up: a billing change."""
+    emulator = fresh_emulator
+    ids = _make_account(emulator)
+    emulator.client().v1.contracts.products.archive(product_id=ids["product"])
+    out = tmp_path / "exported"
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
+    assert main(["export", "--out", str(out), "--base-url", emulator.base_url]) == 0
+    err = capsys.readouterr().err
+    assert f"rate card {ids['card']}" in err and ids["product"] in err and "end those rates" in err, err
+    assert f"contract {ids['contract']}" in err, err  # it needs the card
+    stack = load_stack(out)
+    assert not stack.catalog.rate_cards and not stack.environment.contracts
+    assert [c.adopt["id"] for c in stack.environment.customers] == [ids["customer"]]
