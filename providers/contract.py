@@ -231,6 +231,30 @@ def _is_bound(bound: dict[str, Any], want: dict[str, Any]) -> bool:
     return all(bound.get(k) == want[k] for k in ("billing_provider", "delivery_method") if want.get(k))
 
 
+def certain_replacements(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Fields whose change replaces the contract, known for certain now.
+
+    An id not known yet (preview) belongs to a resource this update creates or replaces: it never
+    equals the recorded id, so the change is certain. Other values holding unknowns (discounts naming a
+    new product) may turn out to be additions only: up checks them again with known values.
+    """
+    return [
+        f
+        for f in replacing_fields(old, new)
+        if (f in ALWAYS_REPLACE and old.get(f) not in (None, UNKNOWN))
+        or (new.get(f) != UNKNOWN and UNKNOWN not in str(new.get(f)))
+    ]
+
+
+def replacement_refused(field: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    to = "the id of a resource this update creates or replaces" if new.get(field) == UNKNOWN else None
+    return (
+        f"changing {field} (from {describe(old.get(field))} to {to or describe(new.get(field))}) "
+        "replaces the contract: the old one is archived, its invoices voided; to fix: "
+        "revert the change, or set allow_replacement: true if a new contract is wanted"
+    )
+
+
 def discounts_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
     remaining = [normalize(d) for d in new or []]
     for d in old or []:
@@ -642,30 +666,8 @@ class ContractProvider(MetronomeProvider):
         if olds and not inputs.allow_replacement:
             new = inputs.model_dump(mode="json", exclude_none=True)
             old = self.shape(olds)
-            # An id not known yet (preview) belongs to a resource this update creates or replaces: it
-            # never equals the recorded id, so the change is certain and refused now, before anything
-            # is created. Other values holding unknowns (discounts naming a new product) may turn
-            # out to be additions only: up checks them again with known values.
-            certain = [
-                f
-                for f in replacing_fields(old, new)
-                if (f in ALWAYS_REPLACE and old.get(f) not in (None, UNKNOWN))
-                or (new.get(f) != UNKNOWN and UNKNOWN not in str(new.get(f)))
-            ]
-            for field in certain:
-                to = (
-                    "the id of a resource this update creates or replaces"
-                    if new.get(field) == UNKNOWN
-                    else describe(new.get(field))
-                )
-                failures.append(
-                    CheckFailure(
-                        field,
-                        f"changing {field} (from {describe(old.get(field))} to {to}) "
-                        "replaces the contract: the old one is archived, its invoices voided; to fix: "
-                        "revert the change, or set allow_replacement: true if a new contract is wanted",
-                    )
-                )
+            for field in certain_replacements(old, new):
+                failures.append(CheckFailure(field, replacement_refused(field, old, new)))
         return failures
 
     def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -676,6 +678,16 @@ class ContractProvider(MetronomeProvider):
         replaces = [
             f for f in result.replaces or [] if f in ALWAYS_REPLACE or f in replacing_fields(old, new)
         ]
+        # Check compares with the recorded inputs; after a refresh the old side is the live contract,
+        # so a hand edit (a discount added in the dashboard) can only show up here. Refused the same way.
+        refused = [f for f in certain_replacements(old, new) if f in replaces]
+        if refused and not new.get("allow_replacement"):
+            raise MetronomeError(
+                f"{self.label(news)}: "
+                + "; ".join(replacement_refused(f, old, new) for f in refused)
+                + ". If the live contract was changed outside this stack (a refresh brings such edits in; "
+                "`metronome-iac drift` lists them), declare what it has now instead"
+            )
         if not replaces and configuration_changes(old.get(BPC), new.get(BPC)):  # an edit could not do it
             raise MetronomeError(
                 f"{self.label(news)}: {configuration_change_refused(old.get(BPC), new.get(BPC))}"
@@ -705,11 +717,19 @@ class ContractProvider(MetronomeProvider):
                 existing = find_by_uniqueness_key(client, inputs["customer_id"], key, label)
                 if existing is None:
                     raise MetronomeError.from_api(label, err) from None
-                if not existing.get("archived_at"):
+                if not existing.get("archived_at") and self._same_terms(existing, inputs):
                     return existing["id"]  # made by an earlier attempt: take it over
+                # Archived, or live on other terms: the contract this one replaces (a discount change
+                # keeps customer, rate card and start, so the key) is never taken over: next suffix.
             except metronome.APIError as err:
                 raise MetronomeError.from_api(label, err) from None
         raise MetronomeError(f"{label}: uniqueness keys {base_key}~1..5 all belong to archived contracts")
+
+    def _same_terms(self, live: dict[str, Any], inputs: dict[str, Any]) -> bool:
+        """`live` has the terms a replacement would change (its discounts): an earlier attempt of this
+        very create, not the contract being replaced."""
+        have = strip_ids(to_inputs(live, self.shape(inputs)))
+        return not replacing_fields(self.shape(have), self.shape(inputs))
 
     def computed_outputs(self, client, object_id, inputs):  # type: ignore[override]
         return {"uniqueness_key": inputs.get("uniqueness_key") or self.uniqueness_key(inputs)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from provider_host import UNKNOWN, ProviderHost, unique
+from provider_host import UNKNOWN, ProviderError, ProviderHost, unique
 
 from providers.contract import ContractProvider as K
 from providers.customer import CustomerProvider as C
@@ -113,14 +113,18 @@ def test_diff_rules(host, refs):
     ):
         d = host.diff(K, "x", outs, {**inputs, **change})
         assert d.changes == "SOME" and d.replaces == [], change
+    allowed = {**inputs, "allow_replacement": True}
     for field, value in (
         ("customer_id", "other"),
         ("rate_card_id", refs["card2"]),
         ("starting_at", "2026-02-01T00:00:00Z"),
+        ("customer_id", UNKNOWN),
     ):
-        d = host.diff(K, "x", outs, {**inputs, field: value})
+        d = host.diff(K, "x", outs, {**allowed, field: value})
         assert d.replaces == [field]
-    assert host.diff(K, "x", outs, {**inputs, "customer_id": UNKNOWN}).replaces == ["customer_id"]
+        # Without allow_replacement diff refuses too (check does first; after a refresh only diff can).
+        with pytest.raises(ProviderError, match=f"changing {field}.*allow_replacement: true"):
+            host.diff(K, "x", outs, {**inputs, field: value})
 
 
 def test_lifecycle(host, emulator, refs):
@@ -385,3 +389,35 @@ def test_equivalent_spellings_read_back_without_a_diff(host, refs):
     plain = {**checked, "overrides": [{k: v for k, v in checked["overrides"][0].items() if k != "type"}]}
     assert host.diff(K, object_id, read_outs, plain).changes == "NONE"
     # A recurring invoice schedule moved by hand out of its window shows as drift.
+
+
+def test_a_hand_added_discount_never_replaces_the_contract_by_surprise(host, emulator, refs):
+    """Refresh brings in a discount added by hand: the plan would replace the contract (Metronome cannot
+    remove a discount). Diff refuses that unless allow_replacement; with it, the replacement is a new
+    contract, never the old one taken over through its uniqueness key and then archived."""
+    client = emulator.client()
+    customer_id = new_customer(host)
+    object_id, inputs, outs = host.create_checked(K, contract(refs, customer_id))
+    client.v2.contracts.edit(
+        customer_id=customer_id,
+        contract_id=object_id,
+        add_discounts=[
+            {
+                "product_id": refs["credit_product"],
+                "schedule": {"schedule_items": [{"timestamp": "2026-12-01T00:00:00Z", "amount": 100}]},
+            }
+        ],
+    )
+    _, refreshed = host.read(K, object_id, outs)
+    assert refreshed["discounts"]
+    with pytest.raises(ProviderError) as info:
+        host.diff(K, object_id, refreshed, inputs)
+    assert "discounts" in info.value.details and "allow_replacement" in info.value.details
+    assert "outside this stack" in info.value.details
+
+    allowed = {**inputs, "allow_replacement": True}
+    assert host.diff(K, object_id, refreshed, allowed).replaces == ["discounts"]
+    new_id, _ = host.create(K, host.check_ok(K, allowed))
+    assert new_id != object_id  # a new contract, not the old one found by its key
+    live = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=new_id).data
+    assert not live.discounts and live.archived_at is None

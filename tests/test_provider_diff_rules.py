@@ -245,14 +245,44 @@ CASES = [
     ),
     (RateCardProvider, CARD, with_(CARD, credit_type_conversions=None), True, ["credit_type_conversions"]),
     (CustomerProvider, CUSTOMER, with_(CUSTOMER, external_id="other"), True, ["external_id"]),
-    (ContractProvider, CONTRACT, with_(CONTRACT, customer_id="cu-2"), True, ["customer_id"]),
-    (ContractProvider, CONTRACT, with_(CONTRACT, rate_card_id="rc-2"), True, ["rate_card_id"]),
-    (ContractProvider, CONTRACT, with_(CONTRACT, starting_at="2026-02-01T00:00:00Z"), True, ["starting_at"]),
-    (ContractProvider, CONTRACT, with_(CONTRACT, discounts=None), True, ["discounts"]),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(CONTRACT, customer_id="cu-2", allow_replacement=True),
+        True,
+        ["customer_id"],
+    ),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(CONTRACT, rate_card_id="rc-2", allow_replacement=True),
+        True,
+        ["rate_card_id"],
+    ),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(CONTRACT, starting_at="2026-02-01T00:00:00Z", allow_replacement=True),
+        True,
+        ["starting_at"],
+    ),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(CONTRACT, discounts=None, allow_replacement=True),
+        True,
+        ["discounts"],
+    ),
     # -- preview unknowns: a changed reference shows, and replaces if immutable
     (ProductProvider, PRODUCT, with_(PRODUCT, billable_metric_id=U), True, []),
     (ProductProvider, PRODUCT, with_(PRODUCT, billable_metric_id=Unknown()), True, []),
-    (ContractProvider, CONTRACT, with_(CONTRACT, customer_id=U), True, ["customer_id"]),
+    (
+        ContractProvider,
+        CONTRACT,
+        with_(CONTRACT, customer_id=U, allow_replacement=True),
+        True,
+        ["customer_id"],
+    ),
     (RateCardProvider, CARD, with_(CARD, rates=rates_with(product_id=U)), True, []),
 ]
 
@@ -313,3 +343,15 @@ def test_recurring_schedule_reads_as_declared_only_while_the_items_fit_its_windo
     moved = live("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-06-01T00:00:00Z")
     (read,) = to_inputs(moved, declared)["discounts"]
     assert "recurring_schedule" not in read["schedule"]  # a hand edit outside the window is drift
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"customer_id": "cu-2"}, {"rate_card_id": "rc-2"}, {"discounts": None}, {"customer_id": U}],
+)
+def test_contract_replacement_is_refused_by_diff_too(change):
+    """Check refuses against the recorded inputs; after a refresh only diff sees the live contract."""
+    from providers.client import MetronomeError
+
+    with pytest.raises(MetronomeError, match="replaces the contract.*allow_replacement: true"):
+        ContractProvider().diff("id-1", CONTRACT, with_(CONTRACT, **change))
