@@ -55,7 +55,9 @@ from .identity import resource_name_of
 # Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
 NON_API_FIELDS = frozenset({"adopt", "identity", "allow_replacement", "update_starting_at"})
 # Outputs computed by the provider (never inputs).
-COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key"})
+COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed"})
+# Set by read when the live `iac_identity` tag is gone or wrong (edited by hand): the next up re-tags.
+RETAG = "retag_needed"
 
 
 def _timestamp(value: str) -> str:
@@ -135,6 +137,7 @@ class MetronomeProvider(ResourceProvider):
     # A replacement archives the old object before creating the new one (the new one needs something
     # the old one holds, e.g. a customer's ingest aliases); default: create first, archive after.
     delete_before_replace: ClassVar[bool] = False
+    tagged: ClassVar[bool] = True  # identified by the `iac_identity` custom field (not a uniqueness key)
     hints: ClassVar[dict[str, str]] = {}
 
     # ------------------------------------------------------------------ API of a tagged kind (per module)
@@ -341,7 +344,7 @@ class MetronomeProvider(ResourceProvider):
         """The kind's diff rules (`diff_inputs`), plus: a changed identity alone is an in-place update
         (re-tag the object), never a replacement."""
         result = self.diff_inputs(_id, olds, news)
-        if not result.changes and self.identity_changed(olds, news):
+        if not result.changes and (self.identity_changed(olds, news) or olds.get(RETAG)):
             return DiffResult(changes=True, replaces=[], stables=[], delete_before_replace=False)
         return result
 
@@ -400,6 +403,12 @@ class MetronomeProvider(ResourceProvider):
         outs.update(self.same_as_recorded(outs, props))
         outs.update({k: v for k, v in props.items() if k in NON_API_FIELDS or k in COMPUTED_FIELDS})
         outs.update(self.computed_outputs(client, id_, outs))
+        outs.pop(RETAG, None)
+        identity = mark_unknowns(props.get("identity"))
+        if self.tagged and identity and identity != UNKNOWN:
+            live_tag = (live.get("custom_fields") or {}).get(IDENTITY_FIELD)
+            if live_tag != self.tag(props):
+                outs[RETAG] = True
         return ReadResult(id_, outs)
 
     def same_as_recorded(self, live: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
@@ -419,7 +428,7 @@ class MetronomeProvider(ResourceProvider):
         old = self.shape(self.strip_identity(olds))
         new = self.shape(self.strip_identity(inputs))
         changed = changed_fields(old, new, self.api_fields())
-        if self.identity_changed(olds, inputs):
+        if self.identity_changed(olds, inputs) or olds.get(RETAG):
             self.retag(client, id_, inputs, label)
         if "custom_fields" in changed:
             self.update_custom_fields(
@@ -427,7 +436,7 @@ class MetronomeProvider(ResourceProvider):
             )
         extra = self.update_object(client, id_, old, new, [c for c in changed if c != "custom_fields"], label)
         # Computed outputs recorded at create (adopt_report, an adopted contract's key) carry over.
-        carried = {k: v for k, v in olds.items() if k in COMPUTED_FIELDS and v is not None}
+        carried = {k: v for k, v in olds.items() if k in COMPUTED_FIELDS and k != RETAG and v is not None}
         outs = {**inputs, **carried, **extra}
         outs.update(self.computed_outputs(client, id_, outs))
         return UpdateResult(outs)

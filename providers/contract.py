@@ -631,6 +631,7 @@ def _grant_update(
 class ContractProvider(MetronomeProvider):
     kind = "Contract"
     entity = ENTITY
+    tagged = False  # found by its uniqueness key; `iac_identity` is set only after a rename
     inputs_model = Inputs
     replace_fields = REPLACE_FIELDS
     natural_key = "uniqueness_key"

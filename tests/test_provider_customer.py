@@ -93,3 +93,21 @@ def test_archive_refused_while_contracts_use_it(host, emulator):
         host.delete(C, object_id, outs)
     assert "keep-me" in str(err.value) and contract.data.id in str(err.value)
     assert client.v1.customers.retrieve(customer_id=object_id).data.archived_at is None
+
+
+def test_identity_tag_removed_by_hand_is_put_back_by_the_next_up(host, emulator):
+    """Without its `iac_identity` tag a retried create could not find the customer and drift would call
+    it missing: refresh notices, and the update that follows tags it again."""
+    client = emulator.client()
+    object_id, inputs, outs = host.create_checked(C, customer())
+    tag = client.v1.customers.retrieve(customer_id=object_id).data.custom_fields["iac_identity"]
+    client.v1.custom_fields.delete_values(entity="customer", entity_id=object_id, keys=["iac_identity"])
+
+    _, refreshed = host.read(C, object_id, outs)
+    assert host.diff(C, object_id, refreshed, inputs).changes == "SOME"
+    updated = host.update(C, object_id, refreshed, inputs)
+    assert client.v1.customers.retrieve(customer_id=object_id).data.custom_fields["iac_identity"] == tag
+    _, again = host.read(C, object_id, updated)
+    assert host.diff(C, object_id, again, inputs).changes == "NONE"
+    # Untouched, the tag is not looked at twice: no diff.
+    assert host.diff(C, object_id, outs, inputs).changes == "NONE"
