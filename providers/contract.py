@@ -399,8 +399,10 @@ def _recurring_as_declared(
     value: dict[str, Any], item: dict[str, Any], template: dict[str, Any]
 ) -> dict[str, Any]:
     """A declared recurring_schedule reads back as declared while the live schedule items (Metronome
-    expands the recurrence into them and returns only those) all fall inside its window; items moved
-    outside it, or none left, show as drift. (Amounts within the window are not re-derived.)"""
+    expands the recurrence into them and returns only those) all fall inside its window and their
+    amounts agree with its total; items moved out, amounts changed, a DIVIDED item added or removed, or
+    none left, show as drift. (Item dates within the window are not re-derived: the expansion is
+    Metronome's.)"""
     for key in ("invoice_schedule", "schedule"):
         want = (template.get(key) or {}).get("recurring_schedule")
         items = (item.get(key) or {}).get("schedule_items") or []
@@ -409,11 +411,28 @@ def _recurring_as_declared(
         try:
             start, end = instant(want["starting_at"]), instant(want["ending_before"])
             inside = all(start <= instant(i["timestamp"]) < end for i in items)
+            fits = inside and _amounts_fit(want, [float(i["amount"]) for i in items])
         except (KeyError, TypeError, ValueError):
-            inside = False
-        if inside:
+            fits = False
+        if fits:
             value = {**value, key: {**(value.get(key) or {}), "recurring_schedule": want}}
     return value
+
+
+def _amounts_fit(recurring: dict[str, Any], amounts: list[float]) -> bool:
+    """The live item amounts agree with the recurrence's total, by its distribution: EACH item carries
+    it, DIVIDED items add up to it (DIVIDED_ROUNDED: within a cent per item). Without a total, as for
+    unit_price x quantity, quantity: True."""
+    total = recurring.get("amount")
+    if total is None and recurring.get("unit_price") is not None:
+        total = float(recurring["unit_price"]) * float(recurring.get("quantity") or 1)
+    if total is None:
+        return True
+    total = float(total)
+    if recurring.get("amount_distribution") == "EACH":
+        return all(abs(a - total) <= 1e-9 * max(1.0, abs(total)) for a in amounts)
+    slack = 0.01 * len(amounts) if recurring.get("amount_distribution") == "DIVIDED_ROUNDED" else 0.0
+    return abs(sum(amounts) - total) <= slack + 1e-9 * max(1.0, abs(total))
 
 
 def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -343,6 +343,16 @@ def test_recurring_schedule_reads_as_declared_only_while_the_items_fit_its_windo
     moved = live("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-06-01T00:00:00Z")
     (read,) = to_inputs(moved, declared)["discounts"]
     assert "recurring_schedule" not in read["schedule"]  # a hand edit outside the window is drift
+    repriced = live("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z")
+    repriced["discounts"][0]["schedule"]["schedule_items"][1]["amount"] = 12
+    (read,) = to_inputs(repriced, declared)["discounts"]
+    assert "recurring_schedule" not in read["schedule"]  # so is an amount changed by hand
+    divided = {**declared, "discounts": [{"product_id": "p-1", "schedule": {"recurring_schedule": {
+        **recurring, "amount_distribution": "DIVIDED", "amount": 30}}}]}  # fmt: skip
+    (read,) = to_inputs(expanded, divided)["discounts"]
+    assert "recurring_schedule" in read["schedule"]  # 3 x 10 = 30
+    (read,) = to_inputs(live("2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"), divided)["discounts"]
+    assert "recurring_schedule" not in read["schedule"]  # an item removed by hand
 
 
 @pytest.mark.parametrize(
