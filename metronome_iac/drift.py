@@ -89,6 +89,9 @@ class FieldDrift:
     # For list/dict fields: the differing leaves, e.g. {"path": "rates[input_tokens_product
     # {model: large, region: us} from 2026-01-01T00:00:00Z].price", "desired": 310, "live": 300}.
     details: list[dict[str, Any]] = field(default_factory=list)
+    # `pulumi up` could only restore the desired value by replacing the object (for a contract: refused
+    # unless allow_replacement; the usual way back is declaring what is live).
+    replaces: bool = False
 
 
 @dataclass
@@ -120,8 +123,9 @@ class Report:
 
 def _field_json(f: FieldDrift) -> dict[str, Any]:
     out = asdict(f)
-    if not f.details:
-        out.pop("details")
+    for key in ("details", "replaces"):  # only when there is something to say
+        if not out[key]:
+            out.pop(key)
     return out
 
 
@@ -164,6 +168,13 @@ def _show(value: Any) -> str:
     return describe(value)
 
 
+REPLACE_NOTE = {
+    "": "`pulumi up` can restore this only by replacing the object; or declare what is live",
+    "contracts": "restoring this replaces the contract (archived, its invoices voided), which `pulumi up` "
+    "refuses unless allow_replacement: declare what the live contract has instead",
+}
+
+
 def render(report: Report) -> str:
     lines = [
         f"drift check: stack {report.stack} (project {report.project}, {report.base_url or 'default URL'})"
@@ -175,6 +186,8 @@ def render(report: Report) -> str:
                 lines.append(
                     f"      {leaf['path']}: desired {_show(leaf['desired'])}, live {_show(leaf['live'])}"
                 )
+            if f.replaces:
+                lines.append(f"      ! {f.field}: {REPLACE_NOTE.get(d['kind'], REPLACE_NOTE[''])}")
     for m in report.missing:
         where = f" (was {m['id']})" if m.get("id") else ""
         why = m.get("detail") or "archived or never created"
@@ -398,6 +411,7 @@ def _compare(
     """Drifted fields, or None when the object is gone. Exactly the refresh-then-preview path: the
     provider's `read_live` (projected onto the desired inputs, as refresh projects onto state) and
     its `diff_pair` normalisation."""
+    from providers.client import MetronomeError
     from providers.diff import changed_fields, normalize
 
     provider = _provider_class(section)()
@@ -405,11 +419,18 @@ def _compare(
     if live is None:
         return None
     have, want = provider.diff_pair(live, desired)
+    drifted = changed_fields(have, want, provider.api_fields())
+    # The provider's own diff says which of them `up` could only restore by replacing the object.
+    try:
+        diff = provider.diff_inputs(object_id, have, {**want, "allow_replacement": True})
+        replaced = set(diff.replaces or [])
+    except MetronomeError:  # a change the provider refuses outright (a contract's billing configuration)
+        replaced = set()
     out = []
-    for f in changed_fields(have, want, provider.api_fields()):
+    for f in drifted:
         w, h = normalize({f: want.get(f)}).get(f), normalize({f: have.get(f)}).get(f)
         details = leaf_differences(f, w, h, names, []) if isinstance(w, (list, dict)) else []
-        out.append(FieldDrift(f, want.get(f), have.get(f), details))
+        out.append(FieldDrift(f, want.get(f), have.get(f), details, f in replaced))
     return out
 
 

@@ -198,3 +198,30 @@ def test_base_url_help_gives_the_real_order(capsys: pytest.CaptureFixture) -> No
     env, config = base_url_help.index("METRONOME_BASE_URL"), base_url_help.index("metronome:baseUrl")
     assert env < config, base_url_help
     assert "Pulumi.<STACK>.yaml" in base_url_help
+
+
+def test_a_change_only_a_replacement_could_restore_is_flagged(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A discount added by hand cannot be removed: `up` could only restore the catalog by replacing the
+    contract, so drift says so next to the field (and in --json)."""
+    emulator, stack_dir, engine = deployed
+    contract = engine.find("Contract", "acme_2026")
+    product = engine.find("Product", "prepaid_commit")
+    emulator.client().v2.contracts.edit(
+        customer_id=contract.outputs["customer_id"],
+        contract_id=contract.id,
+        add_discounts=[
+            {
+                "product_id": product.id,
+                "schedule": {"schedule_items": [{"timestamp": "2026-12-01T00:00:00Z", "amount": 100}]},
+            }
+        ],
+    )
+    assert drift(emulator, stack_dir, monkeypatch) == 2
+    out = capsys.readouterr().out
+    assert "! discounts: restoring this replaces the contract" in out and "allow_replacement" in out, out
+    assert drift(emulator, stack_dir, monkeypatch, "--json") == 2
+    report = json.loads(capsys.readouterr().out)
+    (entry,) = [d for d in report["drifted"] if d["name"] == "acme_2026"]
+    assert [(f["field"], f.get("replaces")) for f in entry["fields"]] == [("discounts", True)]
