@@ -263,14 +263,19 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     )
 
 
-def _schedule(client: metronome.Metronome, card_id: str, label: str) -> list[dict[str, Any]]:
+def _schedule(
+    client: metronome.Metronome, card_id: str, label: str, declared: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The card's whole rate schedule: from SCHEDULE_FROM, or from the earliest declared rate if older."""
+    starts = [r["starting_at"] for r in declared or [] if isinstance(r.get("starting_at"), str)]
+    since = min([instant(SCHEDULE_FROM), *(instant(t) for t in starts if t != UNKNOWN)])
     return list(
         paginate(
             client,
             "POST",
             "/v1/contract-pricing/rate-cards/getRateSchedule",
             label=label,
-            body={"rate_card_id": card_id, "starting_at": SCHEDULE_FROM},
+            body={"rate_card_id": card_id, "starting_at": _fmt(since)},
         )
     )
 
@@ -293,7 +298,7 @@ def _with_rates(
     label: str,
 ) -> dict[str, Any]:
     """`card` (input-shaped) with its live rates, folded against `desired` (see `fold_schedule`)."""
-    rates = fold_schedule(_schedule(client, card_id, label), _fiat(card), desired)
+    rates = fold_schedule(_schedule(client, card_id, label, desired), _fiat(card), desired)
     if rates:
         card["rates"] = rates
     return card
@@ -640,7 +645,7 @@ class RateCardProvider(MetronomeProvider):
         if "rates" in changed:
             fiat = news.get("fiat_credit_type_id") or USD_CENTS_ID
             old_rates = list(olds.get("rates") or [])
-            entries = _schedule(client, object_id, label)
+            entries = _schedule(client, object_id, label, [*old_rates, *(news.get("rates") or [])])
             live = fold_schedule(entries, fiat, old_rates, keep_last=True)
             history = [entry_to_rate(e, fiat) for e in entries]
             adds = plan_rate_changes(live, list(news.get("rates") or []), current_hour(), history)

@@ -326,3 +326,17 @@ def test_rate_removed_in_the_hour_its_price_changed_reads_as_gone(host, products
         read_outs
     )
     assert host.diff(R, object_id, read_outs, removed).changes == "NONE"
+
+
+def test_a_rate_from_before_2000_reads_back(host, products):
+    """The schedule is read from the earliest declared rate when that is older than the default start."""
+    old = {
+        "product_id": products["seat"],
+        "starting_at": "1999-01-01T00:00:00Z",
+        "ending_before": "1999-06-01T00:00:00Z",
+        "rate_type": "FLAT",
+        "price": 1,
+    }
+    object_id, checked, outs = host.create_checked(R, card(products, rates=[old]))
+    _, read_outs = host.read(R, object_id, outs)
+    assert host.diff(R, object_id, read_outs, checked).changes == "NONE", read_outs
