@@ -401,6 +401,9 @@ class MetronomeProvider(ResourceProvider):
             return ReadResult(None, {})
         outs = self.shape(self.strip_identity(live))
         outs.update(self.same_as_recorded(outs, props))
+        # An empty list or map the API fills in where the state has none is no change (group_keys: []).
+        for field in [f for f in self.api_fields() if outs.get(f) in ([], {}) and props.get(f) is None]:
+            outs.pop(field)
         outs.update({k: v for k, v in props.items() if k in NON_API_FIELDS or k in COMPUTED_FIELDS})
         outs.update(self.computed_outputs(client, id_, outs))
         outs.pop(RETAG, None)

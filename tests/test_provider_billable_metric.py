@@ -162,3 +162,12 @@ def test_create_after_out_of_band_archive_makes_a_new_metric(host, emulator):
     assert second_id != first_id
     live = emulator.client().v1.billable_metrics.retrieve(billable_metric_id=second_id).data
     assert live.archived_at is None
+
+
+def test_refresh_of_a_metric_without_lists_returns_the_state_unchanged(host):
+    """Metronome answers `group_keys: []` where none were declared: a refresh must not show that."""
+    name = unique("bare")
+    news = {"identity": f"metronome-iac/test/{name}", "name": name, "aggregation_type": "COUNT"}
+    object_id, inputs, outs = host.create_checked(M, news)
+    _, read_outs = host.read(M, object_id, outs)
+    assert read_outs == outs, (read_outs, outs)
