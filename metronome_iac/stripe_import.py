@@ -39,6 +39,7 @@ AGGREGATIONS = {"sum": "SUM", "count": "COUNT", "last": "LATEST"}
 LIVE_SUBSCRIPTION_STATUSES = {"active", "trialing", "past_due", "unpaid", "incomplete"}
 # Credit grants without an expiry: Metronome access schedules need an end.
 NO_EXPIRY = "2100-01-01T00:00:00Z"
+MAX_NAME = 160  # Metronome truncates longer names (the Customer resource refuses them)
 STRIPE_API = "https://api.stripe.com"
 HEADER = "# Written by `metronome-iac import-stripe` from Stripe account {account}. Review before use.\n"
 
@@ -421,8 +422,15 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
         email_name = (customer.get("email") or "").split("@")[0]
         name = customer_names.take(customer.get("name"), email_name, stripe_id)
         entry: dict[str, Any] = {"name": name}
-        if customer.get("name") and customer["name"] != name:
-            entry["display_name"] = customer["name"]
+        display = customer.get("name")
+        if display and len(display) > MAX_NAME:
+            display = display[:MAX_NAME].rstrip()
+            result.notes.append(
+                f"customer {stripe_id}: its name is longer than Metronome's {MAX_NAME} characters: "
+                f"shortened to {display!r}"
+            )
+        if display and display != name:
+            entry["display_name"] = display
         # The Stripe id is the ingest alias: meter events carry it, so they go to Metronome unchanged.
         entry.update(ingest_aliases=[stripe_id], stripe_customer_id=stripe_id)
         if method == "send_invoice":
@@ -459,6 +467,13 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
             result.skipped.append(f"{label}: expires before it takes effect")
         elif _expired(grant, now):
             result.skipped.append(f"{label}: expired at {_rfc3339(grant['expires_at'])}; nothing left to use")
+        elif grant.get("expires_at") and _instant(_rfc3339(grant["expires_at"])) <= _instant(
+            rates_starting_at
+        ):
+            result.skipped.append(
+                f"{label}: expires at {_rfc3339(grant['expires_at'])}, before the imported contracts "
+                f"start ({rates_starting_at}); nothing to move (an earlier --rates-starting-at keeps it)"
+            )
         elif account.grant_balances.get(grant["id"], 1) == 0:
             result.skipped.append(f"{label}: fully used in Stripe; nothing left to migrate")
         else:

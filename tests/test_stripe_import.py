@@ -390,3 +390,34 @@ def test_unreadable_stripe_is_one_error_line(
     else:
         assert "cannot reach Stripe" in lines[0] and "--api-base" in lines[0] and "network" in lines[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_what_metronome_would_refuse_is_mended_or_left_out_not_the_whole_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A customer name over Metronome's 160 characters is shortened (and said); a credit grant that
+    expires before the imported contracts start has nothing to move and is skipped with that reason."""
+    fake = FakeStripe()
+    try:
+        meter = fake.add_meter("api_requests", formula="count")
+        price = fake.add_price(fake.add_product("Requests")["id"], meter=meter["id"], unit_amount=2)
+        long_name = "Very Long Company Name " * 8  # 184 characters
+        customer = fake.create_customer(long_name)
+        fake.add_subscription(customer, [price["id"]])
+        start = datetime(datetime.now(timezone.utc).year + 1, 6, 1, tzinfo=timezone.utc)
+        early = fake.add_credit_grant(customer, 500, expires_at=int(start.timestamp()) - 86400 * 30)
+        kept = fake.add_credit_grant(customer, 700)
+        out = tmp_path / "imported"
+        args = ["import-stripe", "--out", str(out), "--api-key", API_KEY, "--api-base", fake.api_base]
+        assert main([*args, "--rates-starting-at", start.strftime("%Y-%m-%dT%H:%M:%SZ")]) == 0
+    finally:
+        fake.stop()
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    stack = load_stack(out)
+    (imported,) = stack.environment.customers
+    assert len(imported.metronome_name) == 160 and long_name.startswith(imported.metronome_name)
+    assert "160 characters" in text and customer in text
+    assert early["id"] in text and "before the imported contracts start" in text, text
+    (contract,) = stack.environment.contracts
+    assert [c.access_schedule.schedule_items[0].amount for c in contract.credits or []] == [700], kept
