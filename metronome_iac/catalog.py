@@ -607,6 +607,7 @@ class _Validator:
                 continue
             label = KIND_LABELS[section]
             seen: dict[str, int] = {}
+            adopted: dict[tuple[str, str], str] = {}  # (adopt key, value) -> the entry adopting it
             declared = self.declared.setdefault(section, set())
             for i, raw in enumerate(entries):
                 path = (section, i)
@@ -639,6 +640,16 @@ class _Validator:
                             ("adopt",),
                             f"adopt takes exactly one of {sorted(ADOPT_KEYS[section])}, got {sorted(adopt)}",
                         )
+                    for key, value in adopt.items():
+                        other = adopted.setdefault((key, str(value)), entry)
+                        if other != entry:  # two resources over one live object: each undoes the other
+                            self.add(
+                                doc,
+                                path,
+                                entry,
+                                ("adopt", key),
+                                f"{other} already adopts {key} {value!r}; to fix: adopt it once",
+                            )
                 try:
                     out[section].append((i, model.model_validate(raw)))
                 except ValidationError as exc:

@@ -375,10 +375,17 @@ class MetronomeProvider(ResourceProvider):
         live = self.read_live(client, object_id, inputs) if object_id else None
         if live is None:
             raise MetronomeError(f"{label}: nothing live to adopt for {adopt} (missing or archived)")
+        owner = ((live.get("custom_fields") or {}).get(IDENTITY_FIELD) or "").split("#", 1)[0]
         live = self.shape(self.strip_identity(live))
         desired = self.shape(self.strip_identity(inputs))
         differing = changed_fields(live, desired, self.api_fields())
         report = [f"{f}: desired {describe(desired.get(f))}, live {describe(live.get(f))}" for f in differing]
+        if self.tagged and owner and owner != inputs.get("identity"):
+            report.append(
+                f"{IDENTITY_FIELD}: managed until now as {owner}, which will see it as drift or missing: "
+                "take it out of that stack's state with `pulumi state delete` (removing it from that "
+                "stack's files would archive it)"
+            )
         immutable = [f for f in differing if f in self.replace_fields]
         if immutable:
             raise MetronomeError(

@@ -313,3 +313,21 @@ def test_group_key_needs_a_property_filter(tmp_path: Path) -> None:
     err = _one_problem(d)
     p = next(p for p in err.problems if p.field == "group_keys[0][1]")
     assert p.entry == "billable metric 'input_tokens'" and "exists: true" in p.message
+
+
+def test_one_live_object_adopted_twice(tmp_path: Path) -> None:
+    """Two entries over one live object would undo each other (and removing one archives the other's)."""
+    d = _stack(
+        tmp_path,
+        catalog_edit=(
+            "    display_name: Input tokens\n",
+            "    display_name: Input tokens\n    adopt: {name: Tokens}\n",
+        ),
+    )
+    text = (d / "catalog.yaml").read_text()
+    marker = "    display_name: Output tokens\n"
+    (d / "catalog.yaml").write_text(text.replace(marker, marker + "    adopt: {name: Tokens}\n", 1))
+    err = _one_problem(d)
+    (problem,) = err.problems
+    assert problem.entry == "billable metric 'output_tokens'" and problem.field == "adopt.name"
+    assert "billable metric 'input_tokens' already adopts name 'Tokens'" in problem.message

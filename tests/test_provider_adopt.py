@@ -142,3 +142,22 @@ def test_adopt_contract_by_uniqueness_key_and_id(host, emulator):
     object_id, _, _ = host.create_checked(K, {**desired, "name": name, "adopt": {"id": contract_id}})
     assert object_id == contract_id
     assert creates(emulator) == before
+
+
+def test_adopting_an_object_another_resource_manages_says_so(host, emulator):
+    """Taking over an object tagged by another stack (or resource) is allowed (moving management), but
+    said: that stack will see it as drift, and removing it there would archive it."""
+    name = unique("owned-metric")
+    metric = {"name": name, "aggregation_type": "COUNT"}
+    object_id, _, _ = host.create_checked(M, {"identity": f"proj/stack-x/{name}", **metric})
+    adopted_id, _, outs = host.create_checked(
+        M, {"identity": f"proj/stack-y/{name}", **metric, "adopt": {"name": name}}
+    )
+    assert adopted_id == object_id
+    (line,) = outs["adopt_report"]
+    assert f"proj/stack-x/{name}" in line and "pulumi state delete" in line, line
+    # Adopting what this very resource already manages (state lost) says nothing.
+    _, _, again = host.create_checked(
+        M, {"identity": f"proj/stack-y/{name}", **metric, "adopt": {"id": object_id}}
+    )
+    assert again["adopt_report"] == []
