@@ -293,10 +293,16 @@ def stripe_configuration_for(integration: Any, customer_id: Any) -> Any:
     """The contract's `billing_provider_configuration`: its customer's Stripe configuration id."""
     import pulumi
 
-    def pick(args: list[Any]) -> dict[str, str]:
+    def pick(args: list[Any]) -> dict[str, str] | None:
         ids, cid = args
-        if cid not in (ids or {}):  # never let a live contract silently miss its invoicing route
-            raise ValueError(f"StripeIntegration has no Stripe configuration for customer {cid}")
-        return {"billing_provider_configuration_id": ids[cid]}
+        if cid in (ids or {}):
+            return {"billing_provider_configuration_id": ids[cid]}
+        if pulumi.runtime.is_dry_run():
+            # A preview that sees the integration's previous outputs (going live, a configuration to set
+            # again): the id exists only once the integration's update has run, before this contract's.
+            pulumi.log.info(f"customer {cid}: its Stripe configuration is set by this update (go-live)")
+            return None
+        # `up`: never let a live contract silently miss its invoicing route.
+        raise ValueError(f"StripeIntegration has no Stripe configuration for customer {cid}")
 
     return pulumi.Output.all(integration.billing_provider_configuration_ids, customer_id).apply(pick)

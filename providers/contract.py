@@ -690,10 +690,17 @@ class ContractProvider(MetronomeProvider):
                 failures.append(CheckFailure(field, replacement_refused(field, old, new)))
         return failures
 
+    def diff_pair(self, olds: dict[str, Any], news: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """As the base, but a billing provider configuration nothing can change is no difference (for
+        diff and drift alike): none declared (Metronome cannot take one off a contract), or an ended
+        contract's (it bills nothing more; it keeps the one it billed through)."""
+        old, new = super().diff_pair(olds, news)
+        if old.get(BPC) and (not new.get(BPC) or has_ended(new)):
+            new = {**new, BPC: old[BPC]}
+        return old, new
+
     def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
-        if old.get(BPC) and new.get(BPC) and has_ended(new):
-            new = {**new, BPC: old[BPC]}  # an ended contract's configuration is left as it is
         result = compute_diff(old, new, self.api_fields(), self.replace_fields)
         replaces = [
             f for f in result.replaces or [] if f in ALWAYS_REPLACE or f in replacing_fields(old, new)

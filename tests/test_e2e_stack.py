@@ -208,3 +208,50 @@ def test_dev_stack_as_make_up_runs_it(tmp_path: Path, fresh_emulator: Any) -> No
     integration = engine.find("StripeIntegration", "stripe")
     assert integration.outputs["billing_provider_configuration_ids"] == {}  # go-live gate closed
     assert set(_up(engine, stack_dir)) == {"same"}
+
+
+def test_going_live_through_the_program(tmp_path: Path, fresh_emulator: Any) -> None:
+    """The dev stack goes live: the plan that flips go_live runs (the integration's new ids exist only
+    once its update has run), and `up` binds every contract to its customer's Stripe configuration."""
+    import re
+
+    from fake_stripe import FakeStripe
+    from mini_engine import EngineHost
+    from provider_host import ProviderHost, secret
+
+    account, key = "acct_1DevTestAccount", "sk_test_dev_account_key"
+    fresh_emulator.admin("POST", "billing-providers", json={"billing_provider": "stripe", "connected": True})
+    fake = FakeStripe()
+    try:
+        fake.keys[key] = account
+        stack_dir = make_stack_dir(tmp_path, stripe=True)
+        env = (stack_dir / "environment.yaml").read_text()
+        for dev_id in set(re.findall(r"cus_Dev\w+", env)):
+            env = env.replace(dev_id, fake.create_customer(dev_id))
+        (stack_dir / "environment.yaml").write_text(env)
+        config = {"stripe:apiKey": secret(key), "stripe:apiBase": fake.api_base}
+
+        def connect() -> EngineHost:
+            return EngineHost(
+                ProviderHost(
+                    fresh_emulator.base_url, fresh_emulator.token, project=PROJECT, stack=stack_dir.name,
+                    config=config,
+                )
+            )  # fmt: skip
+
+        engine = MiniEngine(connect, PROJECT, stack_dir.name)
+        engine.up(load_stack(stack_dir))
+        (stack_dir / "environment.yaml").write_text(env.replace("go_live: false", "go_live: true", 1))
+        plan = _plan(engine, stack_dir)
+        assert ("StripeIntegration", "stripe") in plan["update"], plan
+        engine.up(load_stack(stack_dir))
+        ids = engine.find("StripeIntegration", "stripe").outputs["billing_provider_configuration_ids"]
+        client = fresh_emulator.client()
+        for name in ("acme_2026", "globex_2026", "initech_2026"):
+            contract = engine.find("Contract", name)
+            customer_id = contract.outputs["customer_id"]
+            live = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=contract.id).data
+            assert live.customer_billing_provider_configuration.id == ids[customer_id], name
+        assert set(_plan(engine, stack_dir)) == {"same"}
+    finally:
+        fake.stop()

@@ -365,3 +365,32 @@ def test_contract_replacement_is_refused_by_diff_too(change):
 
     with pytest.raises(MetronomeError, match="replaces the contract.*allow_replacement: true"):
         ContractProvider().diff("id-1", CONTRACT, with_(CONTRACT, **change))
+
+
+@pytest.mark.parametrize(
+    ("desired", "why"),
+    [
+        ({"billing_provider_configuration": None}, "none declared: Metronome cannot take one off a contract"),
+        (
+            {
+                "ending_before": "2026-03-01T00:00:00Z",
+                "billing_provider_configuration": {"billing_provider_configuration_id": "bpc-new"},
+            },  # fmt: skip
+            "an ended contract keeps the configuration it billed through",
+        ),
+    ],
+)
+def test_a_billing_configuration_nothing_can_change_is_no_diff_and_no_drift(desired, why):
+    """Diff and drift (which shares diff_pair) agree: no perpetual update, no perpetual drift."""
+    from providers.diff import changed_fields
+
+    live = with_(
+        CONTRACT,
+        ending_before=desired.get("ending_before"),
+        billing_provider_configuration={"billing_provider_configuration_id": "bpc-old"},
+    )
+    news = with_(live, **desired)
+    provider = ContractProvider()
+    assert provider.diff("id-1", live, news).changes is False, why
+    have, want = provider.diff_pair(live, news)
+    assert "billing_provider_configuration" not in changed_fields(have, want, provider.api_fields()), why
