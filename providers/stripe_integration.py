@@ -61,7 +61,13 @@ GO_LIVE_OFF_REFUSED = (
     "output billing_provider_configuration_ids), then remove this resource from the stack."
 )
 ARCHIVE_PATH = "/v1/archiveCustomerBillingProviderConfigurations"
-OUTPUTS = ("billing_provider_configuration_ids", "go_live_pending", "delivery_method_id", "stripe_account_id")
+OUTPUTS = (
+    "billing_provider_configuration_ids",
+    "go_live_pending",
+    "delivery_method_id",
+    "stripe_account_id",
+    "extra_configuration_ids",  # read: other active Stripe configurations (set by hand) the next up archives
+)
 
 
 def account_change_refused(old: str, new: str) -> str:
@@ -735,9 +741,12 @@ class StripeIntegrationProvider(MetronomeProvider):
             raise MetronomeError(f"{self.label(news)}: " + "; ".join(why for _, why in refused))
         result = compute_diff(comparable(old), comparable(new), self.api_fields(), self.replace_fields)
         if not result.changes and new.get("go_live") is True and not contains_unknown(new.get("customers")):
-            # A configuration archived by hand (seen by refresh) is set again by an update.
+            # A configuration archived by hand (seen by refresh) is set again by an update, and a second
+            # one set by hand is archived by it.
             have = olds.get("billing_provider_configuration_ids") or {}
-            if any(c.get("customer_id") not in have for c in new.get("customers") or []):
+            if olds.get("extra_configuration_ids") or any(
+                c.get("customer_id") not in have for c in new.get("customers") or []
+            ):
                 return DiffResult(changes=True, replaces=[], stables=[], delete_before_replace=False)
         return result
 
@@ -789,9 +798,27 @@ class StripeIntegrationProvider(MetronomeProvider):
         delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
         outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
-            live = existing_configurations(client, desired_configurations(inputs), delivery_method_id, label)
-            outs["billing_provider_configuration_ids"] = live
+            wanted = desired_configurations(inputs)
+            live = stripe_configurations(
+                client, [w["customer_id"] for w in wanted], delivery_method_id, label
+            )
+            outs["billing_provider_configuration_ids"] = _pick(wanted, live)
             outs["go_live_pending"] = []
+            # More than one active Stripe configuration on a customer risks billing it twice: the next up
+            # archives the others, as going live does (unless an active contract bills through one).
+            extra = {
+                cid: [
+                    c["id"] for c in configs if c["id"] != outs["billing_provider_configuration_ids"].get(cid)
+                ]
+                for cid, configs in live.items()
+            }
+            extra = {
+                cid: ids
+                for cid, ids in extra.items()
+                if ids and cid in outs["billing_provider_configuration_ids"]
+            }
+            if extra:
+                outs["extra_configuration_ids"] = extra
         else:
             outs["billing_provider_configuration_ids"] = {}
             outs["go_live_pending"] = props.get("go_live_pending") or []

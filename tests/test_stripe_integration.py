@@ -829,3 +829,25 @@ def test_without_a_stripe_key_checks_are_skipped_until_go_live(connected: Emulat
         assert [field for field, _ in failures] == ["expected_account_id"]
         assert "no Stripe secret key" in failures[0][1]
     assert live_configs(connected, customer_id) == []
+
+
+def test_a_second_configuration_set_by_hand_while_live_is_seen_and_removed(
+    connected: Emulator, fake_stripe: FakeStripe, hosts: list[Host]
+) -> None:
+    """Two active Stripe configurations on one customer risk billing it twice: refresh sees the extra
+    one and the next up archives it (as going live does), leaving exactly the declared one."""
+    host = Host(connected, fake_stripe.api_base)
+    hosts.append(host)
+    (customer,) = make_customers(connected, fake_stripe, 1, "second-by-hand")
+    cid = customer["customer_id"]
+    id_, on, outs = go_live(host, [customer])
+    kept = outs["billing_provider_configuration_ids"][cid]
+    extra = set_stripe_config(connected, cid, fake_stripe.create_customer("other"), "send_invoice")
+
+    _, refreshed = host.read(id_, outs)
+    assert refreshed["extra_configuration_ids"] == {cid: [extra]}
+    assert host.diff(id_, refreshed, on).changes == "SOME"
+    updated = host.update(id_, refreshed, on)
+    assert [c.id for c in live_configs(connected, cid)] == [kept] and archived_ids(connected, cid) == {extra}
+    _, again = host.read(id_, updated)
+    assert "extra_configuration_ids" not in again and host.diff(id_, again, on).changes == "NONE"
