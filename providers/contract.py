@@ -209,6 +209,14 @@ def has_ended(inputs: dict[str, Any]) -> bool:
     return instant(end) <= datetime.now(timezone.utc)
 
 
+def archived_configuration_warning(label: str, config_id: str) -> str:
+    return (
+        f"warning: {label}: its billing provider configuration {config_id} was archived outside this stack: "
+        "the contract no longer invoices through it, and Metronome cannot give it another. End it "
+        "(ending_before) and start a new contract on the customer's current configuration"
+    )
+
+
 def configuration_change_refused(old: Any, new: Any) -> str:
     return (
         f"billing_provider_configuration cannot change from {describe(old)} to {describe(new)}: this "
@@ -677,12 +685,8 @@ class ContractProvider(MetronomeProvider):
                                 "ends before it starts; to fix: swap or correct the dates",
                             )
                         )
-        if olds:
-            new = inputs.model_dump(mode="json", exclude_none=True)
-            old = self.shape(olds)
-            replaced = inputs.allow_replacement and replacing_fields(old, new)  # a new contract: no edit
-            if configuration_changes(old.get(BPC), new.get(BPC)) and not has_ended(new) and not replaced:
-                failures.append(CheckFailure(BPC, configuration_change_refused(old.get(BPC), new.get(BPC))))
+        # A change of billing provider configuration is refused by diff (at preview too), which knows the
+        # contract: one whose configuration was archived outside the stack is not refused (see there).
         if olds and not inputs.allow_replacement:
             new = inputs.model_dump(mode="json", exclude_none=True)
             old = self.shape(olds)
@@ -716,10 +720,30 @@ class ContractProvider(MetronomeProvider):
                 "`metronome-iac drift` lists them), declare what it has now instead"
             )
         if not replaces and configuration_changes(old.get(BPC), new.get(BPC)):  # an edit could not do it
-            raise MetronomeError(
-                f"{self.label(news)}: {configuration_change_refused(old.get(BPC), new.get(BPC))}"
-            )
+            if not self._bound_configuration_archived(_id, old, self.label(news)):
+                raise MetronomeError(
+                    f"{self.label(news)}: {configuration_change_refused(old.get(BPC), new.get(BPC))}"
+                )
+            # Archived outside the stack: nothing can bind this contract again, so nothing to refuse.
+            new = {**new, BPC: old[BPC]}
+            result = compute_diff(old, new, self.api_fields(), self.replace_fields)
         return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
+
+    @staticmethod
+    def _bound_configuration_archived(contract_id: str, old: dict[str, Any], label: str) -> bool:
+        """The live contract's billing provider configuration is archived (one look-up, made only when a
+        configuration change would otherwise be refused); says what that means for invoicing."""
+        from .client import get_client
+
+        try:
+            live = _get(get_client(), str(old.get("customer_id")), contract_id, label) or {}
+        except MetronomeError:
+            return False
+        bound = live.get("customer_billing_provider_configuration") or {}
+        if not bound.get("archived_at"):
+            return False
+        print(archived_configuration_warning(label, bound["id"]), file=sys.stderr, flush=True)
+        return True
 
     def uniqueness_key(self, inputs: dict[str, Any]) -> str:
         identity = inputs.get("identity") or "unknown"
@@ -873,6 +897,8 @@ class ContractProvider(MetronomeProvider):
                 "billing_provider_configuration": news[BPC],
                 "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
             }
+        elif BPC in changed and news.get(BPC) and bound.get("archived_at"):
+            print(archived_configuration_warning(label, bound["id"]), file=sys.stderr, flush=True)
         elif BPC in changed and news.get(BPC) and not _is_bound(bound, news[BPC]) and not has_ended(news):
             # Refused at check; checked here against the live contract before anything is sent.
             live_bpc = live.get(BPC) or {BPC_ID: bound.get("id")}

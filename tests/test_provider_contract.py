@@ -256,16 +256,18 @@ def test_billing_provider_configuration_is_added_once_never_changed(fresh_emulat
         _, refreshed = h.read(K, object_id, outs)
         assert h.diff(K, object_id, refreshed, on_x).changes == "NONE"
 
-        # One -> another: refused at check, and at diff, naming the way forward.
+        # One -> another: refused at diff (preview), naming the way forward.
         on_y = {**on_x, "billing_provider_configuration": {"billing_provider_configuration_id": y.id}}
-        ((prop, reason),) = h.check(K, on_x, on_y)[1]
-        assert prop == "billing_provider_configuration"
-        assert "cannot change from" in reason and x.id in reason and y.id in reason
-        assert "end this contract" in reason and "renewal" in reason
-        assert "Metronome dashboard with Metronome's help" in reason
         with pytest.raises(ProviderError) as info:
             h.diff(K, object_id, refreshed, on_y)
-        assert "billing_provider_configuration cannot change from" in info.value.details
+        reason = info.value.details
+        assert (
+            "billing_provider_configuration cannot change from" in reason
+            and x.id in reason
+            and y.id in reason
+        )
+        assert "end this contract" in reason and "renewal" in reason
+        assert "Metronome dashboard with Metronome's help" in reason
         # A replacement (allowed) is a new contract, created on the new configuration: not refused.
         replacing = {**on_y, "starting_at": "2026-02-01T00:00:00Z", "allow_replacement": True}
         assert h.check(K, on_x, replacing)[1] == []
@@ -290,14 +292,15 @@ def test_billing_provider_configuration_is_added_once_never_changed(fresh_emulat
         assert bound()[0].id == x.id and edits() == 1
 
         # Once the configuration is archived (Metronome archives it on the contract too), read shows the
-        # contract still on it, and a new one is still refused.
+        # contract still on it; a new one is no longer refused (nothing can bind this contract again, see
+        # test_a_configuration_archived_by_hand_does_not_lock_the_contract): the difference is left.
         client.v1.customers.archive_billing_configurations(
             customer_id=customer_id, customer_billing_provider_configuration_ids=[x.id]
         )
         assert bound()[0].archived_at is not None
         _, archived = h.read(K, object_id, outs)
         assert archived["billing_provider_configuration"] == {"billing_provider_configuration_id": x.id}
-        assert [p for p, _ in h.check(K, archived, on_y)[1]] == ["billing_provider_configuration"]
+        assert h.diff(K, object_id, archived, on_y).changes == "NONE"
 
         # A contract that has ended bills nothing more: its configuration is left as it is, no diff.
         ended_id, ended_in, ended_out = h.create_checked(
@@ -421,3 +424,50 @@ def test_a_hand_added_discount_never_replaces_the_contract_by_surprise(host, emu
     assert new_id != object_id  # a new contract, not the old one found by its key
     live = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=new_id).data
     assert not live.discounts and live.archived_at is None
+
+
+def test_a_configuration_archived_by_hand_does_not_lock_the_contract(fresh_emulator):
+    """Archived outside the stack, the contract's configuration is gone for good (Metronome cannot give
+    the contract another). Following the customer's new configuration is then not refused (it could not be
+    done either way): the difference is left, said once, and other edits such as ending it go through."""
+    client = fresh_emulator.client()
+    fresh_emulator.admin("POST", "billing-providers", json={"billing_provider": "stripe", "connected": True})
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as h:
+        customer_id = h.create_checked(C, {"identity": "t/s/arch-customer", "name": "arch customer"})[0]
+
+        def configure(stripe_id: str) -> str:
+            (config,) = client.v1.customers.set_billing_configurations(
+                data=[
+                    {
+                        "customer_id": customer_id,
+                        "billing_provider": "stripe",
+                        "delivery_method": "direct_to_billing_provider",
+                        "configuration": {"stripe_customer_id": stripe_id},
+                    }
+                ]
+            ).data
+            return config.id
+
+        x = configure("cus_X")
+        inputs = h.check_ok(
+            K,
+            {
+                "identity": "metronome-iac/test/arch",
+                "customer_id": customer_id,
+                "starting_at": START,
+                "billing_provider_configuration": {"billing_provider_configuration_id": x},
+            },
+        )
+        object_id, outs = h.create(K, inputs)
+        client.v1.customers.archive_billing_configurations(
+            customer_id=customer_id, customer_billing_provider_configuration_ids=[x]
+        )
+        y = configure("cus_Y")  # what the StripeIntegration sets for the customer next
+        _, refreshed = h.read(K, object_id, outs)
+        follow = {**inputs, "billing_provider_configuration": {"billing_provider_configuration_id": y}}
+        assert h.diff(K, object_id, refreshed, follow).changes == "NONE"
+        ended = {**follow, "ending_before": "2026-12-01T00:00:00Z"}
+        assert h.diff(K, object_id, refreshed, ended).changes == "SOME"
+        h.update(K, object_id, refreshed, ended)
+        live = client.v2.contracts.retrieve(customer_id=customer_id, contract_id=object_id).data
+        assert live.ending_before is not None and live.customer_billing_provider_configuration.id == x
