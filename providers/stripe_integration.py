@@ -802,20 +802,14 @@ class StripeIntegrationProvider(MetronomeProvider):
             live = stripe_configurations(
                 client, [w["customer_id"] for w in wanted], delivery_method_id, label
             )
-            outs["billing_provider_configuration_ids"] = _pick(wanted, live)
+            kept = outs["billing_provider_configuration_ids"] = _pick(wanted, live)
             outs["go_live_pending"] = []
             # More than one active Stripe configuration on a customer risks billing it twice: the next up
             # archives the others, as going live does (unless an active contract bills through one).
             extra = {
-                cid: [
-                    c["id"] for c in configs if c["id"] != outs["billing_provider_configuration_ids"].get(cid)
-                ]
-                for cid, configs in live.items()
-            }
-            extra = {
-                cid: ids
-                for cid, ids in extra.items()
-                if ids and cid in outs["billing_provider_configuration_ids"]
+                cid: [c["id"] for c in configs]
+                for cid, configs in replaced_configurations(wanted, live).items()
+                if configs and cid in kept
             }
             if extra:
                 outs["extra_configuration_ids"] = extra
