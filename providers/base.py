@@ -1,15 +1,16 @@
 """`MetronomeProvider`: the dynamic-provider plumbing every resource shares.
 
-A resource module supplies the schema (an `Inputs` model), the diff rules (`REPLACE_FIELDS`) and
-the API calls (hooks below); this class turns them into check / diff / create / read / update /
-delete. Provider objects carry NO instance state: they are pickled by reference into the program's
-state, and everything they need (settings, clients, listing indexes) lives in the host process.
+A resource module supplies the schema (an `Inputs` model whose fields carry their diff rules: see
+`providers.schema.RequiresReplace`) and the API calls (hooks below); this class turns them into
+check / diff / create / read / update / delete. Provider objects carry NO instance state: they are
+pickled by reference into the program's state, and everything they need (settings, clients, listing
+indexes) lives in the host process.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import metronome
 from pulumi.dynamic import (
@@ -51,6 +52,7 @@ from .diff import (
     normalize,
 )
 from .identity import resource_name_of
+from .schema import RequiresReplace, replacement_rules, replacing_fields
 
 # Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
 NON_API_FIELDS = frozenset({"adopt", "identity", "allow_replacement", "update_starting_at"})
@@ -119,7 +121,10 @@ def _reason(err: dict[str, Any], hints: dict[str, str], allowed: list[str]) -> s
     return f"{what}; to fix: {fix}"
 
 
-class MetronomeProvider(ResourceProvider):
+InputsT = TypeVar("InputsT", bound=InputsBase)
+
+
+class MetronomeProvider(ResourceProvider, Generic[InputsT]):
     """Base provider; subclasses set the class attributes and implement the hooks.
 
     The default `create_object / read_live / find_live / archive_object` serve the kinds tagged with
@@ -131,8 +136,9 @@ class MetronomeProvider(ResourceProvider):
 
     kind: ClassVar[str] = "Resource"  # "BillableMetric", used in messages
     entity: ClassVar[str] = ""  # Metronome custom-field entity ("billable_metric", ...)
-    inputs_model: ClassVar[type[InputsBase]] = InputsBase
-    replace_fields: ClassVar[tuple[str, ...]] = ()
+    inputs_model: type[InputsT]
+    # {field: marker} for the fields whose change replaces the object, read off `inputs_model`.
+    replace_rules: ClassVar[dict[str, RequiresReplace]] = {}
     natural_key: ClassVar[str] = "name"  # adopt: {"id": ...} or {natural_key: ...}
     # A replacement archives the old object before creating the new one (the new one needs something
     # the old one holds, e.g. a customer's ingest aliases); default: create first, archive after.
@@ -186,11 +192,16 @@ class MetronomeProvider(ResourceProvider):
 
     # ------------------------------------------------------------------ hooks (defaults: tagged kinds)
 
-    def validate(self, inputs: InputsBase, olds: dict[str, Any]) -> list[CheckFailure]:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "inputs_model" in cls.__dict__:
+            cls.replace_rules = replacement_rules(cls.inputs_model)
+
+    def validate(self, inputs: InputsT, olds: dict[str, Any]) -> list[CheckFailure]:
         """Cross-field rules pydantic cannot express; `olds` are the previous inputs ({} on create)."""
         return []
 
-    def warnings(self, inputs: InputsBase) -> list[str]:
+    def warnings(self, inputs: InputsT) -> list[str]:
         return []
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
@@ -267,7 +278,7 @@ class MetronomeProvider(ResourceProvider):
         from .identity import identity_tag
 
         identity = inputs.get("identity") or f"unknown/{inputs.get('name', '?')}"
-        return identity_tag(identity, inputs, self.replace_fields)
+        return identity_tag(identity, inputs, tuple(self.replace_rules))
 
     @classmethod
     def shape(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -352,7 +363,7 @@ class MetronomeProvider(ResourceProvider):
         """Diff of the API fields (identity aside); kinds with extra rules override this."""
         old, new = self.diff_pair(olds, news)
         return compute_diff(
-            old, new, self.api_fields(), self.replace_fields, delete_before_replace=self.delete_before_replace
+            old, new, self.api_fields(), self.replace_rules, delete_before_replace=self.delete_before_replace
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -386,7 +397,7 @@ class MetronomeProvider(ResourceProvider):
                 "take it out of that stack's state with `pulumi state delete` (removing it from that "
                 "stack's files would archive it)"
             )
-        immutable = [f for f in differing if f in self.replace_fields]
+        immutable = replacing_fields(self.replace_rules, live, desired, differing)
         if immutable:
             raise MetronomeError(
                 f"{label}: cannot adopt {object_id}: fields that cannot change in place differ "
@@ -438,6 +449,12 @@ class MetronomeProvider(ResourceProvider):
         old = self.shape(self.strip_identity(olds))
         new = self.shape(self.strip_identity(inputs))
         changed = changed_fields(old, new, self.api_fields())
+        fixed = replacing_fields(self.replace_rules, old, new, changed)
+        if fixed:  # the engine replaces on these (diff); an update reaching here is a bug, never a no-op
+            raise MetronomeError(
+                f"{label}: {', '.join(fixed)} cannot change in place "
+                f"({'; '.join(self.replace_rules[f].why for f in fixed)}); replace the {self.kind}"
+            )
         if self.identity_changed(olds, inputs) or olds.get(RETAG):
             self.retag(client, id_, inputs, label)
         if "custom_fields" in changed:

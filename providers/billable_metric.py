@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import metronome
 import pulumi
@@ -10,7 +10,8 @@ from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict
 
 from .base import InputsBase, MetronomeProvider, declare_props, looks_high_cardinality
-from .client import MetronomeError, get_live, paginate, request
+from .client import get_live, paginate, request
+from .schema import RequiresReplace
 
 ENTITY = "billable_metric"
 
@@ -33,13 +34,18 @@ class PropertyFilter(BaseModel):
     not_in_values: list[str] | None = None
 
 
+# Metronome can only rename a metric (its update takes `name` alone): every field that defines what
+# is counted replaces the metric. custom_fields change in place through customFields/setValues.
+DEFINES_WHAT_IS_COUNTED = RequiresReplace("Metronome can only rename a billable metric")
+
+
 class Inputs(InputsBase):
     name: str
-    aggregation_type: Literal["COUNT", "SUM", "MAX", "LATEST", "UNIQUE"]
-    aggregation_key: str | None = None
-    event_type_filter: EventTypeFilter | None = None
-    property_filters: list[PropertyFilter] | None = None
-    group_keys: list[list[str]] | None = None
+    aggregation_type: Annotated[Literal["COUNT", "SUM", "MAX", "LATEST", "UNIQUE"], DEFINES_WHAT_IS_COUNTED]
+    aggregation_key: Annotated[str | None, DEFINES_WHAT_IS_COUNTED] = None
+    event_type_filter: Annotated[EventTypeFilter | None, DEFINES_WHAT_IS_COUNTED] = None
+    property_filters: Annotated[list[PropertyFilter] | None, DEFINES_WHAT_IS_COUNTED] = None
+    group_keys: Annotated[list[list[str]] | None, DEFINES_WHAT_IS_COUNTED] = None
 
 
 HINTS = {
@@ -47,20 +53,6 @@ HINTS = {
     "name": "give the metric a name (shown in Metronome)",
     "group_keys": "write group keys as a list of lists, e.g. [[model, region]]",
 }
-
-# ---------------------------------------------------------------------------------------------
-# Diff rules
-# ---------------------------------------------------------------------------------------------
-
-# Metronome can only rename a metric (PUT update takes `name` alone): every field that defines what
-# is counted forces a new metric. custom_fields change in place through customFields/setValues.
-REPLACE_FIELDS = (
-    "aggregation_type",
-    "aggregation_key",
-    "event_type_filter",
-    "property_filters",
-    "group_keys",
-)
 
 # ---------------------------------------------------------------------------------------------
 # API calls
@@ -94,11 +86,10 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     return list(paginate(client, "GET", "/v1/billable-metrics", label="BillableMetric listing"))
 
 
-class BillableMetricProvider(MetronomeProvider):
+class BillableMetricProvider(MetronomeProvider[Inputs]):
     kind = "BillableMetric"
     entity = ENTITY
     inputs_model = Inputs
-    replace_fields = REPLACE_FIELDS
     natural_key = "name"
     hints = HINTS
     # API calls used by MetronomeProvider's create-once / read / adopt / archive
@@ -109,7 +100,7 @@ class BillableMetricProvider(MetronomeProvider):
     create_fields = _FIELDS
     archive_path = "/v1/billable-metrics/archive"
 
-    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
         failures = []
         if inputs.aggregation_type != "COUNT" and not inputs.aggregation_key:
             failures.append(
@@ -147,7 +138,7 @@ class BillableMetricProvider(MetronomeProvider):
                     )
         return failures
 
-    def warnings(self, inputs: Inputs) -> list[str]:  # type: ignore[override]
+    def warnings(self, inputs: Inputs) -> list[str]:
         keys = sorted(
             {k for compound in inputs.group_keys or [] for k in compound if looks_high_cardinality(k)}
         )
@@ -159,11 +150,15 @@ class BillableMetricProvider(MetronomeProvider):
             for k in keys
         ]
 
-    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
-        if set(changed) - {"name"}:
-            raise MetronomeError(
-                f"{label}: {sorted(set(changed) - {'name'})} cannot change in place; replace the metric"
-            )
+    def update_object(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        olds: dict[str, Any],
+        news: dict[str, Any],
+        changed: list[str],
+        label: str,
+    ) -> dict[str, Any]:
         if "name" in changed:
             request(
                 client, "PUT", f"/v1/billable-metrics/{object_id}", label=label, body={"name": news["name"]}
@@ -228,7 +223,6 @@ __all__ = [
     "BillableMetric",
     "BillableMetricProvider",
     "Inputs",
-    "REPLACE_FIELDS",
     "list_objects",
     "read_object",
 ]

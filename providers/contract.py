@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import metronome
 import pulumi
-from pulumi.dynamic import CheckFailure, DiffResult
+from pulumi.dynamic import CheckFailure, CreateResult, DiffResult
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
@@ -36,6 +36,8 @@ from .diff import (
     project,
 )
 from .identity import contract_uniqueness_key, edit_uniqueness_key
+from .schema import RequiresReplace, replacement_rules
+from .schema import replacing_fields as replacing_by_rules
 
 ENTITY = "contract"
 
@@ -143,17 +145,31 @@ class BillingProviderConfiguration(_Model):
     delivery_method: str | None = None
 
 
+# A contract's customer, rate card and start date can never change (Metronome: start a new contract);
+# replacing a contract archives the old one and voids its invoices, so check refuses it unless
+# `allow_replacement: true`. Everything else (name, end date, payment terms, commits, credits, overrides,
+# billing provider) is an edit.
+FIXED_AT_START = RequiresReplace("Metronome cannot change a contract's customer, rate card or start")
+
+
 class Inputs(InputsBase):
-    customer_id: str
-    rate_card_id: str | None = None
-    starting_at: Timestamp
+    customer_id: Annotated[str, FIXED_AT_START]
+    rate_card_id: Annotated[str | None, FIXED_AT_START] = None
+    starting_at: Annotated[Timestamp, FIXED_AT_START]
     ending_before: Timestamp | None = None
     name: str | None = None
     net_payment_terms_days: int | None = None
     commits: list[Commit] | None = None
     credits: list[Credit] | None = None
     overrides: list[Override] | None = None
-    discounts: list[Discount] | None = None
+    # Discounts can be added by an edit but not removed or changed.
+    discounts: Annotated[
+        list[Discount] | None,
+        RequiresReplace(
+            "discounts can be added by an edit, never changed or removed",
+            unless=lambda old, new: discounts_only_added(old, new),
+        ),
+    ] = None
     billing_provider_configuration: BillingProviderConfiguration | None = None
     allow_replacement: bool = False
 
@@ -168,13 +184,8 @@ HINTS = {
 # Diff rules
 # ---------------------------------------------------------------------------------------------
 
-# A contract's customer, rate card and start date can never change (Metronome: start a new
-# contract); replacing a contract archives the old one and voids its invoices, so check refuses it
-# unless `allow_replacement: true`. Discounts can be added by an edit but not removed or changed, so
-# a removal/change of an existing discount replaces too (see `ContractProvider.diff`). Everything
-# else (name, end date, payment terms, commits, credits, overrides, billing provider) is an edit.
-REPLACE_FIELDS = ("customer_id", "rate_card_id", "starting_at", "discounts")
-ALWAYS_REPLACE = ("customer_id", "rate_card_id", "starting_at")
+REPLACEMENT_RULES = replacement_rules(Inputs)
+ALWAYS_REPLACE = tuple(f for f, rule in REPLACEMENT_RULES.items() if rule.unless is None)
 # Fields the uniqueness key's fingerprint covers: what identifies this contract.
 IDENTITY_FIELDS = ("customer_id", "rate_card_id", "starting_at")
 
@@ -273,10 +284,7 @@ def discounts_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, A
 
 
 def replacing_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    changed = changed_fields(old, new, REPLACE_FIELDS)
-    if "discounts" in changed and discounts_only_added(old.get("discounts"), new.get("discounts")):
-        changed.remove("discounts")
-    return changed
+    return replacing_by_rules(REPLACEMENT_RULES, old, new, changed_fields(old, new, REPLACEMENT_RULES))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,16 +663,15 @@ def _grant_update(
     return change if len(change) > 1 else None
 
 
-class ContractProvider(MetronomeProvider):
+class ContractProvider(MetronomeProvider[Inputs]):
     kind = "Contract"
     entity = ENTITY
     tagged = False  # found by its uniqueness key; `iac_identity` is set only after a rename
     inputs_model = Inputs
-    replace_fields = REPLACE_FIELDS
     natural_key = "uniqueness_key"
     hints = HINTS
 
-    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
         failures = []
         start, end = inputs.starting_at, inputs.ending_before
         if end and UNKNOWN not in (start, end) and canonical_time(end) <= canonical_time(start):
@@ -705,10 +712,8 @@ class ContractProvider(MetronomeProvider):
 
     def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         old, new = self.diff_pair(olds, news)
-        result = compute_diff(old, new, self.api_fields(), self.replace_fields)
-        replaces = [
-            f for f in result.replaces or [] if f in ALWAYS_REPLACE or f in replacing_fields(old, new)
-        ]
+        result = compute_diff(old, new, self.api_fields(), self.replace_rules)
+        replaces = list(result.replaces or [])
         # Check compares with the recorded inputs; after a refresh the old side is the live contract,
         # so a hand edit (a discount added in the dashboard) can only show up here. Refused the same way.
         refused = [f for f in certain_replacements(old, new) if f in replaces]
@@ -726,7 +731,7 @@ class ContractProvider(MetronomeProvider):
                 )
             # Archived outside the stack: nothing can bind this contract again, so nothing to refuse.
             new = {**new, BPC: old[BPC]}
-            result = compute_diff(old, new, self.api_fields(), self.replace_fields)
+            result = compute_diff(old, new, self.api_fields(), self.replace_rules)
         return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
 
     @staticmethod
@@ -782,13 +787,17 @@ class ContractProvider(MetronomeProvider):
         have = strip_ids(to_inputs(live, self.shape(inputs)))
         return not replacing_fields(self.shape(have), self.shape(inputs))
 
-    def computed_outputs(self, client, object_id, inputs):  # type: ignore[override]
+    def computed_outputs(
+        self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any]
+    ) -> dict[str, Any]:
         return {"uniqueness_key": inputs.get("uniqueness_key") or self.uniqueness_key(inputs)}
 
-    def tag_adopted(self, client, object_id, inputs, label):  # type: ignore[override]
+    def tag_adopted(
+        self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any], label: str
+    ) -> None:
         pass  # contracts are identified by id/uniqueness key; nothing to tag
 
-    def retag(self, client, object_id, inputs, label):  # type: ignore[override]
+    def retag(self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any], label: str) -> None:
         # A renamed contract: its uniqueness key cannot change (it keeps the old name, and stays the
         # recorded `uniqueness_key` output), so the new identity is recorded in the state and on the
         # contract as `iac_identity`, which drift and export read before the key.
@@ -797,7 +806,9 @@ class ContractProvider(MetronomeProvider):
         tag = self.uniqueness_key(inputs)[len("iac:") :]
         set_custom_field_values(client, ENTITY, object_id, {IDENTITY_FIELD: tag}, label=label)
 
-    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         props = props or {}
         customer_id = props.get("customer_id")
         if not customer_id or customer_id == UNKNOWN:  # e.g. an import: find the owner (a scan)
@@ -807,10 +818,10 @@ class ContractProvider(MetronomeProvider):
         obj = _get(client, customer_id, object_id, self.label(props))
         return strip_ids(to_inputs(obj, self.shape(props))) if obj else None
 
-    def find_live(self, client, key, value, label):  # type: ignore[override]
+    def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         raise NotImplementedError  # needs the customer: see _adopt_lookup
 
-    def create(self, props: dict[str, Any]):  # type: ignore[override]
+    def create(self, props: dict[str, Any]) -> CreateResult:
         adopt = props.get("adopt") or {}
         if adopt.get("uniqueness_key") and not adopt.get("id"):
             from .client import get_client
@@ -834,10 +845,15 @@ class ContractProvider(MetronomeProvider):
             return result
         return super().create(props)
 
-    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
-        fixed = [f for f in changed if f in ALWAYS_REPLACE]
-        if fixed:
-            raise MetronomeError(f"{label}: {fixed} cannot change on a contract; it must be replaced")
+    def update_object(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        olds: dict[str, Any],
+        news: dict[str, Any],
+        changed: list[str],
+        label: str,
+    ) -> dict[str, Any]:
         if not changed:
             return {}
         live_obj = _get(client, news["customer_id"], object_id, label)
@@ -932,7 +948,9 @@ class ContractProvider(MetronomeProvider):
             return -1
         return len(data_of(history) or [])
 
-    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+    def archive_object(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
+    ) -> None:
         # void_invoices=true: we only get here because the user removed the contract from the
         # program (or allowed its replacement); Metronome requires the choice to be explicit.
         archive(
@@ -1014,7 +1032,6 @@ class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
 
 
 __all__ = [
-    "REPLACE_FIELDS",
     "Contract",
     "ContractProvider",
     "Inputs",

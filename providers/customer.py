@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import metronome
 import pulumi
@@ -10,6 +10,7 @@ from pulumi.dynamic import CheckFailure
 
 from .base import InputsBase, MetronomeProvider, declare_props
 from .client import MetronomeError, get_live, paginate, request
+from .schema import RequiresReplace
 
 ENTITY = "customer"
 
@@ -19,9 +20,12 @@ ENTITY = "customer"
 
 
 class Inputs(InputsBase):
+    # name (setName), ingest_aliases (setIngestAliases, a full replace) and custom_fields
+    # (customFields/setValues) change in place.
     name: str
     ingest_aliases: list[str] | None = None
-    external_id: str | None = None
+    # Set at creation only (there is no call to change it): a new value means a new customer.
+    external_id: Annotated[str | None, RequiresReplace("Metronome sets external_id at creation only")] = None
 
 
 HINTS = {
@@ -33,10 +37,6 @@ HINTS = {
 # Diff rules
 # ---------------------------------------------------------------------------------------------
 
-# external_id is set at creation only (there is no call to change it): a new value means a new
-# customer. name (setName), ingest_aliases (setIngestAliases, a full replace) and custom_fields
-# (customFields/setValues) change in place.
-REPLACE_FIELDS = ("external_id",)
 # Ingest aliases are unique across customers, and the old customer holds them until it is archived
 # (delete frees them): so a replacement archives the old customer first, then creates the new one.
 # Delete refuses while active contracts use the customer, and contracts refuse to change customer
@@ -68,11 +68,10 @@ def _list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]
     return list(paginate(client, "GET", "/v1/customers", label="Customer listing", params=params))
 
 
-class CustomerProvider(MetronomeProvider):
+class CustomerProvider(MetronomeProvider[Inputs]):
     kind = "Customer"
     entity = ENTITY
     inputs_model = Inputs
-    replace_fields = REPLACE_FIELDS
     natural_key = "ingest_alias"
     hints = HINTS
     delete_before_replace = DELETE_BEFORE_REPLACE
@@ -84,7 +83,7 @@ class CustomerProvider(MetronomeProvider):
     create_fields = ("name", "ingest_aliases", "external_id")
     archive_path = "/v1/customers/archive"
 
-    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
         failures = []
         if len(inputs.name) > 160:
             failures.append(
@@ -98,7 +97,7 @@ class CustomerProvider(MetronomeProvider):
             )
         return failures
 
-    def create_object(self, client, inputs, label):  # type: ignore[override]
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
         try:
             return super().create_object(client, inputs, label)
         except MetronomeError as err:
@@ -112,14 +111,22 @@ class CustomerProvider(MetronomeProvider):
                 err.status_code,
             ) from None
 
-    def find_live(self, client, key, value, label):  # type: ignore[override]
+    def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         # The listing filters by alias server-side: one call, no index needed.
         hits = [o["id"] for o in _list_raw(client, ingest_alias=value) if not o.get("archived_at")]
         if len(hits) > 1:
             raise MetronomeError(f"{label}: several live customers have ingest alias {value!r}: {hits}")
         return hits[0] if hits else None
 
-    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
+    def update_object(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        olds: dict[str, Any],
+        news: dict[str, Any],
+        changed: list[str],
+        label: str,
+    ) -> dict[str, Any]:
         if "external_id" in changed:
             raise MetronomeError(f"{label}: external_id cannot change in place; replace the customer")
         if "name" in changed:
@@ -136,7 +143,9 @@ class CustomerProvider(MetronomeProvider):
             )
         return {}
 
-    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+    def archive_object(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
+    ) -> None:
         from .contract import active_contracts
 
         in_use = active_contracts(client, object_id, label)
@@ -203,4 +212,4 @@ class Customer(pulumi.dynamic.Resource, module="metronome", name="Customer"):
         super().__init__(CustomerProvider(), resource_name, props, opts)
 
 
-__all__ = ["REPLACE_FIELDS", "Customer", "CustomerProvider", "Inputs", "list_objects", "read_object"]
+__all__ = ["Customer", "CustomerProvider", "Inputs", "list_objects", "read_object"]

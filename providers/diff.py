@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from pulumi.dynamic import DiffResult
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
+
+from .schema import RequiresReplace, replacing_fields
 
 UNKNOWN = rpc.UNKNOWN
 PROVIDER_KEY = "__provider"
@@ -155,14 +157,14 @@ def compute_diff(
     olds: dict[str, Any],
     news: dict[str, Any],
     fields: Iterable[str],
-    replace_fields: Iterable[str],
+    replace_rules: Mapping[str, RequiresReplace],
     *,
     delete_before_replace: bool = False,
 ) -> DiffResult:
-    """DiffResult over `fields` only; `replaces` lists changed fields that force replacement."""
+    """DiffResult over `fields` only; `replaces` lists the changed fields whose `RequiresReplace`
+    marker says the change replaces the object."""
     changed = changed_fields(olds, news, fields)
-    replace = set(replace_fields)
-    replaces = [f for f in changed if f in replace]
+    replaces = replacing_fields(replace_rules, olds, news, changed)
     return DiffResult(
         changes=bool(changed),
         replaces=replaces,

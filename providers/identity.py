@@ -42,19 +42,20 @@ def _digest(value: Any, length: int) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
 
-def fingerprint(inputs: dict[str, Any], replace_fields: list[str] | tuple[str, ...]) -> str:
-    """A short hash of the create-time values that force replacement."""
-    return _digest({k: inputs.get(k) for k in replace_fields}, 10)
+def fingerprint(inputs: dict[str, Any], fields: list[str] | tuple[str, ...]) -> str:
+    """A short hash of the create-time values of `fields` (those that force replacement, or a
+    contract's identifying terms)."""
+    return _digest({k: inputs.get(k) for k in fields}, 10)
 
 
-def identity_tag(identity: str, inputs: dict[str, Any], replace_fields: list[str] | tuple[str, ...]) -> str:
-    return f"{identity}#{fingerprint(inputs, replace_fields)}"
+def identity_tag(identity: str, inputs: dict[str, Any], fields: list[str] | tuple[str, ...]) -> str:
+    return f"{identity}#{fingerprint(inputs, fields)}"
 
 
 def contract_uniqueness_key(
-    identity: str, inputs: dict[str, Any], replace_fields: list[str] | tuple[str, ...]
+    identity: str, inputs: dict[str, Any], fields: list[str] | tuple[str, ...]
 ) -> str:
-    return "iac:" + identity_tag(identity, inputs, replace_fields)
+    return "iac:" + identity_tag(identity, inputs, fields)
 
 
 def edit_uniqueness_key(contract_id: str, edit: dict[str, Any]) -> str:

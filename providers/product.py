@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import metronome
 import pulumi
@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, is_hour_aligned
 from .billable_metric import BillableMetricProvider
-from .client import MetronomeError, get_client, get_live, paginate, request
+from .client import get_client, get_live, paginate, request
 from .diff import UNKNOWN, canonical_time
+from .schema import RequiresReplace
 
 ENTITY = "contract_product"  # custom-field entity of contract-pricing products ("Product (Contracts)")
 
@@ -36,9 +37,21 @@ class QuantityRounding(BaseModel):
 
 class Inputs(InputsBase):
     name: str
-    type: Literal["USAGE", "FIXED", "COMPOSITE", "SUBSCRIPTION", "PRO_SERVICE"]
+    # A product's type never changes (Metronome: create a new product and archive the old one).
+    type: Annotated[
+        Literal["USAGE", "FIXED", "COMPOSITE", "SUBSCRIPTION", "PRO_SERVICE"],
+        RequiresReplace("Metronome cannot change a product's type"),
+    ]
+    # Everything else, billable_metric_id included, changes in place through a time-versioned update
+    # (`starting_at`, hour-aligned); custom_fields through customFields/setValues.
     billable_metric_id: str | None = None
-    pricing_group_key: list[str] | None = None
+    # Rates are keyed by the product's pricing group values, and once the key changed in place Metronome
+    # refuses rates with the old keys, so the old per-group rates could not even be ended (the rate card
+    # update would fail after the product changed, leaving them active). A new product takes the new
+    # rates; the old one's rates are ended, then it is archived.
+    pricing_group_key: Annotated[
+        list[str] | None, RequiresReplace("rates keyed by the old pricing group values could not be ended")
+    ] = None
     presentation_group_key: list[str] | None = None
     quantity_conversion: QuantityConversion | None = None
     quantity_rounding: QuantityRounding | None = None
@@ -79,19 +92,6 @@ STATE_FIELDS = (
     "composite_product_ids",
     "composite_tags",
 )
-
-# ---------------------------------------------------------------------------------------------
-# Diff rules
-# ---------------------------------------------------------------------------------------------
-
-# A product's type never changes (Metronome: create a new product and archive the old one).
-# pricing_group_key replaces too: rates are keyed by the product's pricing group values, and once the
-# key changed in place Metronome refuses rates with the old keys, so the old per-group rates could
-# not even be ended (the rate card update would fail after the product changed, leaving them
-# active). A new product takes the new rates; the old one's rates are ended, then it is archived.
-# Everything else, billable_metric_id included, changes in place through a time-versioned
-# update (`starting_at`, hour-aligned); custom_fields through customFields/setValues.
-REPLACE_FIELDS = ("type", "pricing_group_key")
 
 # ---------------------------------------------------------------------------------------------
 # API calls
@@ -160,11 +160,10 @@ def metric_group_keys(metric_id: str) -> list[list[str]] | None:
         return None
 
 
-class ProductProvider(MetronomeProvider):
+class ProductProvider(MetronomeProvider[Inputs]):
     kind = "Product"
     entity = ENTITY
     inputs_model = Inputs
-    replace_fields = REPLACE_FIELDS
     natural_key = "name"
     hints = HINTS
     # API calls used by MetronomeProvider's create-once / read / adopt / archive
@@ -176,7 +175,7 @@ class ProductProvider(MetronomeProvider):
     archive_path = "/v1/contract-pricing/products/archive"
     archive_id_field = "product_id"
 
-    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
         failures = []
         if inputs.type == "USAGE" and not inputs.billable_metric_id:
             failures.append(
@@ -237,10 +236,15 @@ class ProductProvider(MetronomeProvider):
             )
         ]
 
-    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
-        fixed = [f for f in changed if f in REPLACE_FIELDS]
-        if fixed:
-            raise MetronomeError(f"{label}: {', '.join(fixed)} cannot change in place; replace the product")
+    def update_object(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        olds: dict[str, Any],
+        news: dict[str, Any],
+        changed: list[str],
+        label: str,
+    ) -> dict[str, Any]:
         if not changed:
             return {}
         body: dict[str, Any] = {
@@ -333,4 +337,4 @@ class Product(pulumi.dynamic.Resource, module="metronome", name="Product"):
         super().__init__(ProductProvider(), resource_name, props, opts)
 
 
-__all__ = ["REPLACE_FIELDS", "Inputs", "Product", "ProductProvider", "list_objects", "read_object"]
+__all__ = ["Inputs", "Product", "ProductProvider", "list_objects", "read_object"]

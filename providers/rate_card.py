@@ -24,16 +24,17 @@ from __future__ import annotations
 import functools
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import metronome
 import pulumi
-from pulumi.dynamic import CheckFailure, DiffResult
+from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props
 from .client import USD_CENTS_ID, KindIndex, MetronomeError, get_live, kind_index, paginate, request
-from .diff import UNKNOWN, canonical_time, compute_diff, instant, normalize
+from .diff import UNKNOWN, canonical_time, instant, normalize
+from .schema import RequiresReplace
 
 ENTITY = "rate_card"
 RATES_PER_CALL = 1000  # one addRates call per card unless a card is huge
@@ -91,10 +92,21 @@ class Conversion(BaseModel):
 
 
 class Inputs(InputsBase):
+    # name, description and aliases change through update; rates through addRates (diffed by identity,
+    # see the module docstring); custom_fields through setValues.
     name: str
     description: str | None = None
-    fiat_credit_type_id: str | None = None
-    credit_type_conversions: list[Conversion] | None = None
+    fiat_credit_type_id: Annotated[
+        str | None, RequiresReplace("a rate card's fiat credit type cannot change")
+    ] = None
+    # Conversions can be added by update (`add_credit_type_conversions`), never changed or removed.
+    credit_type_conversions: Annotated[
+        list[Conversion] | None,
+        RequiresReplace(
+            "existing credit type conversions cannot be changed or removed",
+            unless=lambda old, new: conversions_only_added(old, new),
+        ),
+    ] = None
     aliases: list[Alias] | None = None
     rates: list[Rate] | None = None
 
@@ -124,12 +136,6 @@ HINTS = {
 # ---------------------------------------------------------------------------------------------
 # Diff rules
 # ---------------------------------------------------------------------------------------------
-
-# fiat_credit_type_id cannot change on an existing card. Existing credit type conversions cannot
-# be changed or removed (additions are fine: update `add_credit_type_conversions`, handled in
-# `RateCardProvider.diff`). name, description, aliases change through update; rates through
-# addRates (diffed by identity, see the module docstring); custom_fields through setValues.
-REPLACE_FIELDS = ("fiat_credit_type_id", "credit_type_conversions")
 
 
 def rate_key(rate: dict[str, Any]) -> tuple[str, str, str]:
@@ -439,11 +445,10 @@ def _overlaps(rates: list[Rate]) -> list[CheckFailure]:
     return failures
 
 
-class RateCardProvider(MetronomeProvider):
+class RateCardProvider(MetronomeProvider[Inputs]):
     kind = "RateCard"
     entity = ENTITY
     inputs_model = Inputs
-    replace_fields = REPLACE_FIELDS
     natural_key = "name"
     hints = HINTS
     # API calls used by MetronomeProvider's create-once / read / adopt / archive
@@ -455,7 +460,7 @@ class RateCardProvider(MetronomeProvider):
     archive_path = "/v1/contract-pricing/rate-cards/archive"
 
     @classmethod
-    def list_objects(  # type: ignore[override]
+    def list_objects(
         cls, client: metronome.Metronome, *, with_rates: bool = True
     ) -> list[tuple[str, dict[str, Any]]]:
         """All active rate cards, input-shaped (rates included unless with_rates=False)."""
@@ -466,7 +471,7 @@ class RateCardProvider(MetronomeProvider):
         return cards
 
     @classmethod
-    def read_object(  # type: ignore[override]
+    def read_object(
         cls, client: metronome.Metronome, object_id: str, desired: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """The live card with its rates in input shape; None if archived or missing.
@@ -486,7 +491,7 @@ class RateCardProvider(MetronomeProvider):
             client, cls.entity, functools.partial(cls.list_objects, with_rates=False), cls.read_object
         )
 
-    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
         failures: list[CheckFailure] = []
         seen: dict[tuple[str, str, str], int] = {}
         for i, rate in enumerate(inputs.rates or []):
@@ -590,40 +595,30 @@ class RateCardProvider(MetronomeProvider):
         failures += _overlaps(inputs.rates or [])
         return failures
 
-    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        old, new = self.diff_pair(olds, news)
-        result = compute_diff(old, new, self.api_fields(), self.replace_fields)
-        replaces = list(result.replaces or [])
-        if "credit_type_conversions" in replaces and conversions_only_added(
-            old.get("credit_type_conversions"), new.get("credit_type_conversions")
-        ):
-            replaces.remove("credit_type_conversions")  # additions go through update
-        return DiffResult(changes=result.changes, replaces=replaces, stables=[], delete_before_replace=False)
-
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
         object_id = super().create_object(client, inputs, label)
         if inputs.get("rates"):
             add_rates(client, object_id, list(inputs["rates"]), label)
         return object_id
 
-    def read_live(self, client, object_id, props=None):  # type: ignore[override]
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         card = super().read_live(client, object_id, props)
         if card is None:
             return None
         desired = self.shape(props).get("rates") if props else None
         return _with_rates(client, object_id, card, desired or [], self.label(props or {}))
 
-    def update_object(self, client, object_id, olds, news, changed, label):  # type: ignore[override]
-        if "fiat_credit_type_id" in changed or (
-            "credit_type_conversions" in changed
-            and not conversions_only_added(
-                olds.get("credit_type_conversions"), news.get("credit_type_conversions")
-            )
-        ):
-            raise MetronomeError(
-                f"{label}: fiat_credit_type_id and existing credit type conversions cannot change "
-                "in place; replace the rate card"
-            )
+    def update_object(
+        self,
+        client: metronome.Metronome,
+        object_id: str,
+        olds: dict[str, Any],
+        news: dict[str, Any],
+        changed: list[str],
+        label: str,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {}
         removed = {"description": "", "aliases": []}  # cleared explicitly: a null may read as "unchanged"
         for field in ("name", "description", "aliases"):
@@ -653,7 +648,9 @@ class RateCardProvider(MetronomeProvider):
                 add_rates(client, object_id, adds, label)
         return {}
 
-    def archive_object(self, client, object_id, props, label):  # type: ignore[override]
+    def archive_object(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
+    ) -> None:
         if _get(client, object_id, label) is None:
             return  # already archived or gone
         in_use = contracts_using(client, object_id, label)
@@ -722,4 +719,4 @@ class RateCard(pulumi.dynamic.Resource, module="metronome", name="RateCard"):
         super().__init__(RateCardProvider(), resource_name, props, opts)
 
 
-__all__ = ["REPLACE_FIELDS", "Inputs", "RateCard", "RateCardProvider", "list_objects", "read_object"]
+__all__ = ["Inputs", "RateCard", "RateCardProvider", "list_objects", "read_object"]

@@ -168,6 +168,9 @@ class StripeCustomer(BaseModel):
 
 
 class Inputs(InputsBase):
+    # No field replaces: there is no Metronome object to re-create, and a replacement would run
+    # `delete`, which deliberately archives nothing. Changes that must not happen in place while live
+    # are refused instead (`gate_refusals`, at check and again at diff/update).
     expected_account_id: str = Field(pattern=r"^acct_[A-Za-z0-9]+$")
     collection_method: CollectionMethod = "charge_automatically"
     go_live: bool = False
@@ -184,11 +187,6 @@ HINTS = {
 # ---------------------------------------------------------------------------------------------
 # Diff rules
 # ---------------------------------------------------------------------------------------------
-
-# Nothing forces replacement: there is no Metronome object to re-create, and a replacement would
-# run `delete`, which deliberately archives nothing. Changes that must not happen in place while live
-# are refused instead (`gate_refusals`, at check and again at diff/update).
-REPLACE_FIELDS: tuple[str, ...] = ()
 
 
 def gate_refusals(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
@@ -621,11 +619,10 @@ def apply_live(
 # ---------------------------------------------------------------------------------------------
 
 
-class StripeIntegrationProvider(MetronomeProvider):
+class StripeIntegrationProvider(MetronomeProvider[Inputs]):
     kind = KIND
     entity = ""
     inputs_model = Inputs
-    replace_fields = REPLACE_FIELDS
     hints = HINTS
 
     def configure(self, req: ConfigureRequest) -> None:
@@ -633,7 +630,7 @@ class StripeIntegrationProvider(MetronomeProvider):
         _configure_stripe(req)
 
     # check: schema (base), then the go-live gate, then the look-ups (Metronome, Stripe).
-    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:  # type: ignore[override]
+    def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
         label = self.label(inputs.model_dump())
         failures: list[CheckFailure] = []
         if inputs.custom_fields or inputs.adopt:
@@ -739,7 +736,7 @@ class StripeIntegrationProvider(MetronomeProvider):
         refused = gate_refusals(old, new)
         if refused:
             raise MetronomeError(f"{self.label(news)}: " + "; ".join(why for _, why in refused))
-        result = compute_diff(comparable(old), comparable(new), self.api_fields(), self.replace_fields)
+        result = compute_diff(comparable(old), comparable(new), self.api_fields(), self.replace_rules)
         if not result.changes and new.get("go_live") is True and not contains_unknown(new.get("customers")):
             # A configuration archived by hand (seen by refresh) is set again by an update, and a second
             # one set by hand is archived by it.
@@ -874,4 +871,4 @@ class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="Strip
         super().__init__(StripeIntegrationProvider(), resource_name, props, opts)
 
 
-__all__ = ["REPLACE_FIELDS", "Inputs", "StripeIntegration", "StripeIntegrationProvider"]
+__all__ = ["Inputs", "StripeIntegration", "StripeIntegrationProvider"]

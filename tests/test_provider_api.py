@@ -8,6 +8,7 @@ import inspect
 import pytest
 
 from providers.base import MetronomeProvider
+from providers.schema import replacement_rules
 
 MODULES = {
     "billable_metric": ("BillableMetric", "BillableMetricProvider"),
@@ -41,8 +42,9 @@ def test_resource_and_provider_live_in_their_module(name: str) -> None:
     resource, provider = MODULES[name]
     assert getattr(module, resource).__module__ == module.__name__
     assert getattr(module, provider).__module__ == module.__name__  # pickled by reference
-    for attr in ("Inputs", "REPLACE_FIELDS"):
-        assert hasattr(module, attr)
+    assert hasattr(module, "Inputs")
+    # What replaces is declared on the schema fields themselves, and the provider reads it from there.
+    assert getattr(module, provider).replace_rules == replacement_rules(module.Inputs)
     # drift finds a section's provider by this name (`<Resource>Provider`), not by looking through the module.
     assert provider == f"{resource}Provider" and issubclass(getattr(module, provider), MetronomeProvider)
 
