@@ -8,7 +8,6 @@ REPO=$PWD
 VENV=${VENV:-$REPO/.venv}
 PORT=${EMULATOR_PORT:-8787}
 STATE_DIR=${EMULATOR_STATE_DIR:-$REPO/.emulator}
-INSTALL_URL=${PULUMI_INSTALL_URL:-https://get.pulumi.com}
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -31,16 +30,9 @@ else
   echo "Metronome emulator: already running on http://127.0.0.1:$PORT"
 fi
 
-# 2. The Pulumi CLI: use the one on PATH, else install it with the official installer.
-export PATH="$HOME/.pulumi/bin:$PATH"
-if ! command -v pulumi >/dev/null 2>&1; then
-  installer=$(mktemp)
-  trap 'rm -f "$installer"' EXIT
-  if ! curl -fsSL --connect-timeout 10 --max-time 120 "$INSTALL_URL" -o "$installer" 2>/dev/null \
-     || ! sh "$installer" --silent >/dev/null 2>&1 || ! command -v pulumi >/dev/null 2>&1; then
-    die "the Pulumi CLI is not installed and could not be installed from $INSTALL_URL; install it (https://www.pulumi.com/docs/install/) and run 'make up' again"
-  fi
-fi
+# 2. The Pulumi CLI: on PATH, else the official installer, else built with Go (scripts/pulumi-cli.sh).
+PULUMI=$(bash "$REPO/scripts/pulumi-cli.sh") || exit 1
+export PATH="$(dirname "$PULUMI"):$PATH"
 
 # 3. A local file backend inside the repo, never the user's global login.
 mkdir -p "$REPO/.pulumi"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -111,3 +112,19 @@ def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("METRONOME_BEARER_TOKEN", "METRONOME_BASE_URL", "STRIPE_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     os.environ.setdefault("PULUMI_PROJECT", "metronome-iac")
+
+
+@pytest.fixture(scope="session")
+def pulumi_cli() -> str:
+    """The Pulumi CLI, as scripts/pulumi-cli.sh provides it (on PATH, the official installer, or built
+    with Go). Where it cannot be had, the real-engine tests fail if `go` is here (they must run wherever
+    Go exists) and skip otherwise."""
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "pulumi-cli.sh")], capture_output=True, text=True, timeout=3600
+    )
+    if result.returncode == 0:
+        return result.stdout.strip().splitlines()[-1]
+    reason = (result.stderr.strip().splitlines() or ["scripts/pulumi-cli.sh failed"])[-1]
+    if shutil.which("go"):
+        pytest.fail(f"the Pulumi CLI could not be had although go is on PATH: {reason}")
+    pytest.skip(f"no Pulumi CLI and no go to build one: {reason}")

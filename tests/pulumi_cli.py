@@ -1,0 +1,135 @@
+"""The real Pulumi engine in tests: a scratch project that is this repository as a user has it.
+
+`PulumiProject` holds a copy of what a checkout holds for the engine (`Pulumi.yaml`, `__main__.py`,
+`stacks/`, the Makefile and scripts, `tools/`, `pyproject.toml`), uses this repository's virtualenv,
+keeps its state in a private file backend with a passphrase secrets provider, and runs the CLI that
+`scripts/pulumi-cli.sh` provides (the `pulumi_cli` fixture in conftest.py).
+
+    project = PulumiProject(tmp_path, cli, emulator, stack="dev")
+    project.run("up", "--yes")
+    project.preview_steps()                     # {resource name: {ops}} from `pulumi preview --json`
+    project.outputs()["billable_metrics"]["input_tokens"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import REPO
+
+PROJECT = "metronome-iac"
+PASSPHRASE = "test-only-passphrase"
+# What a checkout holds that the engine, `make drift` and scripts/pulumi-cli.sh read.
+CHECKOUT_FILES = ("__main__.py", "Makefile", "pyproject.toml")
+CHECKOUT_DIRS = ("scripts", "tools")
+
+
+class PulumiProject:
+    def __init__(
+        self,
+        root: Path,
+        cli: str,
+        emulator: Any,
+        *,
+        stack: str = "dev",
+        stack_dir: Path | None = None,
+        config: dict[str, str] | None = None,
+        backend: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.cli, self.stack, self.emulator = cli, stack, emulator
+        self.dir = root / "project"
+        self.dir.mkdir(parents=True)
+        for name in CHECKOUT_FILES:
+            shutil.copy2(REPO / name, self.dir / name)
+        for name in CHECKOUT_DIRS:
+            shutil.copytree(REPO / name, self.dir / name)
+        # The repository's virtualenv, as `make` made it (its stamp stays newer than pyproject.toml).
+        (self.dir / ".venv").symlink_to(REPO / ".venv")
+        (self.dir / "stacks").mkdir()
+        shutil.copytree(stack_dir or REPO / "stacks" / "dev", self.dir / "stacks" / stack)
+        (self.dir / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+        state = root / "state"
+        state.mkdir()
+        self.env = {
+            **os.environ,
+            "PATH": f"{Path(cli).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PULUMI_BACKEND_URL": backend or f"file://{state}",
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECKS": "true",
+            "PULUMI_HOME": str(root / "pulumi-home"),
+            "METRONOME_BEARER_TOKEN": emulator.token,
+            **(env or {}),
+        }
+        self.run("stack", "init", stack)
+        self.run("config", "set", "metronome:baseUrl", emulator.base_url)
+        for key, value in (config or {}).items():
+            self.run("config", "set", key, value)
+
+    @property
+    def catalog(self) -> Path:
+        return self.dir / "stacks" / self.stack / "catalog.yaml"
+
+    @property
+    def environment(self) -> Path:
+        return self.dir / "stacks" / self.stack / "environment.yaml"
+
+    def run(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
+        """`pulumi ARGS --stack STACK --non-interactive` in the project; raises with the output on failure."""
+        cmd = [self.cli, *args, "--non-interactive"]
+        if args[:2] != ("stack", "init"):
+            cmd += ["--stack", self.stack]
+        result = subprocess.run(
+            cmd, cwd=self.dir, env=env or self.env, capture_output=True, text=True, timeout=900
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def make(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["make", "--no-print-directory", *args],
+            cwd=self.dir,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    def preview_steps(self, *extra: str) -> dict[str, set[str]]:
+        """{resource name: ops} of this project's resources from `pulumi preview --json` (a replacement
+        is several steps: create-replacement, replace, delete-replaced)."""
+        steps = json.loads(self.run("preview", "--json", *extra).stdout).get("steps", [])
+        ops: dict[str, set[str]] = {}
+        for step in steps:
+            if "dynamic/metronome" in step["urn"]:
+                ops.setdefault(step["urn"].rsplit("::", 1)[-1], set()).add(step["op"])
+        return {name: found for name, found in ops.items() if found != {"same"}}
+
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
+
+    def export(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "export").stdout)
+
+    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
+        """{resource name: state entry} of one resource kind ("BillableMetric", ...) in the stack's state."""
+        out = {}
+        for res in self.export()["deployment"].get("resources", []):
+            if res["type"].endswith(f"metronome:{kind}"):
+                out[res["urn"].rsplit("::", 1)[-1]] = res
+        return out
+
+    def edit(self, path: Path, old: str, new: str) -> None:
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        path.write_text(text.replace(old, new, 1))
