@@ -20,7 +20,7 @@ def test_up_without_pulumi_cli_says_so_in_one_line(tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "emulator"
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",  # no ~/.pulumi/bin, no pulumi
+        "PATH": "/usr/bin:/bin",  # no ~/.pulumi/bin, no pulumi, no go
         "HOME": str(tmp_path),
         "VENV": sys.prefix,  # the virtualenv running the tests holds metronome-iac
         "EMULATOR_PORT": str(port),
@@ -34,9 +34,10 @@ def test_up_without_pulumi_cli_says_so_in_one_line(tmp_path: Path) -> None:
             ["bash", "scripts/up.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
         )
         assert result.returncode != 0
-        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, result.stderr
         assert errors[0].startswith("error: the Pulumi CLI is not installed"), errors[0]
+        assert "no `go` to build it" in errors[0], errors[0]  # go is not on this PATH
         assert "Traceback" not in result.stdout + result.stderr
         # The emulator was started in the background before the CLI check.
         assert httpx.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=5).status_code == 200
