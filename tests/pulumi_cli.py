@@ -49,8 +49,13 @@ class PulumiProject:
             shutil.copy2(REPO / name, self.dir / name)
         for name in CHECKOUT_DIRS:
             shutil.copytree(REPO / name, self.dir / name)
-        # The repository's virtualenv, as `make` made it (its stamp stays newer than pyproject.toml).
+        # The repository's virtualenv, as `make` made it: the copy of pyproject.toml must not look newer
+        # than the venv's stamp, or `make drift` would set out to rebuild the venv.
         (self.dir / ".venv").symlink_to(REPO / ".venv")
+        stamp = REPO / ".venv" / ".installed"
+        if stamp.exists():
+            older = stamp.stat().st_mtime - 1
+            os.utime(self.dir / "pyproject.toml", (older, older))
         (self.dir / "stacks").mkdir()
         shutil.copytree(stack_dir or REPO / "stacks" / "dev", self.dir / "stacks" / stack)
         (self.dir / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
@@ -113,7 +118,9 @@ class PulumiProject:
         for step in steps:
             if "dynamic/metronome" in step["urn"]:
                 ops.setdefault(step["urn"].rsplit("::", 1)[-1], set()).add(step["op"])
-        return {name: found for name, found in ops.items() if found != {"same"}}
+        # What the plan does to each resource: reading it (refresh) or leaving it (same) is not a change.
+        changes = {name: found - {"same", "refresh"} for name, found in ops.items()}
+        return {name: found for name, found in changes.items() if found}
 
     def outputs(self) -> dict[str, Any]:
         return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
@@ -129,7 +136,8 @@ class PulumiProject:
                 out[res["urn"].rsplit("::", 1)[-1]] = res
         return out
 
-    def edit(self, path: Path, old: str, new: str) -> None:
+    def edit(self, path: Path, old: str, new: str, count: int = 1) -> None:
+        """Replace `old` (which must be there) by `new`, the first `count` times (-1: everywhere)."""
         text = path.read_text()
         assert old in text, f"{old!r} not in {path}"
-        path.write_text(text.replace(old, new, 1))
+        path.write_text(text.replace(old, new, count))

@@ -94,38 +94,102 @@ def test_contract_start_change_is_refused_unless_replacement_is_allowed(project:
     project.run("preview", "--expect-no-changes")
 
 
-def test_rename_with_previous_names_keeps_the_metronome_object(project: PulumiProject) -> None:
-    customer_id = ids(project, "Customer")["globex"]
-    contract_id = ids(project, "Contract")["globex_2026"]
-    project.edit(
-        project.environment, "  - name: globex\n", "  - name: globex_corp\n    previous_names: [globex]\n"
-    )
-    project.edit(project.environment, "    customer: globex\n", "    customer: globex_corp\n")
+RENAMES = {  # kind: (old name, new name)
+    "BillableMetric": ("output_tokens", "generated_tokens"),
+    "Product": ("output_tokens_product", "generated_tokens_product"),
+    "RateCard": ("standard", "standard_2026"),
+    "Customer": ("globex", "globex_corp"),
+    "Contract": ("acme_2026", "acme_main"),
+}
+
+
+def rename(project: PulumiProject, kinds: tuple[str, ...], with_previous_names: bool) -> None:
+    """Entries of `kinds` renamed (RENAMES), and every reference to them follows."""
+    for kind in kinds:
+        old, new = RENAMES[kind]
+        path = project.catalog if kind in ("BillableMetric", "Product", "RateCard") else project.environment
+        previous = f"\n    previous_names: [{old}]" if with_previous_names else ""
+        project.edit(path, f"  - name: {old}\n", f"  - name: {new}{previous}\n")
+    references = {
+        "BillableMetric": (
+            project.catalog,
+            "billable_metric: output_tokens\n",
+            "billable_metric: generated_tokens\n",
+        ),
+        "Product": (
+            project.catalog,
+            "product: output_tokens_product\n",
+            "product: generated_tokens_product\n",
+        ),
+        "RateCard": (project.environment, "rate_card: standard\n", "rate_card: standard_2026\n"),
+        "Customer": (project.environment, "customer: globex\n", "customer: globex_corp\n"),
+    }
+    for kind in kinds:
+        if kind in references:
+            path, old_ref, new_ref = references[kind]
+            project.edit(path, old_ref, new_ref, -1)
+
+
+def test_rename_without_previous_names_is_a_create_and_a_delete(project: PulumiProject) -> None:
+    originals = project.catalog.read_text(), project.environment.read_text()
+    rename(project, ("BillableMetric", "Product"), with_previous_names=False)
     steps = project.preview_steps()
-    assert steps.get("globex_corp", set()) <= {"update"}, steps  # re-tagged in place, never created
-    assert "globex" not in steps, steps  # nothing deleted under the old name
-    assert "globex_2026" not in steps, steps  # the contract's customer id does not change
+    for kind in ("BillableMetric", "Product"):
+        old, new = RENAMES[kind]
+        assert steps.get(new) == {"create"} and steps.get(old) == {"delete"}, (old, new, steps)
+    # What a contract references cannot be swapped that way: the contract would be replaced.
+    rename(project, ("RateCard",), with_previous_names=False)
+    refused = project.run("preview", check=False)
+    assert (
+        refused.returncode != 0 and "rate_card_id" in refused.stdout and "allow_replacement" in refused.stdout
+    )
+    project.catalog.write_text(originals[0])
+    project.environment.write_text(originals[1])
+
+
+def test_rename_with_previous_names_keeps_every_metronome_object(project: PulumiProject) -> None:
+    before = {kind: ids(project, kind)[old] for kind, (old, _) in RENAMES.items()}
+    rename(project, tuple(RENAMES), with_previous_names=True)
+    steps = project.preview_steps()
+    for _, new in RENAMES.values():
+        assert steps.get(new, set()) <= {"update"}, steps  # re-tagged in place, never created
+    assert not {old for old, _ in RENAMES.values()} & set(steps), steps  # nothing deleted
 
     up = project.run("up", "--yes")
-    assert "created" not in up.stdout and "deleted" not in up.stdout, up.stdout
-    assert ids(project, "Customer")["globex_corp"] == customer_id
-    assert ids(project, "Contract")["globex_2026"] == contract_id
+    assert " created" not in up.stdout and " deleted" not in up.stdout, up.stdout
+    for kind, (_, new) in RENAMES.items():
+        assert ids(project, kind)[new] == before[kind], kind
     client = project.emulator.client()
-    assert client.v1.customers.retrieve(customer_id=customer_id).data.archived_at is None
+    metric = client.v1.billable_metrics.retrieve(billable_metric_id=before["BillableMetric"]).data
+    assert metric.archived_at is None
+    assert metric.custom_fields["iac_identity"].startswith("metronome-iac/dev/generated_tokens#")
     project.run("preview", "--expect-no-changes")
 
 
+def test_display_name_change_updates_in_place(project: PulumiProject) -> None:
+    project.edit(
+        project.catalog,
+        "    display_name: Output tokens\n    type: USAGE",
+        "    display_name: Generated tokens\n    type: USAGE",
+    )
+    assert project.preview_steps() == {"generated_tokens_product": {"update"}}
+    product_id = ids(project, "Product")["generated_tokens_product"]
+    project.run("up", "--yes")
+    product = project.emulator.client().v1.contracts.products.retrieve(id=product_id).data
+    assert product.current.name == "Generated tokens"
+
+
 def test_hand_edit_is_drift_until_up_refresh_restores_it(project: PulumiProject) -> None:
-    metric_id = ids(project, "BillableMetric")["output_tokens"]
+    metric_id = ids(project, "BillableMetric")["generated_tokens"]
     client = project.emulator.client()
     client.v1.billable_metrics.update(billable_metric_id=metric_id, name="edited by hand")
 
     drift = project.run("preview", "--refresh", "--expect-no-changes", check=False)
     assert drift.returncode != 0, drift.stdout
-    assert "output_tokens" in drift.stdout, drift.stdout
+    assert "generated_tokens" in drift.stdout, drift.stdout
     make_drift = project.make("drift", "STACK=dev")
     assert make_drift.returncode != 0, make_drift.stdout + make_drift.stderr
-    assert "output_tokens" in make_drift.stdout, make_drift.stdout
+    assert "generated_tokens" in make_drift.stdout, make_drift.stdout
 
     project.run("up", "--refresh", "--yes")
     assert client.v1.billable_metrics.retrieve(billable_metric_id=metric_id).data.name == "Output tokens"
@@ -158,6 +222,34 @@ def test_secret_token_stays_out_of_state_logs_and_outputs(project: PulumiProject
     }.items():
         assert token not in text, f"the API token appears in {where}"
     project.run("config", "rm", "metronome:apiToken")
+
+
+def test_removed_entries_are_archived_dependents_first(project: PulumiProject) -> None:
+    text = project.environment.read_text()
+    text = text[: text.index("  - name: initech\n")] + text[text.index("contracts:\n") :]
+    text = text[: text.index("  - name: initech_2026\n")]
+    project.environment.write_text(text)
+    customer_id = ids(project, "Customer")["initech"]
+    contract_id = ids(project, "Contract")["initech_2026"]
+    # The Stripe integration lists the stack's customers: it drops initech too.
+    expected = {"initech": {"delete"}, "initech_2026": {"delete"}, "stripe": {"update"}}
+    assert project.preview_steps() == expected
+    project.run("up", "--yes")
+    client = project.emulator.client()
+    assert client.v1.customers.retrieve(customer_id=customer_id).data.archived_at
+    contract = client.v2.contracts.retrieve(contract_id=contract_id, customer_id=customer_id).data
+    assert contract.archived_at
+    project.run("preview", "--expect-no-changes")
+
+
+def test_object_archived_by_hand_leaves_the_state_at_refresh(project: PulumiProject) -> None:
+    customer_id = ids(project, "Customer")["globex_corp"]
+    project.emulator.client().v1.customers.archive(id=customer_id)  # archives its contracts too
+    steps = project.preview_steps("--refresh")
+    assert steps.get("globex_corp") == {"create"} and steps.get("globex_2026") == {"create"}, steps
+    project.run("refresh", "--yes")
+    assert "globex_corp" not in project.resources("Customer")
+    assert "globex_2026" not in project.resources("Contract")
 
 
 def test_destroy_archives_every_object(project: PulumiProject) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from mini_engine import PROJECT, Step, engine_for, make_stack_dir, summary
+from mini_engine import PROJECT, Step, engine_for, make_stack_dir
 
 from metronome_iac.catalog import CatalogError, load_stack
 from metronome_iac.cli import main
@@ -159,24 +159,6 @@ def test_rename_every_kind_keeps_the_objects(
     }
     for kind, old, new in RENAMES:
         assert new in names[kind] and old not in names[kind], (kind, names[kind])
-
-
-def test_rename_without_previous_names_is_create_and_delete(tmp_path: Path, emulator: Any) -> None:
-    stack_dir = make_stack_dir(tmp_path)
-    engine = engine_for(emulator, stack_dir.name)
-    engine.up(load_stack(stack_dir))
-
-    def change(c: dict[str, Any]) -> None:
-        _rename(c["billable_metrics"], "output_tokens", "completion_tokens", keep_previous=False)
-        for p in c["products"]:
-            if p.get("billable_metric") == "output_tokens":
-                p["billable_metric"] = "completion_tokens"
-
-    _edit(stack_dir / "catalog.yaml", change)
-    steps = summary(engine.plan(load_stack(stack_dir)))
-    assert ("BillableMetric", "completion_tokens") in steps["create"]
-    assert ("BillableMetric", "output_tokens") in steps["delete"]
-    assert ("BillableMetric", "completion_tokens") not in steps.get("update", [])
 
 
 def _problems(stack_dir: Path) -> CatalogError:
