@@ -178,7 +178,7 @@ def test_migration_doc_events_exit_codes(tmp_path: Path) -> None:
     assert result.returncode == 2 and "cus_nobody" in result.stderr, result.stderr
     assert "stacks/prod/environment.yaml" in result.stderr, result.stderr  # where to add the alias
     result = run_shell("metronome-iac events translate --stack nope --in bad.jsonl", tmp_path)
-    assert result.returncode == 1 and result.stderr.startswith("error: stack 'nope'"), result.stderr
+    assert result.returncode == 1 and result.stderr.startswith("error: --stack nope: there is no stack"), result.stderr
 
     (tmp_path / "wrong.jsonl").write_text(json.dumps({"customer_id": "acme-prod", "event_type": "completion",
         "timestamp": "2026-01-01T00:00:00Z", "transaction_id": "t1", "properties": {}}) + "\n")  # fmt: skip
