@@ -1097,8 +1097,21 @@ def _section(items: list[Model], first: tuple[str, ...] = ("name",)) -> list[dic
     return out
 
 
+def as_written(value: Any) -> Any:
+    """Numbers as a person writes them: the models hold prices as floats, the YAML says 330, not 330.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: as_written(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_written(v) for v in value]
+    return value
+
+
 def dump_yaml(data: Any, header: str = "") -> str:
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=110)
+    text = yaml.safe_dump(
+        as_written(data), sort_keys=False, allow_unicode=True, default_flow_style=False, width=110
+    )
     return header + text
 
 

@@ -298,6 +298,16 @@ def resolve_connection(stack: str, base_url: str | None, root: Path | None = Non
     return url, token
 
 
+def api_client(base_url: str | None, token: str) -> Any:
+    """A client with the provider's retry rules (429 and 5xx retried, honouring Retry-After), once one
+    call with a single retry has been answered: a wrong URL or token fails in seconds, not after backoffs."""
+    from providers.client import make_client
+
+    client = make_client(base_url, token)
+    client.with_options(max_retries=1).v1.billable_metrics.list(limit=1)
+    return client
+
+
 def describe_failure(err: Exception, url: str | None, source: str, token_setting: str) -> str:
     """One line for a failed conversation with the Metronome API: what failed, at which URL (and which
     setting chose it), and what to change. `token_setting`: where the token came from or goes."""
@@ -760,11 +770,7 @@ def _drift(args: argparse.Namespace) -> Report:
         raise CommandError(str(err)) from None
     _, source = resolve_base_url(args.stack, args.base_url)
     try:
-        from providers.client import make_client
-
-        client = make_client(base_url, token)  # the provider's retry rules (429, 5xx, Retry-After)
-        # One call with a single retry first: a wrong URL or token fails in seconds, not after backoffs.
-        client.with_options(max_retries=1).v1.billable_metrics.list(limit=1)
+        client = api_client(base_url, token)
         with Progress("drift") as progress:
             return check_drift(stack, client, project_name(args.project), base_url, progress)
     except Exception as err:  # any API/connection failure is an error, never "drift"

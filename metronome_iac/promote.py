@@ -23,6 +23,7 @@ from metronome_iac.catalog import (
     ENVIRONMENT_FILE,
     CatalogError,
     _parse,
+    as_written,
     load_catalog,
     load_stack,
 )
@@ -49,19 +50,8 @@ def _rate_key(rate: dict[str, Any]) -> str:
     return " ".join(p for p in (rate.get("product", "?"), group_text, f"from {rate.get('starting_at')}") if p)
 
 
-def _tidy(value: Any) -> Any:
-    # 300.0 reads as 300 (the models hold floats; the YAML says 300).
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _tidy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tidy(v) for v in value]
-    return value
-
-
 def _show(value: Any) -> str:
-    return json.dumps(_tidy(value), sort_keys=True) if value is not None else "(unset)"
+    return json.dumps(as_written(value), sort_keys=True) if value is not None else "(unset)"
 
 
 def _field_diff(old: Any, new: Any, path: str, out: list[str]) -> None:
