@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,12 +75,15 @@ def start_emulator(*extra: str, db: str = ":memory:", token: str | None = TOKEN)
     cmd = [sys.executable, "-m", "metronome_iac", "emulator", "--port", str(port), "--db", db]
     if token:
         cmd += ["--token", token]
-    proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its request log (a line per request) goes to a file: a pipe nobody reads would fill and stall it.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited: {proc.stderr.read().decode()}")
+            log.seek(0)
+            raise RuntimeError(f"emulator exited: {log.read().decode()}")
         try:
             if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
                 return Emulator(base_url, token or "any-token", proc)
