@@ -5,10 +5,13 @@ STACK ?= prod
 
 .PHONY: up test drift pulumi-cli emulator lint bench stop clean
 
+# The first run spends a minute in pip: say so, and let pip show what it collects and installs.
 $(VENV)/.installed: pyproject.toml
+	@echo "Installing metronome-iac and its dependencies into $(VENV) with pip (a minute or two the first time)..."
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install -e '.[test]'
+	@echo "Installed into $(VENV): run the CLI as $(VENV)/bin/metronome-iac"
 	touch $@
 
 up: $(VENV)/.installed
@@ -23,6 +26,9 @@ test: $(VENV)/.installed
 # METRONOME_BEARER_TOKEN / PULUMI_CONFIG_PASSPHRASE from the environment.
 DRIFT_ENV := $(if $(filter dev,$(STACK)),PULUMI_CONFIG_PASSPHRASE=$${PULUMI_CONFIG_PASSPHRASE:-dev-stack-only} \
   METRONOME_BEARER_TOKEN=$${METRONOME_BEARER_TOKEN:-dev-emulator-token})
+# The engine-free check, as a command that runs when pasted: with the token it needs.
+DRIFT_HINT := METRONOME_BEARER_TOKEN=$(if $(filter dev,$(STACK)),dev-emulator-token,<token>) \
+  $(VENV)/bin/metronome-iac drift --stack $(STACK)
 drift: pulumi-cli $(VENV)/.installed
 	@PATH="$$HOME/.pulumi/bin:$$PATH" PULUMI_BACKEND_URL=$${PULUMI_BACKEND_URL:-file://$(CURDIR)/.pulumi} \
 	  $(DRIFT_ENV) pulumi preview --refresh --expect-no-changes --stack $(STACK)
@@ -31,7 +37,7 @@ drift: pulumi-cli $(VENV)/.installed
 pulumi-cli:
 	@PATH="$$HOME/.pulumi/bin:$$PATH" command -v pulumi >/dev/null 2>&1 || { echo "error: the Pulumi \
 	CLI is not installed; install it (https://www.pulumi.com/docs/install/), or check without the engine: \
-	.venv/bin/metronome-iac drift --stack $(STACK)" >&2; exit 1; }
+	$(DRIFT_HINT)" >&2; exit 1; }
 
 # The emulator `make up` starts, in the foreground (same port, state file, token; `make stop` first).
 emulator: $(VENV)/.installed
