@@ -40,9 +40,10 @@ pulumi-cli:
 	$(DRIFT_HINT)" >&2; exit 1; }
 
 # The emulator `make up` starts, in the foreground (same port, state file, token; `make stop` first).
+EMULATOR_PORT ?= 8787
 emulator: $(VENV)/.installed
 	mkdir -p .emulator
-	$(VENV)/bin/metronome-iac emulator --port 8787 --db .emulator/dev.db \
+	$(VENV)/bin/metronome-iac emulator --port $(EMULATOR_PORT) --db .emulator/dev.db \
 	  --token $${METRONOME_BEARER_TOKEN:-dev-emulator-token} --stripe-connected
 
 lint: $(VENV)/.installed
