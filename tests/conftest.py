@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ class Emulator:
     base_url: str
     token: str
     process: subprocess.Popen
+    log: Any = None  # its stderr: the request log, a line per request
 
     def client(self, **kwargs):
         import metronome
@@ -86,7 +88,7 @@ def start_emulator(*extra: str, db: str = ":memory:", token: str | None = TOKEN)
             raise RuntimeError(f"emulator exited: {log.read().decode()}")
         try:
             if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
-                return Emulator(base_url, token or "any-token", proc)
+                return Emulator(base_url, token or "any-token", proc, log)
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()
