@@ -99,8 +99,8 @@ class Progress:
         try:
             yield task
         finally:
-            if task_id is not None:
-                self.bar.remove_task(task_id)
+            if task_id is not None:  # the finished bar stays (full) until the display is cleared at the end
+                self.bar.update(task_id, completed=task.completed, total=task.total or task.completed)
             elif self.enabled:
                 done = f"{task.completed}/{task.total}" if task.total is not None else f"{task.completed}"
                 self._line(f"{description}: {done} done in {task.elapsed:.1f} s")

@@ -128,12 +128,25 @@ def test_drift_shows_a_progress_bar_on_a_terminal_and_lines_elsewhere(tmp_path: 
 
 
 def test_export_and_import_stripe_show_progress_on_a_terminal(tmp_path: Path, emulator: Any) -> None:
+    from fake_stripe import API_KEY, FakeStripe
+
     code, _, shown = run_on_terminal(
         ["export", "--out", str(tmp_path / "out"), "--base-url", emulator.base_url],
         tmp_path,
         {"METRONOME_BEARER_TOKEN": emulator.token},
     )
     assert code == 0 and "export: listing the account's objects" in shown, shown
+
+    fake = FakeStripe()
+    try:
+        meter = fake.add_meter("api_requests", formula="count")
+        price = fake.add_price(fake.add_product("Requests")["id"], meter=meter["id"], unit_amount=2)
+        fake.add_subscription(fake.create_customer("Acme"), [price["id"]])
+        args = ["import-stripe", "--out", "imported", "--api-key", API_KEY, "--api-base", fake.api_base]
+        code, _, shown = run_on_terminal(args, tmp_path, {})
+    finally:
+        fake.stop()
+    assert code == 0 and "import-stripe: listing the Stripe account" in shown, shown
 
 
 def test_drift_reads_several_objects_at_once(fresh_emulator: Any, tmp_path: Path) -> None:
