@@ -72,6 +72,20 @@ def set_stripe_config(emulator: Emulator, customer_id: str, stripe_customer_id: 
     return data[0].id
 
 
+def wait_until_serving(proc: subprocess.Popen, base_url: str, what: str, seconds: float = 30) -> None:
+    """Return once the emulator `proc` answers its health check; fail if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not serve within {seconds:g} s"
+        time.sleep(0.1)
+
+
 def start_emulator(*extra: str, db: str = ":memory:", token: str | None = TOKEN) -> Emulator:
     port = free_port()
     cmd = [sys.executable, "-m", "metronome_iac", "emulator", "--port", str(port), "--db", db]

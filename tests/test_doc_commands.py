@@ -19,13 +19,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, wait_until_serving
 
 VENV = Path(sys.executable).parent.parent  # the virtualenv `make up` made (the one running the tests)
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -193,16 +191,7 @@ def serve(command: DocCommand, checkout: Path, env: dict[str, str]) -> None:
     proc = subprocess.Popen(["bash", "-c", script], cwd=checkout, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"{command.where}: `{script}` exited with {proc.returncode}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"{command.where}: `{script}` did not serve within 60 s"
-            time.sleep(0.1)
+        wait_until_serving(proc, f"http://127.0.0.1:{port}", f"{command.where}: `{script}`", 60)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)

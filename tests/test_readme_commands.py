@@ -14,12 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, wait_until_serving
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 MIGRATION = (REPO / "docs" / "stripe-migration.md").read_text(encoding="utf-8")
@@ -72,16 +71,7 @@ def test_readme_emulator_command_and_knobs(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"the README's emulator command exited: {proc.stderr.read().decode()}"
-            try:
-                if httpx.get(f"{base}/_emulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the README's emulator command did not start within 30 s"
-            time.sleep(0.1)
+        wait_until_serving(proc, base, "the README's emulator command")
         assert (tmp_path / db).exists(), f"no state file at --db {db}"
 
         # Every knob the README lists, with its method and the JSON body shown, answers 200 without a token.
