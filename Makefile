@@ -5,10 +5,13 @@ STACK ?= prod
 
 .PHONY: up test drift pulumi-cli emulator lint bench stop clean
 
+# The first run spends a minute in pip: say so, and let pip show what it collects and installs.
 $(VENV)/.installed: pyproject.toml
+	@echo "Installing metronome-iac and its dependencies into $(VENV) with pip (a minute or two the first time)..."
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install -e '.[test]'
+	@echo "Installed into $(VENV): run the CLI as $(VENV)/bin/metronome-iac"
 	touch $@
 
 up: $(VENV)/.installed
@@ -27,8 +30,11 @@ test: $(VENV)/.installed
 # METRONOME_BEARER_TOKEN / PULUMI_CONFIG_PASSPHRASE from the environment.
 DRIFT_ENV := $(if $(filter dev,$(STACK)),PULUMI_CONFIG_PASSPHRASE=$${PULUMI_CONFIG_PASSPHRASE:-dev-stack-only} \
   METRONOME_BEARER_TOKEN=$${METRONOME_BEARER_TOKEN:-dev-emulator-token})
+# The engine-free check, as a command that runs when pasted: with the token it needs.
+DRIFT_HINT := METRONOME_BEARER_TOKEN=$(if $(filter dev,$(STACK)),dev-emulator-token,<token>) \
+  $(VENV)/bin/metronome-iac drift --stack $(STACK)
 drift: $(VENV)/.installed
-	@pulumi=$$(bash scripts/pulumi-cli.sh) || exit 1; \
+	@pulumi=$$(bash scripts/pulumi-cli.sh) || { echo "or check without the engine: $(DRIFT_HINT)" >&2; exit 1; }; \
 	  PULUMI_BACKEND_URL=$${PULUMI_BACKEND_URL:-file://$(CURDIR)/.pulumi} \
 	  $(DRIFT_ENV) "$$pulumi" preview --refresh --expect-no-changes --stack $(STACK)
 
@@ -37,9 +43,10 @@ pulumi-cli:
 	@bash scripts/pulumi-cli.sh >/dev/null
 
 # The emulator `make up` starts, in the foreground (same port, state file, token; `make stop` first).
+EMULATOR_PORT ?= 8787
 emulator: $(VENV)/.installed
 	mkdir -p .emulator
-	$(VENV)/bin/metronome-iac emulator --port 8787 --db .emulator/dev.db \
+	$(VENV)/bin/metronome-iac emulator --port $(EMULATOR_PORT) --db .emulator/dev.db \
 	  --token $${METRONOME_BEARER_TOKEN:-dev-emulator-token} --stripe-connected
 
 lint: $(VENV)/.installed

@@ -8,11 +8,12 @@ resource is declared and raises one `CatalogError` listing every problem with fi
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -442,6 +443,7 @@ class _Doc:
     file: str
     data: Any
     lines: dict[Path_, int] = field(default_factory=dict)
+    unreadable: bool = False  # not YAML: its sections are unknown, not empty (see _Validator.unknown)
 
     def line(self, path: Iterable[Any]) -> int | None:
         # The deepest known prefix: a missing field reports its parent's line.
@@ -486,7 +488,7 @@ def _parse(text: str, file: str) -> tuple[_Doc, list[Problem]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         msg = str(getattr(exc, "problem", None) or exc)
-        return _Doc(file, None), [Problem(file, line, None, None, f"invalid YAML: {msg}")]
+        return _Doc(file, None, unreadable=True), [Problem(file, line, None, None, f"invalid YAML: {msg}")]
     doc = _Doc(file, data)
     if node is not None:
         dup: list[str] = []
@@ -538,9 +540,40 @@ def _field_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _pydantic_message(err: dict[str, Any]) -> str:
+def _fields_at(model: type[BaseModel], loc: Iterable[Any]) -> set[str]:
+    """The field names of the model found at `loc` inside `model` (list indexes and dict keys skipped)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        info = current.model_fields.get(part)
+        if info is None:
+            return set()
+        current = _model_in(info.annotation)
+    return (
+        set(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else set()
+    )
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside an annotation such as `list[Rate] | None` (None when there is none)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _pydantic_message(err: dict[str, Any], model: type[BaseModel] | None = None) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
+        loc = tuple(err.get("loc") or ())
+        known = _fields_at(model, loc[:-1]) if model is not None and loc else set()
+        close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1) if loc else []
+        if close:
+            return f"unknown field: did you mean `{close[0]}`?"
         return "unknown field (check the spelling; see docs/architecture.md 'Catalog files')"
     if kind == "missing":
         return "required field is missing"
@@ -564,6 +597,25 @@ class _Validator:
         self.declared: dict[str, set[str]] = {}
         # Entries that failed their schema check, raw: their references are still checked.
         self.failed: list[tuple[_Doc, str, int, str, dict[str, Any]]] = []
+        # One mistake, one error: what follows from a problem already reported is not reported again.
+        # Sections whose entries could not be read (the file is not YAML, the section not a list): a
+        # reference into them is not "unknown", the file's own error is the cause.
+        self.unknown: set[str] = set()
+        # Names declared twice in a section: which entry a reference means is not known, so checks
+        # against the referenced entry's fields are skipped (the duplicate name is the cause).
+        self.ambiguous: dict[str, set[str]] = {}
+
+    def dangling(self, section: str, ref: Any) -> bool:
+        """True when `ref` names no entry of `section`, and that is the first cause to report."""
+        return (
+            isinstance(ref, str)
+            and section not in self.unknown
+            and ref not in self.declared.get(section, set())
+        )
+
+    def unique(self, section: str, name: str | None) -> bool:
+        """False when `name` is declared more than once in `section` (see `ambiguous`)."""
+        return name not in self.ambiguous.get(section, set())
 
     def add(self, doc: _Doc, path: Path_, entry: str | None, field_loc: Iterable[Any], message: str) -> None:
         loc = tuple(field_loc)
@@ -575,6 +627,8 @@ class _Validator:
         """Validate each entry of each section of one file on its own, so all problems surface at once."""
         name = Path(doc.file).name
         out: dict[str, list[tuple[int, Model]]] = {s: [] for s in _SECTIONS[name]}
+        if doc.unreadable:
+            self.unknown.update(_SECTIONS[name])
         data = doc.data
         if data is None:
             data = {}
@@ -597,13 +651,14 @@ class _Validator:
             except ValidationError as exc:
                 self.single[key] = None
                 for err in exc.errors():
-                    self.add(doc, (key,), f"{key} section", err["loc"], _pydantic_message(err))
+                    self.add(doc, (key,), f"{key} section", err["loc"], _pydantic_message(err, model))
         for section, model in _SECTIONS[name].items():
             entries = data.get(section)
             if entries is None:
                 continue
             if not isinstance(entries, list):
                 self.add(doc, (section,), None, (), f"'{section}' must be a list of entries")
+                self.unknown.add(section)
                 continue
             label = KIND_LABELS[section]
             seen: dict[str, int] = {}
@@ -619,6 +674,7 @@ class _Validator:
                 if isinstance(entry_name, str):
                     declared.add(entry_name)
                     if entry_name in seen:
+                        self.ambiguous.setdefault(section, set()).add(entry_name)
                         self.add(
                             doc,
                             path,
@@ -655,7 +711,7 @@ class _Validator:
                 except ValidationError as exc:
                     self.failed.append((doc, section, i, entry, raw))
                     for err in exc.errors():
-                        self.add(doc, path, entry, err["loc"], _pydantic_message(err))
+                        self.add(doc, path, entry, err["loc"], _pydantic_message(err, model))
             self.check_previous_names(doc, section, entries, seen)
         return out
 
@@ -719,7 +775,7 @@ def _check_raw_references(v: _Validator) -> None:
         for field_name, target in _RAW_REFS.get(section, ()):
             ref = raw.get(field_name)
             known = v.declared.get(target, set())
-            if isinstance(ref, str) and ref not in known:
+            if v.dangling(target, ref):
                 v.add(
                     doc,
                     (section, i),
@@ -731,7 +787,7 @@ def _check_raw_references(v: _Validator) -> None:
             known = v.declared.get("products", set())
             for j, rate in enumerate(raw["rates"]):
                 ref = rate.get("product") if isinstance(rate, dict) else None
-                if isinstance(ref, str) and ref not in known:
+                if v.dangling("products", ref):
                     v.add(
                         doc,
                         (section, i),
@@ -837,7 +893,7 @@ def _check_references(
                     v.add(cat_doc, path, entry, (f,), f"only USAGE products take {f} (type is {p.type})")
         elif p.billable_metric is None:
             v.add(cat_doc, path, entry, ("billable_metric",), "USAGE products need a billable_metric")
-        elif p.billable_metric not in v.declared.get("billable_metrics", set()):
+        elif v.dangling("billable_metrics", p.billable_metric):
             v.add(
                 cat_doc,
                 path,
@@ -845,7 +901,7 @@ def _check_references(
                 ("billable_metric",),
                 f"unknown billable metric '{p.billable_metric}' {_known(metrics)}",
             )
-        elif p.billable_metric in metrics:
+        elif v.unique("billable_metrics", p.billable_metric) and p.billable_metric in metrics:
             metric = metrics[p.billable_metric]
             wanted = set(p.pricing_group_key or []) | set(p.presentation_group_key or [])
             compound = [set(k) for k in (metric.group_keys or [])]
@@ -863,7 +919,7 @@ def _check_references(
             if p.type != "COMPOSITE":
                 v.add(cat_doc, path, entry, ("composite_products",), "only COMPOSITE products take it")
             for j, ref in enumerate(p.composite_products):
-                if ref not in v.declared.get("products", set()):
+                if v.dangling("products", ref):
                     v.add(
                         cat_doc,
                         path,
@@ -879,8 +935,8 @@ def _check_references(
         seen_rates: dict[tuple[Any, ...], int] = {}
         for j, rate in enumerate(card.rates):
             loc: Path_ = ("rates", j)
-            product = products.get(rate.product)
-            if rate.product not in v.declared.get("products", set()):
+            product = products.get(rate.product) if v.unique("products", rate.product) else None
+            if v.dangling("products", rate.product):
                 v.add(
                     cat_doc,
                     path,
@@ -963,9 +1019,9 @@ def _check_references(
     for i, k in env["contracts"]:
         assert isinstance(k, Contract)
         entry, path = f"contract '{k.name}'", ("contracts", i)
-        if k.customer not in v.declared.get("customers", set()):
+        if v.dangling("customers", k.customer):
             v.add(env_doc, path, entry, ("customer",), f"unknown customer '{k.customer}' {_known(customers)}")
-        if k.rate_card not in v.declared.get("rate_cards", set()):
+        if v.dangling("rate_cards", k.rate_card):
             v.add(env_doc, path, entry, ("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
         if k.ending_before and _parse_ts(k.ending_before) <= _parse_ts(k.starting_at):
             v.add(
@@ -977,7 +1033,7 @@ def _check_references(
             )
 
         def product_ref(loc: Path_, ref: str | None) -> None:
-            if ref is not None and ref not in v.declared.get("products", set()):
+            if v.dangling("products", ref):
                 v.add(env_doc, path, entry, loc, f"unknown product '{ref}' {_known(products)}")  # noqa: B023
 
         for section in ("commits", "credits"):
@@ -1097,8 +1153,21 @@ def _section(items: list[Model], first: tuple[str, ...] = ("name",)) -> list[dic
     return out
 
 
+def as_written(value: Any) -> Any:
+    """Numbers as a person writes them: the models hold prices as floats, the YAML says 330, not 330.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: as_written(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_written(v) for v in value]
+    return value
+
+
 def dump_yaml(data: Any, header: str = "") -> str:
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False, width=110)
+    text = yaml.safe_dump(
+        as_written(data), sort_keys=False, allow_unicode=True, default_flow_style=False, width=110
+    )
     return header + text
 
 

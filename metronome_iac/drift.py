@@ -23,7 +23,6 @@ import argparse
 import importlib
 import json
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
-from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
+from metronome_iac.cli import EXIT_ATTENTION, EXIT_OK, CommandError, missing_stack, program
 from metronome_iac.program import (
     KINDS,
     STRIPE_RESOURCE_NAME,
@@ -45,6 +44,7 @@ from metronome_iac.program import (
     rate_card_inputs,
     stripe_inputs,
 )
+from metronome_iac.progress import CONCURRENCY, Progress, quiet, run_concurrently
 
 DEFAULT_PROJECT = "metronome-iac"
 DEFAULT_BASE_URL = "https://api.metronome.com"  # the official client's, when no setting names one
@@ -59,8 +59,17 @@ KIND_LABEL = {
     STRIPE_KIND: "Stripe configuration of customer",
     "stripe_connection": "Stripe connection",
 }
-# What stands in for the id of a referenced object that is missing live.
-MISSING_REF = "<missing>"
+# What stands in for the id of a referenced object that is missing live: it names that object.
+MISSING_PREFIX = "<missing "
+
+
+def missing_ref(section: str, name: str) -> str:
+    """The desired id of a reference whose target is missing live, e.g. "<missing billable metric 'x'>"."""
+    return f"{MISSING_PREFIX}{KIND_LABEL[section]} '{name}'>"
+
+
+def is_missing(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(MISSING_PREFIX) and value.endswith(">")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -165,6 +174,8 @@ def leaf_differences(
 def _show(value: Any) -> str:
     from providers.diff import describe
 
+    if is_missing(value):  # a reference whose target is gone: say which object is gone
+        return f"the id of {value[len(MISSING_PREFIX) : -1]}, which is missing live"
     return describe(value)
 
 
@@ -287,6 +298,16 @@ def resolve_connection(stack: str, base_url: str | None, root: Path | None = Non
     return url, token
 
 
+def api_client(base_url: str | None, token: str) -> Any:
+    """A client with the provider's retry rules (429 and 5xx retried, honouring Retry-After), once one
+    call with a single retry has been answered: a wrong URL or token fails in seconds, not after backoffs."""
+    from providers.client import make_client
+
+    client = make_client(base_url, token)
+    client.with_options(max_retries=1).v1.billable_metrics.list(limit=1)
+    return client
+
+
 def describe_failure(err: Exception, url: str | None, source: str, token_setting: str) -> str:
     """One line for a failed conversation with the Metronome API: what failed, at which URL (and which
     setting chose it), and what to change. `token_setting`: where the token came from or goes."""
@@ -306,7 +327,7 @@ def describe_failure(err: Exception, url: str | None, source: str, token_setting
         else:
             change = f"correct {source}"
         port = urlsplit(shown).port
-        command = f"metronome-iac emulator --port {port}" if port else "metronome-iac emulator"
+        command = f"{program()} emulator" + (f" --port {port}" if port else "")
         if local:
             advice = f"start the emulator there (`{command}`), or if the URL is wrong, {change}"
         else:  # the URL may well be right and the network the problem: do not send them to edit it
@@ -434,81 +455,24 @@ def _compare(
     return out
 
 
-def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = None) -> Report:
-    """The drift report for a loaded stack against the account behind `client`."""
+def check_drift(
+    stack: Stack,
+    client: Any,
+    project: str,
+    base_url: str | None = None,
+    progress: Progress | None = None,
+    workers: int = CONCURRENCY,
+) -> Report:
+    """The drift report for a loaded stack against the account behind `client`.
+
+    Listings come first (what exists, and which object each entry is), then every matched object is
+    read and compared, `workers` at a time: entries of one kind never depend on each other's reads,
+    only on the ids of the kinds before them (and composite products on their parts)."""
+    progress = progress or quiet()
     report = Report(stack=stack.name, project=project, base_url=base_url)
     prefix = f"{project}/{stack.name}/"
     env = stack.environment
     ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}
-
-    def visit(section: str, matcher: _Matcher, entry: Any, desired: Callable[[], dict]) -> None:
-        name = entry.name
-        object_id, live = matcher.match(name, entry.adopt, entry.previous_names)
-        if object_id is None or live is None:
-            report.missing.append({"kind": section, "name": name, "id": object_id})
-            ids[section][name] = MISSING_REF
-            return
-        names = {i: n for by_name in ids.values() for n, i in by_name.items() if i != MISSING_REF}
-        fields = _compare(section, client, object_id, desired(), names)
-        if fields is None:  # archived between the listing and the read
-            report.missing.append({"kind": section, "name": name, "id": object_id})
-            ids[section][name] = MISSING_REF
-            return
-        ids[section][name] = object_id
-        report.matched += 1
-        if fields:
-            report.drifted.append({"kind": section, "name": name, "id": object_id, "fields": fields})
-
-    matchers: dict[str, _Matcher] = {}
-    for section in ("billable_metrics", "products", "rate_cards", "customers"):
-        matchers[section] = _Matcher(section, prefix, provider_module(section).list_objects(client), client)
-
-    for m in stack.catalog.billable_metrics:
-        visit("billable_metrics", matchers["billable_metrics"], m, lambda m=m: metric_inputs(m))
-    for p in ordered_products(stack):
-        visit(
-            "products",
-            matchers["products"],
-            p,
-            lambda p=p: product_inputs(p, ids["billable_metrics"], ids["products"], env.settings),
-        )
-    for card in stack.catalog.rate_cards:
-        visit(
-            "rate_cards",
-            matchers["rate_cards"],
-            card,
-            lambda card=card: rate_card_inputs(card, ids["products"]),
-        )
-    for c in env.customers:
-        visit("customers", matchers["customers"], c, lambda c=c: customer_inputs(c))
-
-    # Before contracts: with go_live a Stripe customer's contracts reference its Stripe configuration,
-    # which the program takes from the integration's output (the matching live configuration).
-    stripe_ids = check_stripe(stack, client, ids["customers"], report) if env.stripe is not None else {}
-    billed_through_stripe = {c.name for c in env.customers if c.stripe_customer_id}
-
-    def contract_desired(k: Contract) -> dict[str, Any]:
-        desired = contract_inputs(k, ids["customers"], ids["rate_cards"], ids["products"], env.settings)
-        if env.stripe is not None and env.stripe.go_live and k.customer in billed_through_stripe:
-            config_id = stripe_ids.get(ids["customers"][k.customer], MISSING_REF)
-            desired["billing_provider_configuration"] = {"billing_provider_configuration_id": config_id}
-        return desired
-
-    # Contracts are listed per customer: those of the stack's live customers.
-    contract_live: list[tuple[str, dict[str, Any]]] = []
-    contract_module = provider_module("contracts")
-    for customer_id in {i for i in ids["customers"].values() if i != MISSING_REF}:
-        contract_live.extend(contract_module.list_objects(client, customer_id))
-    matchers["contracts"] = _Matcher("contracts", prefix, contract_live, client)
-    for k in env.contracts:
-        visit(
-            "contracts",
-            matchers["contracts"],
-            k,
-            lambda k=k: contract_desired(k),
-        )
-
-    # Objects of a kind the stack manages, live, unclaimed, and tagged for this stack or untagged.
     managed = {
         "billable_metrics": stack.catalog.billable_metrics,
         "products": stack.catalog.products,
@@ -516,6 +480,104 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
         "customers": env.customers,
         "contracts": env.contracts,
     }
+    entries = sum(len(items) for items in managed.values())
+
+    with progress.task(f"checking {entries} catalog entries against the live account", entries) as task:
+
+        def visit(section: str, matcher: _Matcher, batch: list[Any], desired: Callable[[Any], dict]) -> None:
+            """Match each entry of `batch` with its live object, then read and compare them at once."""
+            found: list[tuple[Any, str]] = []
+            results: dict[str, tuple[str | None, list[FieldDrift] | None]] = {}
+            for entry in batch:
+                object_id, live = matcher.match(entry.name, entry.adopt, entry.previous_names)
+                if object_id is None or live is None:
+                    ids[section][entry.name] = missing_ref(section, entry.name)
+                    results[entry.name] = (object_id, None)
+                    task.advance()
+                else:
+                    ids[section][entry.name] = object_id
+                    found.append((entry, object_id))
+            names = {i: n for by_name in ids.values() for n, i in by_name.items() if not is_missing(i)}
+            compared = run_concurrently(
+                lambda pair: _compare(section, client, pair[1], desired(pair[0]), names),
+                found,
+                task,
+                workers,
+            )
+            for (entry, object_id), fields in zip(found, compared, strict=True):
+                results[entry.name] = (object_id, fields)
+            for entry in batch:  # reported in catalog order
+                object_id, fields = results[entry.name]
+                if fields is None:  # not found, or archived between the listing and the read
+                    report.missing.append({"kind": section, "name": entry.name, "id": object_id})
+                    ids[section][entry.name] = missing_ref(section, entry.name)
+                    continue
+                report.matched += 1
+                if fields:
+                    report.drifted.append(
+                        {"kind": section, "name": entry.name, "id": object_id, "fields": fields}
+                    )
+
+        def listing(section: str) -> list[tuple[str, dict[str, Any]]]:
+            if section == "rate_cards":  # matching needs the cards' tags, not their rates (read later)
+                return provider_module(section).list_objects(client, with_rates=False)
+            return provider_module(section).list_objects(client)
+
+        listed_kinds = ("billable_metrics", "products", "rate_cards", "customers")
+        listed = run_concurrently(listing, listed_kinds, workers=workers)
+        matchers = {
+            section: _Matcher(section, prefix, live, client)
+            for section, live in zip(listed_kinds, listed, strict=True)
+        }
+
+        visit("billable_metrics", matchers["billable_metrics"], stack.catalog.billable_metrics, metric_inputs)
+        # Composite products name their parts by id: the parts are matched first.
+        products = ordered_products(stack)
+        parts = [p for p in products if not p.composite_products]
+        for batch in (parts, [p for p in products if p.composite_products]):
+            visit(
+                "products",
+                matchers["products"],
+                batch,
+                lambda p: product_inputs(p, ids["billable_metrics"], ids["products"], env.settings),
+            )
+        visit(
+            "rate_cards",
+            matchers["rate_cards"],
+            stack.catalog.rate_cards,
+            lambda card: rate_card_inputs(card, ids["products"]),
+        )
+        visit("customers", matchers["customers"], env.customers, customer_inputs)
+
+        # Before contracts: with go_live a Stripe customer's contracts reference its Stripe configuration,
+        # which the program takes from the integration's output (the matching live configuration).
+        stripe_ids = check_stripe(stack, client, ids["customers"], report) if env.stripe is not None else {}
+        billed_through_stripe = {c.name for c in env.customers if c.stripe_customer_id}
+
+        def contract_desired(k: Contract) -> dict[str, Any]:
+            desired = contract_inputs(k, ids["customers"], ids["rate_cards"], ids["products"], env.settings)
+            if env.stripe is not None and env.stripe.go_live and k.customer in billed_through_stripe:
+                config_id = stripe_ids.get(ids["customers"][k.customer])
+                config_id = config_id or missing_ref(STRIPE_KIND, k.customer)
+                desired["billing_provider_configuration"] = {"billing_provider_configuration_id": config_id}
+            return desired
+
+        # Contracts are listed per customer: those of the stack's live customers.
+        contract_module = provider_module("contracts")
+        customer_ids = sorted({i for i in ids["customers"].values() if not is_missing(i)})
+        contract_live = [
+            pair
+            for listed_contracts in run_concurrently(
+                lambda customer_id: contract_module.list_objects(client, customer_id),
+                customer_ids if env.contracts else [],
+                workers=workers,
+            )
+            for pair in listed_contracts
+        ]
+        matchers["contracts"] = _Matcher("contracts", prefix, contract_live, client)
+        visit("contracts", matchers["contracts"], env.contracts, contract_desired)
+
+    # Objects of a kind the stack manages, live, unclaimed, and tagged for this stack or untagged.
     for section, matcher in matchers.items():
         if managed[section]:
             report.unmanaged.extend(matcher.unclaimed(prefix))
@@ -594,7 +656,7 @@ def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report
     stripe = stack.environment.stripe
     assert stripe is not None
     label = f"StripeIntegration '{STRIPE_RESOURCE_NAME}'"
-    live_ids = {name: i for name, i in customer_ids.items() if i != MISSING_REF}
+    live_ids = {name: i for name, i in customer_ids.items() if not is_missing(i)}
     name_of = {i: name for name, i in live_ids.items()}
     active = stripe_configurations(client, sorted(name_of), None, label, missing_ok=True)
 
@@ -619,7 +681,7 @@ def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report
         )
 
     inputs = stripe_inputs(stack, customer_ids) or {}
-    wanted = {w["customer_id"]: w for w in desired_configurations(inputs) if w["customer_id"] != MISSING_REF}
+    wanted = {w["customer_id"]: w for w in desired_configurations(inputs) if not is_missing(w["customer_id"])}
     matched: dict[str, str] = {}
     for customer_id, configs in sorted(active.items()):
         name, want = name_of[customer_id], wanted.get(customer_id)
@@ -680,32 +742,39 @@ def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report
 
 
 def run(args: argparse.Namespace) -> int:
-    def fail(message: str) -> int:
-        if args.json:
-            print(json.dumps({"stack": args.stack, "error": message}))
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-
     try:
-        stack = load_stack(Path(args.stacks_dir) / args.stack)
-    except CatalogError as err:
-        return fail(str(err))
-    try:
-        base_url, token = resolve_connection(args.stack, args.base_url)
-    except SetupError as err:
-        return fail(str(err))
-    _, source = resolve_base_url(args.stack, args.base_url)
-    try:
-        from providers.client import make_client
-
-        # Few retries: a drift check against an unreachable API should fail fast, not after minutes.
-        client = make_client(base_url, token, max_retries=1)
-        report = check_drift(stack, client, project_name(args.project), base_url)
-    except Exception as err:  # any API/connection failure is an error, never "drift"
-        token_setting = f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{args.stack}.yaml)"
-        return fail(f"drift check failed: {describe_failure(err, base_url, source, token_setting)}")
+        report = _drift(args)
+    except CommandError as err:
+        if args.json:  # a machine reader gets the error where it reads the report
+            print(json.dumps({"stack": args.stack, "error": str(err)}))
+        raise
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
         print(render(report))
     return EXIT_OK if report.in_sync else EXIT_ATTENTION
+
+
+def _drift(args: argparse.Namespace) -> Report:
+    stacks = Path(args.stacks_dir)
+    missing = missing_stack(stacks, args.stack)
+    if missing:
+        raise CommandError(missing)
+    try:
+        stack = load_stack(stacks / args.stack)
+    except CatalogError as err:
+        raise CommandError(str(err)) from None
+    try:
+        base_url, token = resolve_connection(args.stack, args.base_url)
+    except SetupError as err:
+        raise CommandError(str(err)) from None
+    _, source = resolve_base_url(args.stack, args.base_url)
+    try:
+        client = api_client(base_url, token)
+        with Progress("drift") as progress:
+            return check_drift(stack, client, project_name(args.project), base_url, progress)
+    except Exception as err:  # any API/connection failure is an error, never "drift"
+        token_setting = f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{args.stack}.yaml)"
+        raise CommandError(
+            f"drift check failed: {describe_failure(err, base_url, source, token_setting)}"
+        ) from None

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import yaml
 
-from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
+from metronome_iac.cli import EXIT_ATTENTION, EXIT_OK, CommandError, missing_stack, warn
 
 # Stripe's default payload keys for a meter (customer_mapping / value_settings).
 STRIPE_CUSTOMER_KEY = "stripe_customer_id"
@@ -132,20 +132,21 @@ class MetricView:
         return event_type not in self.not_in_values
 
     def unmatched_filters(self, properties: Mapping[str, Any]) -> list[str]:
-        """Names of property filters the event fails (Metronome drops such events from the metric)."""
+        """Why the event fails each property filter it fails, one phrase per filter ("property `region`
+        missing"); empty when it passes them all. Metronome drops such events from the metric."""
         failed = []
         for flt in self.property_filters:
             name = flt["name"]
             present = name in properties and properties[name] is not None
             value = str(properties.get(name)) if present else None
-            if flt.get("exists") is True and not present:
-                failed.append(name)
+            if not present and (flt.get("exists") is True or flt.get("in_values")):
+                failed.append(f"property `{name}` missing")
             elif flt.get("exists") is False and present:
-                failed.append(name)
+                failed.append(f"property `{name}` present (the filter wants it absent)")
             elif flt.get("in_values") and value not in flt["in_values"]:
-                failed.append(name)
+                failed.append(f"property `{name}` is {value!r}, not one of {', '.join(flt['in_values'])}")
             elif flt.get("not_in_values") and value in flt["not_in_values"]:
-                failed.append(name)
+                failed.append(f"property `{name}` is {value!r}, which the filter excludes")
         return failed
 
 
@@ -342,7 +343,7 @@ def check_event(event: Any, stack: StackView) -> list[EventError]:
         return problems
     matched = [m for m in by_type if not m.unmatched_filters(properties)]
     if not matched:
-        details = "; ".join(f"{m.name}: {', '.join(m.unmatched_filters(properties))}" for m in by_type)
+        details = "; ".join(f"metric {m.name}: {', '.join(m.unmatched_filters(properties))}" for m in by_type)
         problems.append(
             EventError(
                 "property_filters_unmatched", f"event_type {event_type!r} fails property filters ({details})"
@@ -527,30 +528,35 @@ def _is_environment_file(path: Path) -> bool:
     return False
 
 
+def _stack_view(args: argparse.Namespace) -> StackView:
+    """The stack `--stack` names, or CommandError (naming the stacks there are) before any event is read."""
+    missing = missing_stack(args.stacks_dir, args.stack)
+    if missing:
+        raise CommandError(missing)
+    try:
+        return load_stack_view(args.stacks_dir / args.stack)
+    except Exception as exc:  # catalog unreadable: say which and stop before reading events
+        raise CommandError(f"stack {args.stack!r} cannot be loaded: {exc}") from None
+
+
 def _run_translate(args: argparse.Namespace) -> int:
     aliases: dict[str, str] | None = None
     numeric = set(args.numeric_key)
-    try:
-        if args.stack:
-            view = load_stack_view(args.stacks_dir / args.stack)
-            aliases = dict(view.stripe_to_alias)
-            numeric |= view.numeric_keys
-    except Exception as exc:  # catalog unreadable: say which and stop before reading events
-        print(f"error: stack {args.stack!r} cannot be loaded: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    if args.stack:
+        view = _stack_view(args)
+        aliases = dict(view.stripe_to_alias)
+        numeric |= view.numeric_keys
     try:
         if args.aliases:
             aliases = {**(aliases or {}), **load_alias_file(args.aliases)}
     except Exception as exc:
-        print(f"error: the alias file {args.aliases} cannot be read: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(f"the alias file {args.aliases} cannot be read: {exc}") from None
     if aliases is None:
         converted = ", ".join(f"payload.{k}" for k in [args.value_key, *sorted(numeric - {args.value_key})])
-        print(
-            "warning: without --stack or --aliases customers are not mapped (the Stripe customer id is sent "
+        warn(
+            "without --stack or --aliases customers are not mapped (the Stripe customer id is sent "
             f"as customer_id) and values are not converted (only {converted} become numbers); "
-            "pass --stack STACK to use its ingest aliases and numeric keys",
-            file=sys.stderr,
+            "pass --stack STACK to use its ingest aliases and numeric keys"
         )
     hint = _alias_hint(args)
     out = args.out.open("w") if args.out else sys.stdout
@@ -579,13 +585,15 @@ def _run_translate(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    try:
-        view = load_stack_view(args.stacks_dir / args.stack)
-    except Exception as exc:
-        print(f"error: stack {args.stack!r} cannot be loaded: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    view = _stack_view(args)
     with _open_in(args.input) as src:
         report = check_events(src, view)
+    if report.total == 0:  # checking nothing is not a pass: the step that wrote the events may have failed
+        source = args.input or "standard input"
+        raise CommandError(
+            f"no events in {source}: nothing was checked; an empty input is not a pass (did the step that "
+            "writes the events, e.g. `events translate`, fail?)"
+        )
     print(
         f"checked {report.total} event(s): {report.total - report.bad_events} ok, "
         f"{report.bad_events} with problems"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import textwrap
 from collections.abc import Callable
@@ -43,10 +42,12 @@ from metronome_iac.catalog import (
     RateCard,
     Stripe,
     catalog_to_yaml,
+    dump_yaml,
     environment_to_yaml,
     load_stack,
 )
-from metronome_iac.cli import EXIT_ERROR, EXIT_OK, refuse_overwrite
+from metronome_iac.cli import EXIT_OK, CommandError, refuse_overwrite
+from metronome_iac.cli import warn as print_warning
 from metronome_iac.drift import (
     DEFAULT_BASE_URL,
     IDENTITY_FIELD,
@@ -58,6 +59,7 @@ from metronome_iac.drift import (
     stripe_link,
 )
 from metronome_iac.program import KINDS
+from metronome_iac.progress import CONCURRENCY, Progress, quiet, run_concurrently
 
 HEADER = (
     "# Exported from {url} by `metronome-iac export`.\n"
@@ -85,10 +87,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--stripe-account",
         help="Stripe account id (acct_...) for stripe.expected_account_id (Metronome does not expose it)",
     )
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _slug(text: str | None) -> str:
@@ -229,19 +227,57 @@ def _with_stripe(
     return out
 
 
+def _read_account(client: Any, progress: Progress, workers: int) -> dict[str, Any]:
+    """Every listing the export needs, `workers` calls at a time: {section: [(id, object)]} plus the
+    Stripe connections ("stripe_connections"); rate cards with their rates."""
+    with progress.task("listing the account's objects", 5) as task:
+        listings: dict[str, Callable[[], Any]] = {
+            "billable_metrics": lambda: provider_module("billable_metrics").list_objects(client),
+            "products": lambda: provider_module("products").list_objects(client),
+            "rate_cards": lambda: provider_module("rate_cards").list_objects(client, with_rates=False),
+            "customers": lambda: provider_module("customers").list_objects(client),
+            "stripe_connections": lambda: stripe_connections(client),
+        }
+        listed = run_concurrently(lambda list_all: list_all(), listings.values(), task, workers)
+    live = dict(zip(listings, listed, strict=True))
+    cards = live["rate_cards"]
+    with progress.task("reading rate cards and their rates", len(cards)) as task:
+        read = run_concurrently(
+            lambda card: provider_module("rate_cards").read_object(client, card[0]), cards, task, workers
+        )
+    # A card archived between the listing and its read is no longer live.
+    live["rate_cards"] = [(card_id, card) for (card_id, _), card in zip(cards, read, strict=True) if card]
+    customers = [object_id for object_id, _ in live["customers"]]
+    with progress.task("listing each customer's contracts", len(customers)) as task:
+        contracts = run_concurrently(
+            lambda customer_id: provider_module("contracts").list_objects(client, customer_id),
+            customers,
+            task,
+            workers,
+        )
+    live["contracts"] = dict(zip(customers, contracts, strict=True))
+    return live
+
+
 def export_account(
-    client: Any, warn: Callable[[str], None] | None = None, stripe_account: str | None = None
+    client: Any,
+    warn: Callable[[str], None] | None = None,
+    stripe_account: str | None = None,
+    progress: Progress | None = None,
+    workers: int = CONCURRENCY,
 ) -> tuple[Catalog, Environment]:
     """Everything live (non-archived) in the account, as catalog + environment models.
 
     `stripe_account`: the Stripe account id for `stripe.expected_account_id` (else a placeholder).
     """
-    warn = warn or _warn
+    warn = warn or print_warning
+    progress = progress or quiet()
+    live = _read_account(client, progress, workers)
     names = _Names()
     ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}  # section -> live id -> catalog name
 
     metrics: list[BillableMetric] = []
-    for object_id, obj in provider_module("billable_metrics").list_objects(client):
+    for object_id, obj in live["billable_metrics"]:
         name = names.pick("billable_metrics", obj, object_id, "metric")
         metric = _built(
             f"billable metric {object_id} ('{obj.get('name')}')", warn, BillableMetric, name, object_id, obj
@@ -250,7 +286,7 @@ def export_account(
             metrics.append(metric)
             ids["billable_metrics"][object_id] = name
 
-    live_products = dict(provider_module("products").list_objects(client))
+    live_products = dict(live["products"])
     for object_id, obj in live_products.items():
         ids["products"][object_id] = names.pick("products", obj, object_id, "product")
     # A product is exported when its metric is, and a composite one when all its parts are.
@@ -301,7 +337,7 @@ def export_account(
     product_names = {i: n for i, n in ids["products"].items() if n in kept_products}
 
     cards: list[RateCard] = []
-    for object_id, obj in provider_module("rate_cards").list_objects(client):
+    for object_id, obj in live["rate_cards"]:
         name = names.pick("rate_cards", obj, object_id, "rate_card")
         unexported = sorted({r.get("product_id") for r in obj.get("rates") or []} - set(product_names))
         if unexported:
@@ -332,7 +368,7 @@ def export_account(
             ids["rate_cards"][object_id] = name
 
     customers: list[Customer] = []
-    for object_id, obj in provider_module("customers").list_objects(client):
+    for object_id, obj in live["customers"]:
         name = names.pick("customers", obj, object_id, "customer")
         customer = _built(f"customer {object_id} ('{obj.get('name')}')", warn, Customer, name, object_id, obj)
         if customer is not None:
@@ -341,9 +377,8 @@ def export_account(
 
     contracts: list[Contract] = []
     billing_refs: dict[str, dict[str, str | None]] = {}  # customer id -> {contract name: its configuration}
-    contract_module = provider_module("contracts")
     for customer_id, customer_name in ids["customers"].items():
-        for object_id, obj in contract_module.list_objects(client, customer_id):
+        for object_id, obj in live["contracts"][customer_id]:
             card_id = obj.get("rate_card_id")
             if card_id not in ids["rate_cards"]:
                 warn(f"contract {object_id} of customer '{customer_name}' has no exported rate card: skipped")
@@ -395,8 +430,10 @@ def export_account(
 
     # Stripe links, and with Stripe connected the StripeIntegration: live already, so go_live true
     # (false would leave the live configurations unmanaged while the stack claims Stripe is not in use).
-    connected = bool(stripe_connections(client))
-    links = _stripe_links(client, ids["customers"], billing_refs, connected, warn)
+    connected = bool(live["stripe_connections"])
+    with progress.task("reading customers' Stripe configurations", len(ids["customers"])) as task:
+        links = _stripe_links(client, ids["customers"], billing_refs, connected, warn)
+        task.advance(len(ids["customers"]))
     stripe = None
     if links and connected:
         stripe = Stripe(expected_account_id=stripe_account or ACCOUNT_PLACEHOLDER, go_live=True)
@@ -493,48 +530,87 @@ def write_stack(out: Path, catalog: Catalog, environment: Environment, source: s
         (out / name).write_text(text, encoding="utf-8")
 
 
+def plural(count: int, noun: str) -> str:
+    """ "1 rate card", "2 rate cards"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+STACK_CONFIG_HEADER = """\
+# The {stack} stack, exported from {url} by `metronome-iac export`.
+# Set its API token once, encrypted (never commit it in clear):
+#   pulumi config set --secret metronome:apiToken <token> --stack {stack}
+# and, for a stripe: section, the Stripe key:
+#   pulumi config set --secret stripe:apiKey <key> --stack {stack}
+"""
+
+
+def write_stack_config(out: Path, url: str) -> Path | None:
+    """`Pulumi.<stack>.yaml` beside the project's `Pulumi.yaml` for a stack exported into
+    `<project>/stacks/<stack>`, laid out as the existing stacks' files, with `metronome:baseUrl` the URL
+    the export read (so `pulumi up --stack <stack>` adopts from the same account). Never overwrites
+    one; returns the path written, or None when `out` is not a stack folder of a project."""
+    project = out.resolve().parent.parent
+    if out.resolve().parent.name != "stacks" or not (project / "Pulumi.yaml").is_file():
+        return None
+    path = project / f"Pulumi.{out.name}.yaml"
+    if path.exists():
+        return None
+    config = {"config": {"metronome:baseUrl": url}}
+    path.write_text(STACK_CONFIG_HEADER.format(stack=out.name, url=url) + dump_yaml(config), encoding="utf-8")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if refuse_overwrite(out, args.force):  # before anything is read: a reviewed stack is never clobbered
-        return EXIT_ERROR
+    refuse_overwrite(out, args.force)  # before anything is read: a reviewed stack is never clobbered
     token = os.environ.get("METRONOME_BEARER_TOKEN")
     if not token:
-        print("error: set METRONOME_BEARER_TOKEN to the account's API token", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError("set METRONOME_BEARER_TOKEN to the account's API token")
     base_url, source = resolve_base_url(None, args.base_url)
     if args.stripe_account and not re.match(r"^acct_[A-Za-z0-9]+$", args.stripe_account):
-        print(
-            f"error: --stripe-account must be a Stripe account id (acct_...), not {args.stripe_account!r}",
-            file=sys.stderr,
+        raise CommandError(
+            f"--stripe-account must be a Stripe account id (acct_...), not {args.stripe_account!r}"
         )
-        return EXIT_ERROR
+    url = base_url or DEFAULT_BASE_URL
     try:
         from providers.client import make_client
 
-        client = make_client(base_url, token, max_retries=2)
-        catalog, environment = export_account(client, stripe_account=args.stripe_account)
+        client = make_client(base_url, token)  # the provider's retry rules (429, 5xx, Retry-After)
+        # One call with a single retry first: a wrong URL or token fails in seconds, not after backoffs.
+        client.with_options(max_retries=1).v1.billable_metrics.list(limit=1)
+        with Progress("export") as progress:
+            catalog, environment = export_account(
+                client, stripe_account=args.stripe_account, progress=progress
+            )
     except Exception as err:  # the API conversation failed: nothing is written
         reason = describe_failure(err, base_url, source, "METRONOME_BEARER_TOKEN")
-        print(f"error: export failed, nothing written: {reason}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(f"export failed, nothing written: {reason}") from None
     try:
-        catalog, environment = loadable(catalog, environment, base_url or DEFAULT_BASE_URL, warn=_warn)
-        write_stack(out, catalog, environment, base_url or DEFAULT_BASE_URL)
+        catalog, environment = loadable(catalog, environment, url, warn=print_warning)
+        write_stack(out, catalog, environment, url)
+        config = write_stack_config(out, url)
     except CatalogError as err:
-        print(f"error: the export would not load as a stack, nothing written:\n{err}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(f"the export would not load as a stack, nothing written:\n{err}") from None
     except OSError as err:
-        print(f"error: cannot write {err.filename or out}: {err.strerror or err}", file=sys.stderr)
-        return EXIT_ERROR
-    counts = (
-        f"{len(catalog.billable_metrics)} metrics, {len(catalog.products)} products, "
-        f"{len(catalog.rate_cards)} rate cards, {len(environment.customers)} customers, "
-        f"{len(environment.contracts)} contracts"
+        raise CommandError(f"cannot write {err.filename or out}: {err.strerror or err}") from None
+    counts = ", ".join(
+        [
+            plural(len(catalog.billable_metrics), "metric"),
+            plural(len(catalog.products), "product"),
+            plural(len(catalog.rate_cards), "rate card"),
+            plural(len(environment.customers), "customer"),
+            plural(len(environment.contracts), "contract"),
+        ]
     )
     linked = [c for c in environment.customers if c.stripe_customer_id]
     print(f"wrote {out / CATALOG_FILE} and {out / ENVIRONMENT_FILE}: {counts}")
+    if config is not None:
+        print(f"wrote {config}: the stack's settings (metronome:baseUrl {url}); set its token there")
     if environment.stripe is not None:
-        print(f"stripe: go_live true (their Stripe configurations are live), {len(linked)} customers linked")
+        print(
+            f"stripe: go_live true (their Stripe configurations are live), {plural(len(linked), 'customer')} "
+            "linked"
+        )
     hint = placeholder_hint(environment)
     if hint:
         print(f"fill in: {hint}")

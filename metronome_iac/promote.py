@@ -23,10 +23,11 @@ from metronome_iac.catalog import (
     ENVIRONMENT_FILE,
     CatalogError,
     _parse,
+    as_written,
     load_catalog,
     load_stack,
 )
-from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
+from metronome_iac.cli import EXIT_ATTENTION, EXIT_OK, CommandError, missing_stack, program
 
 _KINDS = (("billable_metrics", "billable metric"), ("products", "product"), ("rate_cards", "rate card"))
 
@@ -49,19 +50,8 @@ def _rate_key(rate: dict[str, Any]) -> str:
     return " ".join(p for p in (rate.get("product", "?"), group_text, f"from {rate.get('starting_at')}") if p)
 
 
-def _tidy(value: Any) -> Any:
-    # 300.0 reads as 300 (the models hold floats; the YAML says 300).
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _tidy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tidy(v) for v in value]
-    return value
-
-
 def _show(value: Any) -> str:
-    return json.dumps(_tidy(value), sort_keys=True) if value is not None else "(unset)"
+    return json.dumps(as_written(value), sort_keys=True) if value is not None else "(unset)"
 
 
 def _field_diff(old: Any, new: Any, path: str, out: list[str]) -> None:
@@ -93,20 +83,41 @@ def _entries(data: dict[str, Any] | None, section: str) -> dict[str, dict[str, A
 def semantic_diff(
     source: dict[str, Any] | None, target: dict[str, Any] | None
 ) -> list[tuple[str, str, list[str]]]:
-    """[(action, "kind 'name'", details)] of what applying `source` over `target` does to target."""
+    """[(action, "kind 'name'", details)] of what applying `source` over `target` does to target.
+
+    An entry the source renamed (its `previous_names` holds a name the target still uses, which the
+    source no longer does) is one "rename": the same Metronome object, re-tagged, not a gain and a loss."""
     changes: list[tuple[str, str, list[str]]] = []
     for section, label in _KINDS:
         src, dst = _entries(source, section), _entries(target, section)
+        renamed: set[str] = set()
         for name in src:
             entry = f"{label} '{name}'"
-            if name not in dst:
+            if name in dst:
+                if src[name] != dst[name]:
+                    details: list[str] = []
+                    _field_diff(dst[name], src[name], "", details)
+                    changes.append(("change", entry, details))
+                continue
+            old = next(
+                (
+                    n
+                    for n in src[name].get("previous_names") or []
+                    if n in dst and n not in src and n not in renamed
+                ),
+                None,
+            )
+            if old is None:
                 changes.append(("gain", entry, []))
-            elif src[name] != dst[name]:
-                details: list[str] = []
-                _field_diff(dst[name], src[name], "", details)
-                changes.append(("change", entry, details))
+                continue
+            renamed.add(old)
+            details = []
+            unrenamed = {k: v for k, v in src[name].items() if k not in ("name", "previous_names")}
+            before = {k: v for k, v in dst[old].items() if k not in ("name", "previous_names")}
+            _field_diff(before, unrenamed, "", details)
+            changes.append(("rename", f"{label} '{old}' -> '{name}'", details))
         for name in dst:
-            if name not in src:
+            if name not in src and name not in renamed:
                 changes.append(("lose", f"{label} '{name}'", []))
     return changes
 
@@ -148,14 +159,8 @@ def uncommitted_edits(path: Path) -> bool | None:
 
 def _missing_stack(stacks: Path, name: str, flag: str, source: str = "") -> str | None:
     """Why `name` is not a stack folder under `stacks` (naming the stacks that exist), or None if it is."""
-    if (stacks / name).is_dir():
-        return None
-    if not stacks.is_dir():
-        return f"no stacks directory {stacks} here: run from the repository root, or pass --stacks-dir"
-    existing = sorted(p.name for p in stacks.iterdir() if p.is_dir() and not p.name.startswith("."))
-    listed = ", ".join(existing) if existing else "none"
-    text = f"{flag} {name}: there is no stack {name} (no folder {stacks / name}; the stacks are: {listed})"
-    if flag == "--to":
+    text = missing_stack(stacks, name, flag)
+    if text and flag == "--to" and stacks.is_dir():
         text += (
             f". Promotion never creates a stack; to start one, copy a stack's folder "
             f"(cp -r {stacks / source} {stacks / name}), review its "
@@ -169,18 +174,15 @@ def run(args: argparse.Namespace) -> int:
     src_dir, dst_dir = stacks / args.source, stacks / args.target
     src_file, dst_file = src_dir / CATALOG_FILE, dst_dir / CATALOG_FILE
     if args.source == args.target:
-        print("error: --from and --to name the same stack", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError("--from and --to name the same stack")
     missing = _missing_stack(stacks, args.source, "--from")
     missing = missing or _missing_stack(stacks, args.target, "--to", args.source)
     if missing:
-        print(f"error: {missing}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(missing)
     try:
         load_catalog(src_file)
     except CatalogError as err:
-        print(f"error: the source catalog is invalid, nothing promoted:\n{err}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(f"the source catalog is invalid, nothing promoted:\n{err}") from None
 
     changes = semantic_diff(_as_data(src_file), _as_data(dst_file))
     text_differs = not dst_file.exists() or dst_file.read_bytes() != src_file.read_bytes()
@@ -188,19 +190,27 @@ def run(args: argparse.Namespace) -> int:
     print(f"promote {args.source} -> {args.target} ({dst_file})")
     if not changes:
         print("  no catalog changes" + (" (only comments or formatting differ)" if text_differs else ""))
+    verbs = {
+        "gain": f"{args.target} gains",
+        "lose": f"{args.target} loses",
+        "change": "changes",
+        "rename": "renamed (previous_names: the same Metronome object, re-tagged)",
+    }
     for action, entry, details in changes:
-        verb = {"gain": f"{args.target} gains", "lose": f"{args.target} loses", "change": "changes"}[action]
-        sign = {"gain": "+", "lose": "-", "change": "~"}[action]
-        print(f"  {sign} {entry}: {verb}")
+        sign = {"gain": "+", "lose": "-"}.get(action, "~")
+        print(f"  {sign} {entry}: {verbs[action]}")
         for line in details:
             print(f"      {line}")
-    counts = {a: sum(1 for c in changes if c[0] == a) for a in ("gain", "lose", "change")}
-    print(f"summary: {counts['gain']} to gain, {counts['lose']} to lose, {counts['change']} to change")
+    counts = {a: sum(1 for c in changes if c[0] == a) for a in verbs}
+    renames = f"{counts['rename']} to rename, " if counts["rename"] else ""
+    print(
+        f"summary: {counts['gain']} to gain, {counts['lose']} to lose, {renames}{counts['change']} to change"
+    )
 
     if args.check:
         if text_differs:
             print(
-                f"{args.target} lags {args.source}: run `metronome-iac promote --from {args.source} "
+                f"{args.target} lags {args.source}: run `{program()} promote --from {args.source} "
                 f"--to {args.target}`",
                 file=sys.stderr,
             )
@@ -212,12 +222,9 @@ def run(args: argparse.Namespace) -> int:
         print("nothing to promote")
         return EXIT_OK
     if dst_file.exists() and uncommitted_edits(dst_file):
-        print(
-            f"error: {dst_file} has uncommitted edits; commit or discard them first "
-            "(promotion would overwrite them)",
-            file=sys.stderr,
+        raise CommandError(
+            f"{dst_file} has uncommitted edits; commit or discard them first (promotion would overwrite them)"
         )
-        return EXIT_ERROR
 
     # The target's environment must still resolve against the promoted catalog (e.g. a contract
     # whose rate card the source dropped): check in a scratch copy before writing anything.
@@ -231,12 +238,10 @@ def run(args: argparse.Namespace) -> int:
             load_stack(trial)
         except CatalogError as err:
             message = str(err).replace(str(trial), str(dst_dir))
-            print(
-                f"error: {args.target}'s environment.yaml would not load after promotion; nothing written:\n"
-                f"{message}",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
+            raise CommandError(
+                f"{args.target}'s environment.yaml would not load after promotion; nothing written:\n"
+                + message
+            ) from None
 
     dst_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src_file, dst_file)

@@ -31,7 +31,8 @@ from metronome_iac.catalog import (
     environment_to_yaml,
     load_stack,
 )
-from metronome_iac.cli import EXIT_ERROR, EXIT_OK, refuse_overwrite
+from metronome_iac.cli import EXIT_OK, CommandError, refuse_overwrite
+from metronome_iac.progress import CONCURRENCY, Progress, quiet, run_concurrently
 
 RATE_CARD = "stripe_import"
 CREDIT_PRODUCT = "stripe_credit"
@@ -87,9 +88,12 @@ def _all(list_object: Any) -> Iterator[dict[str, Any]]:
         yield _plain(obj)
 
 
-def read_account(client: Any) -> StripeAccount:
+def read_account(client: Any, progress: Progress | None = None, workers: int = CONCURRENCY) -> StripeAccount:
+    """Everything the import needs from Stripe: the listings at once (each paged in turn), then the
+    subscriptions' further items and the live grants' balances, `workers` calls at a time."""
     import stripe
 
+    progress = progress or quiet()
     v1 = client.v1
     try:
         account_id = v1.accounts.retrieve_current().id
@@ -102,26 +106,47 @@ def read_account(client: Any) -> StripeAccount:
             file=sys.stderr,
         )
         account_id = None
-    subscriptions = list(_all(v1.subscriptions.list(params={"status": "all", "limit": 100})))
-    for sub in subscriptions:
-        items = sub.get("items") or {}
-        if items.get("has_more"):  # a subscription lists 10 items inline; page through the rest
-            params = {"subscription": sub["id"], "limit": 100}
-            items["data"] = list(_all(v1.subscription_items.list(params=params)))
-    credit_grants = list(_all(v1.billing.credit_grants.list(params={"limit": 100})))
+    listings = {
+        "subscriptions": lambda: v1.subscriptions.list(params={"status": "all", "limit": 100}),
+        "credit_grants": lambda: v1.billing.credit_grants.list(params={"limit": 100}),
+        "meters": lambda: v1.billing.meters.list(params={"limit": 100}),
+        # tiers and product are only returned when expanded
+        "prices": lambda: v1.prices.list(params={"limit": 100, "expand": ["data.tiers", "data.product"]}),
+        "customers": lambda: v1.customers.list(params={"limit": 100}),
+    }
+    with progress.task("listing the Stripe account", len(listings)) as task:
+        listed = run_concurrently(
+            lambda first_page: list(_all(first_page())), listings.values(), task, workers
+        )
+    data = dict(zip(listings, listed, strict=True))
+
+    subscriptions = data["subscriptions"]
+    more_items = [sub for sub in subscriptions if (sub.get("items") or {}).get("has_more")]
+    now = datetime.now(timezone.utc)
+    live_grants = [g for g in data["credit_grants"] if not g.get("voided_at") and not _expired(g, now)]
+    with progress.task(
+        "reading subscription items and credit balances", len(more_items) + len(live_grants)
+    ) as task:
+        # A subscription lists 10 items inline; page through the rest.
+        items = run_concurrently(
+            lambda sub: list(
+                _all(v1.subscription_items.list(params={"subscription": sub["id"], "limit": 100}))
+            ),
+            more_items,
+            task,
+            workers,
+        )
+        balances = run_concurrently(lambda g: remaining_balance(client, g), live_grants, task, workers)
+    for sub, sub_items in zip(more_items, items, strict=True):
+        sub["items"]["data"] = sub_items
     return StripeAccount(
         account_id=account_id,
-        meters=list(_all(v1.billing.meters.list(params={"limit": 100}))),
-        # tiers and product are only returned when expanded
-        prices=list(_all(v1.prices.list(params={"limit": 100, "expand": ["data.tiers", "data.product"]}))),
+        meters=data["meters"],
+        prices=data["prices"],
         subscriptions=subscriptions,
-        customers=list(_all(v1.customers.list(params={"limit": 100}))),
-        credit_grants=credit_grants,
-        grant_balances={
-            g["id"]: remaining_balance(client, g)
-            for g in credit_grants
-            if not g.get("voided_at") and not _expired(g, datetime.now(timezone.utc))
-        },
+        customers=data["customers"],
+        credit_grants=data["credit_grants"],
+        grant_balances={g["id"]: balance for g, balance in zip(live_grants, balances, strict=True)},
     )
 
 
@@ -580,25 +605,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out: Path = args.out
-    if refuse_overwrite(out, args.force):
-        return EXIT_ERROR
+    refuse_overwrite(out, args.force)
     api_key = args.api_key or os.environ.get("STRIPE_API_KEY")
     if not api_key:
-        print("error: no Stripe key: pass --api-key or set STRIPE_API_KEY", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError("no Stripe key: pass --api-key or set STRIPE_API_KEY")
     api_base = args.api_base or os.environ.get("STRIPE_API_BASE")
     client = make_client(api_key, api_base)
     try:
-        account = read_account(client)
+        with Progress("import-stripe") as progress:
+            account = read_account(client, progress)
     except Exception as exc:  # stripe errors carry a readable message
-        print(f"error: {stripe_error(exc, api_base or STRIPE_API)}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(stripe_error(exc, api_base or STRIPE_API)) from None
     result = build_stack(account, args.rates_starting_at or default_rates_start())
     report(result)
     try:
         write_stack(result, out, account.account_id)
     except (CatalogError, ValueError) as exc:
-        print(f"error: the imported stack does not validate, nothing written:\n{exc}", file=sys.stderr)
-        return EXIT_ERROR
+        raise CommandError(f"the imported stack does not validate, nothing written:\n{exc}") from None
     print(f"wrote {out / CATALOG_FILE} and {out / ENVIRONMENT_FILE}")
     return EXIT_OK

@@ -7,10 +7,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +32,7 @@ class Emulator:
     base_url: str
     token: str
     process: subprocess.Popen
+    log: Any = None  # its stderr: the request log, a line per request
 
     def client(self, **kwargs):
         import metronome
@@ -70,20 +73,37 @@ def set_stripe_config(emulator: Emulator, customer_id: str, stripe_customer_id: 
     return data[0].id
 
 
+def wait_until_serving(proc: subprocess.Popen, base_url: str, what: str, seconds: float = 30) -> None:
+    """Return once the emulator `proc` answers its health check; fail if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not serve within {seconds:g} s"
+        time.sleep(0.1)
+
+
 def start_emulator(*extra: str, db: str = ":memory:", token: str | None = TOKEN) -> Emulator:
     port = free_port()
     cmd = [sys.executable, "-m", "metronome_iac", "emulator", "--port", str(port), "--db", db]
     if token:
         cmd += ["--token", token]
-    proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its request log (a line per request) goes to a file: a pipe nobody reads would fill and stall it.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"emulator exited: {proc.stderr.read().decode()}")
+            log.seek(0)
+            raise RuntimeError(f"emulator exited: {log.read().decode()}")
         try:
             if httpx.get(f"{base_url}/_emulator/health", timeout=1).status_code == 200:
-                return Emulator(base_url, token or "any-token", proc)
+                return Emulator(base_url, token or "any-token", proc, log)
         except httpx.HTTPError:
             time.sleep(0.1)
     proc.kill()

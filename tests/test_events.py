@@ -173,7 +173,7 @@ def test_check_counts_problems_and_exit_codes(stack_dir: Path, capsys: pytest.Ca
     good_path.write_text(json.dumps(good) + "\n")
     assert main(["events", "check", "--stack", "dev", "--stacks-dir", stacks, "--in", str(good_path)]) == 0
     assert main(["events", "check", "--stack", "nope", "--stacks-dir", stacks, "--in", str(good_path)]) == 1
-    assert "error: stack 'nope' cannot be loaded" in capsys.readouterr().err
+    assert "error: --stack nope: there is no stack nope" in capsys.readouterr().err
     missing = str(stack_dir / "missing.jsonl")
     assert main(["events", "check", "--stack", "dev", "--stacks-dir", stacks, "--in", missing]) == 1
     assert capsys.readouterr().err.startswith(f"error: cannot open {missing}")

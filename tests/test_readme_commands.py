@@ -14,12 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, wait_until_serving
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 MIGRATION = (REPO / "docs" / "stripe-migration.md").read_text(encoding="utf-8")
@@ -72,16 +71,7 @@ def test_readme_emulator_command_and_knobs(tmp_path: Path) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, f"the README's emulator command exited: {proc.stderr.read().decode()}"
-            try:
-                if httpx.get(f"{base}/_emulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the README's emulator command did not start within 30 s"
-            time.sleep(0.1)
+        wait_until_serving(proc, base, "the README's emulator command")
         assert (tmp_path / db).exists(), f"no state file at --db {db}"
 
         # Every knob the README lists, with its method and the JSON body shown, answers 200 without a token.
@@ -116,25 +106,33 @@ def test_readme_emulator_command_and_knobs(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------ events (stripe-migration.md)
 
 
+EXAMPLE = "docs/examples/stripe-migration"  # the doc's example, committed as files
+
+
 def _events_workdir(tmp_path: Path) -> tuple[list[str], list[str]]:
-    """The doc's example stack, meter events and commands, laid out as the commands expect."""
+    """The doc's example (stack, meter events, alias file) laid out in `tmp_path` as in the repository,
+    with the virtualenv; returns the doc's commands (each with the variables its block sets) and the
+    expected events. The files under docs/examples/ are exactly what the doc shows."""
     text = section(MIGRATION, "## 2. The parallel run: translating and checking events")
     for block in blocks(text, "yaml"):
-        match = re.match(r"# (stacks/\S+)\n", block)
-        assert match, f"a yaml example without a `# stacks/<stack>/<file>` first line:\n{block}"
-        target = tmp_path / match.group(1)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(block, encoding="utf-8")
+        match = re.match(r"# (docs/examples/\S+)\n", block)
+        assert match, f"a yaml example without its file (`# {EXAMPLE}/stacks/<stack>/<file>`) first:\n{block}"
+        assert (REPO / match.group(1)).read_text(encoding="utf-8") == block, f"{match.group(1)} differs"
     stripe_events, expected = blocks(text, "jsonl")
-    (tmp_path / "stripe-events.jsonl").write_text(stripe_events, encoding="utf-8")
+    assert (REPO / EXAMPLE / "stripe-events.jsonl").read_text(encoding="utf-8") == stripe_events
     (sh,) = blocks(text, "sh")
-    commands = []
+    variables, commands = [], []
     for line in sh.splitlines():
-        if line.startswith("# ") and ":" in line:  # "# aliases.yaml: {cus_acme: acme-prod}"
+        if line.startswith("# ") and ":" in line:  # "# $ex/aliases.yaml: {cus_acme: acme-prod}"
             name, content = line[2:].split(":", 1)
-            (tmp_path / name.strip()).write_text(content.strip() + "\n", encoding="utf-8")
-        elif line.startswith("metronome-iac "):
-            commands.append(line)
+            assert name.strip() == "$ex/aliases.yaml", line
+            assert (REPO / EXAMPLE / "aliases.yaml").read_text(encoding="utf-8") == content.strip() + "\n"
+        elif re.match(r"^[a-z_]+=\S+", line):
+            variables.append(line)
+        elif line.strip():
+            commands.append("\n".join([*variables, line]))
+    shutil.copytree(REPO / EXAMPLE, tmp_path / EXAMPLE)
+    (tmp_path / ".venv").symlink_to(BIN.parent)
     return commands, expected.splitlines()
 
 
@@ -148,10 +146,10 @@ def _same_event(got: str, want: str) -> None:
 
 def test_migration_doc_events_examples_run_as_shown(tmp_path: Path) -> None:
     commands, expected = _events_workdir(tmp_path)
-    assert [c.split()[:3] for c in commands] == [
-        ["metronome-iac", "events", "translate"],
-        ["metronome-iac", "events", "translate"],
-        ["metronome-iac", "events", "check"],
+    assert [c.splitlines()[-1].split()[:3] for c in commands] == [
+        [".venv/bin/metronome-iac", "events", "translate"],
+        [".venv/bin/metronome-iac", "events", "translate"],
+        [".venv/bin/metronome-iac", "events", "check"],
     ], commands
     outputs = []
     for command in commands:
@@ -160,6 +158,7 @@ def test_migration_doc_events_examples_run_as_shown(tmp_path: Path) -> None:
         outputs.append(result.stdout)
 
     # The first writes metronome-events.jsonl, the second prints: both are the doc's expected events.
+    # (Run from the repository root as written, with the doc's own example stack, not this repository's.)
     for produced in ((tmp_path / "metronome-events.jsonl").read_text(), outputs[1]):
         lines = produced.splitlines()
         assert len(lines) == len(expected), produced
@@ -174,18 +173,21 @@ def test_migration_doc_events_exit_codes(tmp_path: Path) -> None:
     unknown = json.dumps({"event_name": "input_tokens", "timestamp": 1767268800,
                           "payload": {"stripe_customer_id": "cus_nobody", "tokens": "1"}})  # fmt: skip
     (tmp_path / "bad.jsonl").write_text(unknown + "\n")
-    result = run_shell("metronome-iac events translate --stack prod --in bad.jsonl", tmp_path)
+    stacks = f"--stacks-dir {EXAMPLE}/stacks"
+    result = run_shell(f"metronome-iac events translate {stacks} --stack prod --in bad.jsonl", tmp_path)
     assert result.returncode == 2 and "cus_nobody" in result.stderr, result.stderr
-    assert "stacks/prod/environment.yaml" in result.stderr, result.stderr  # where to add the alias
-    result = run_shell("metronome-iac events translate --stack nope --in bad.jsonl", tmp_path)
-    assert result.returncode == 1 and result.stderr.startswith("error: stack 'nope'"), result.stderr
+    assert f"{EXAMPLE}/stacks/prod/environment.yaml" in result.stderr, result.stderr  # where to add the alias
+    result = run_shell(f"metronome-iac events translate {stacks} --stack nope --in bad.jsonl", tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith("error: --stack nope: there is no stack"), (
+        result.stderr
+    )
 
     (tmp_path / "wrong.jsonl").write_text(json.dumps({"customer_id": "acme-prod", "event_type": "completion",
         "timestamp": "2026-01-01T00:00:00Z", "transaction_id": "t1", "properties": {}}) + "\n")  # fmt: skip
-    result = run_shell("metronome-iac events check --stack prod --in wrong.jsonl", tmp_path)
+    result = run_shell(f"metronome-iac events check {stacks} --stack prod --in wrong.jsonl", tmp_path)
     assert result.returncode == 2 and "unknown_event_type" in result.stdout, result.stdout
     assert "accept: input_tokens, output_tokens" in result.stdout, result.stdout
-    result = run_shell("metronome-iac events check --stack nope --in wrong.jsonl", tmp_path)
+    result = run_shell(f"metronome-iac events check {stacks} --stack nope --in wrong.jsonl", tmp_path)
     assert result.returncode == 1, result.stderr
 
 
@@ -193,13 +195,12 @@ def test_migration_doc_says_the_repo_stacks_do_not_match_the_example(tmp_path: P
     """The doc warns that this repository's prod stack reports the example events as unknown_event_type,
     and as unknown_customer (prod has no `acme-prod` alias); against dev only unknown_event_type."""
     _events_workdir(tmp_path)
-    shutil.rmtree(tmp_path / "stacks")
     shutil.copytree(REPO / "stacks", tmp_path / "stacks")
     note = " ".join(MIGRATION[MIGRATION.index("(This repository's example stacks") :].split(")\n")[0].split())
     assert "`events check --stack prod`" in note, note
     assert "`unknown_event_type`" in note and "`unknown_customer`" in note, note
-    translated = run_shell("metronome-iac events translate --aliases aliases.yaml --value-key tokens "
-                           "--in stripe-events.jsonl > m.jsonl", tmp_path)  # fmt: skip
+    translate = f"metronome-iac events translate --aliases {EXAMPLE}/aliases.yaml --value-key tokens"
+    translated = run_shell(f"{translate} --in {EXAMPLE}/stripe-events.jsonl > m.jsonl", tmp_path)
     assert translated.returncode == 0, translated.stderr
     result = run_shell("metronome-iac events check --stack prod --in m.jsonl", tmp_path)
     problems = set(re.findall(r"^  (\w+): \d+", result.stdout, re.M))
@@ -214,7 +215,7 @@ def test_migration_doc_says_translate_warns_without_stack_or_aliases(tmp_path: P
     _events_workdir(tmp_path)
     text = " ".join(section(MIGRATION, "## 2. The parallel run: translating and checking events").split())
     assert "With neither `--stack` nor `--aliases`" in text and "`warning:`" in text
-    result = run_shell("metronome-iac events translate --in stripe-events.jsonl", tmp_path)
+    result = run_shell(f"metronome-iac events translate --in {EXAMPLE}/stripe-events.jsonl", tmp_path)
     assert result.returncode == 0, result.stderr
     (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert "customers are not mapped" in warning and "values are not converted" in warning
@@ -226,11 +227,14 @@ def test_migration_doc_says_translate_warns_without_stack_or_aliases(tmp_path: P
 def test_readme_promote_check_and_promote(tmp_path: Path) -> None:
     text = section(README, "## Day to day")
     check = re.search(
-        r"`(metronome-iac promote --from staging --to prod)`.*?With `(--check)`.*?exits (\d)", text, re.S
+        r"`(\.venv/bin/metronome-iac promote --from staging --to prod)`.*?With `(--check)`.*?exits (\d)",
+        text,
+        re.S,
     )
     assert check, "README's Promote paragraph no longer shows `promote --from staging --to prod` and --check"
     assert check.group(3) == "2", "README: promote --check exits 2 on lag (the exit code convention)"
     promote = check.group(1)
+    (tmp_path / ".venv").symlink_to(BIN.parent)
     for stack in ("staging", "prod"):
         shutil.copytree(REPO / "stacks" / stack, tmp_path / "stacks" / stack)
     prod_env = (tmp_path / "stacks/prod/environment.yaml").read_text()

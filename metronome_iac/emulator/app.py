@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,9 @@ from metronome_iac.emulator.common import ApiError
 from metronome_iac.emulator.store import Store
 
 ADMIN_PREFIX = "/_emulator"
+# One line per request at info level (method, path, status, milliseconds): `emulator` prints them in the
+# foreground, and `make up` keeps them in .emulator/emulator.log.
+request_log = logging.getLogger("metronome_iac.emulator.requests")
 
 
 @dataclass
@@ -125,6 +130,16 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             return JSONResponse(
                 {"message": "Internal server error (injected after processing)"}, status_code=500
             )
+        return response
+
+    @app.middleware("http")  # added last, so outermost: the time includes injected latency and faults
+    async def _log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        request_log.info(
+            "%s %s %d %.0f ms", request.method, request.url.path, response.status_code, elapsed_ms
+        )
         return response
 
     for router in ALL_ROUTERS:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import socket
 import sqlite3
 import sys
 from pathlib import Path
 
 from metronome_iac.cli import EXIT_ERROR, EXIT_OK
-from metronome_iac.emulator.app import Settings, create_app
+from metronome_iac.emulator.app import Settings, create_app, request_log
 from metronome_iac.emulator.store import Store
 
 
@@ -92,6 +93,16 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def log_requests() -> None:
+    """The request log (one line per request) on stderr, at info level, flushed line by line: in the
+    foreground it shows as requests arrive, and `make up` redirects it to .emulator/emulator.log."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"))
+    request_log.addHandler(handler)
+    request_log.setLevel(logging.INFO)
+    request_log.propagate = False
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -117,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
     app = create_app(store, settings)
+    log_requests()
+    request_log.info(
+        "Metronome emulator on http://%s:%d (state: %s); a line per request follows",
+        args.host,
+        args.port,
+        args.db,
+    )
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="error", access_log=False)
     server = uvicorn.Server(config)
     try:
