@@ -148,3 +148,27 @@ def pulumi_cli() -> str:
     if shutil.which("go"):
         pytest.fail(f"the Pulumi CLI could not be had although go is on PATH: {reason}")
     pytest.skip(f"no Pulumi CLI and no go to build one: {reason}")
+
+
+def checkout_copy(root: Path) -> Path:
+    """A copy of the repository as a fresh clone has it (tracked and new files, no ignored ones), with
+    the virtualenv `make` made: its stamp stays newer than the copied pyproject.toml, so `make` targets
+    in the copy do not set out to rebuild it."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    venv = Path(sys.prefix)
+    (root / ".venv").symlink_to(venv)
+    stamp = venv / ".installed"
+    if stamp.exists():
+        older = stamp.stat().st_mtime - 1
+        os.utime(root / "pyproject.toml", (older, older))
+    return root

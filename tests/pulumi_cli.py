@@ -1,9 +1,9 @@
 """The real Pulumi engine in tests: a scratch project that is this repository as a user has it.
 
-`PulumiProject` holds a copy of what a checkout holds for the engine (`Pulumi.yaml`, `__main__.py`,
-`stacks/`, the Makefile and scripts, `tools/`, `pyproject.toml`), uses this repository's virtualenv,
-keeps its state in a private file backend with a passphrase secrets provider, and runs the CLI that
-`scripts/pulumi-cli.sh` provides (the `pulumi_cli` fixture in conftest.py).
+`PulumiProject` is a copy of the checkout (conftest's `checkout_copy`, this repository's virtualenv)
+with its stack (the dev stack, or a generated one given as `stack_dir`); it keeps its state in a
+private file backend with a passphrase secrets provider, and runs the CLI that `scripts/pulumi-cli.sh`
+provides (the `pulumi_cli` fixture in conftest.py).
 
     project = PulumiProject(tmp_path, cli, emulator, stack="dev")
     project.run("up", "--yes")
@@ -20,13 +20,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO
+from conftest import checkout_copy
 
-PROJECT = "metronome-iac"
 PASSPHRASE = "test-only-passphrase"
-# What a checkout holds that the engine, `make drift` and scripts/pulumi-cli.sh read.
-CHECKOUT_FILES = ("__main__.py", "Makefile", "pyproject.toml")
-CHECKOUT_DIRS = ("scripts", "tools")
 
 
 class PulumiProject:
@@ -43,22 +39,9 @@ class PulumiProject:
         env: dict[str, str] | None = None,
     ) -> None:
         self.cli, self.stack, self.emulator = cli, stack, emulator
-        self.dir = root / "project"
-        self.dir.mkdir(parents=True)
-        for name in CHECKOUT_FILES:
-            shutil.copy2(REPO / name, self.dir / name)
-        for name in CHECKOUT_DIRS:
-            shutil.copytree(REPO / name, self.dir / name)
-        # The repository's virtualenv, as `make` made it: the copy of pyproject.toml must not look newer
-        # than the venv's stamp, or `make drift` would set out to rebuild the venv.
-        (self.dir / ".venv").symlink_to(REPO / ".venv")
-        stamp = REPO / ".venv" / ".installed"
-        if stamp.exists():
-            older = stamp.stat().st_mtime - 1
-            os.utime(self.dir / "pyproject.toml", (older, older))
-        (self.dir / "stacks").mkdir()
-        shutil.copytree(stack_dir or REPO / "stacks" / "dev", self.dir / "stacks" / stack)
-        (self.dir / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+        self.dir = checkout_copy(root / "project")
+        if stack_dir is not None:
+            shutil.copytree(stack_dir, self.dir / "stacks" / stack)
         state = root / "state"
         state.mkdir()
         self.env = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, checkout_copy, free_port
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="scripts/up.sh needs curl")
@@ -45,3 +45,36 @@ def test_up_without_pulumi_cli_says_so_in_one_line(tmp_path: Path) -> None:
         pid_file = state / "emulator.pid"
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def test_make_up_brings_the_dev_stack_up_and_again_changes_nothing(tmp_path: Path, pulumi_cli: str) -> None:
+    """The README's main command in a fresh copy of the repository: the emulator starts, the Pulumi CLI
+    is found (built earlier by scripts/pulumi-cli.sh), the dev stack comes up and the run ends with the
+    stack's outputs; a second `make up` has nothing to do."""
+    checkout = checkout_copy(tmp_path / "repo")
+    port = free_port()  # make up's own port (8787) may be taken on a developer's machine
+    config = checkout / "Pulumi.dev.yaml"
+    config.write_text(config.read_text().replace("127.0.0.1:8787", f"127.0.0.1:{port}"))
+    env = {
+        **os.environ,
+        "EMULATOR_PORT": str(port),
+        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+        "PULUMI_SKIP_UPDATE_CHECKS": "true",
+    }
+    env.pop("METRONOME_BEARER_TOKEN", None)
+
+    def make(target: str) -> subprocess.CompletedProcess:
+        run = subprocess.run
+        return run(["make", target], cwd=checkout, env=env, capture_output=True, text=True, timeout=900)
+
+    try:
+        first = make("up")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "Outputs:" in first.stdout and "contracts" in first.stdout, first.stdout
+        assert "14 created" in first.stdout, first.stdout
+        again = make("up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "14 unchanged" in again.stdout and "already running" in again.stdout, again.stdout
+        assert "compiling" not in again.stderr, again.stderr  # nothing built the second time
+    finally:
+        make("stop")
