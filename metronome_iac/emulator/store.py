@@ -279,14 +279,11 @@ class Store:
     def events(self, transaction_ids: list[str] | None = None) -> list[dict]:
         with self.tx():
             if transaction_ids is None:
-                rows = self._db.execute(
-                    "SELECT data, received_at FROM events ORDER BY seq"
-                ).fetchall()
+                rows = self._db.execute("SELECT data, received_at FROM events ORDER BY seq").fetchall()
             else:
                 marks = ",".join("?" * len(transaction_ids))
                 rows = self._db.execute(
-                    f"SELECT data, received_at FROM events"
-                    f" WHERE transaction_id IN ({marks}) ORDER BY seq",
+                    f"SELECT data, received_at FROM events WHERE transaction_id IN ({marks}) ORDER BY seq",
                     transaction_ids,
                 ).fetchall()
         return [{**json.loads(d), "_received_at": r} for d, r in rows]
