@@ -173,6 +173,8 @@ def explain_by_sampling(
             if verdict is not None:
                 counts[verdict] += 1
                 example.setdefault(verdict, tx)
+        if w.metronome == 0 and set(counts) == {("not_received",)}:
+            continue  # nothing of it reached Metronome: told as "not dual-writing" (one_side_empty)
         if counts:
             causes, fixes = zip(
                 *(describe(v, n, len(txs), example[v], w.pair, stack) for v, n in counts.most_common()),
