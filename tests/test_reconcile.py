@@ -87,6 +87,21 @@ def tokens(customer: str, day: datetime, hour: int, value: int, tag: str) -> dic
     }
 
 
+def translated(event: dict, alias: str) -> dict:
+    """A Stripe meter event as `events translate` writes it for Metronome (the customer's ingest alias)."""
+    properties = {k: v for k, v in event["payload"].items() if k != "stripe_customer_id"}
+    timestamp = f"{datetime.fromtimestamp(event['timestamp'], tz=timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    return {"transaction_id": event["identifier"], "customer_id": alias, "event_type": event["event_name"],
+            "timestamp": timestamp, "properties": properties}  # fmt: skip
+
+
+def per_thousand(events: list[dict]) -> list[dict]:
+    """A pipeline that applies the product's quantity conversion (DIVIDE 1000) to Metronome's events."""
+    return [
+        {**e, "properties": {**e["properties"], "tokens": e["properties"]["tokens"] / 1000}} for e in events
+    ]
+
+
 def request(customer: str, day: datetime, hour: int, tag: str) -> dict:
     return {
         "event_name": "api_request",
@@ -227,13 +242,9 @@ def test_parallel_run(world: World, monkeypatch: pytest.MonkeyPatch, capsys: pyt
     world.send([request(ids["acme"], d2, 13, "b"), request(ids["acme"], d2, 14, "b")],
                metronome=lambda evs: [{**e, "customer_id": "acme-typo"} for e in evs])  # fmt: skip
     world.send([tokens(ids["gamma"], d0, 9, 40, "b")], metronome=None)  # gamma: Stripe only on d0 ...
-    gamma_d2 = [request(ids["gamma"], d2, 9, "b")]
-    world.emulator.client().v1.usage.ingest(  # ... and Metronome only on d2
-        usage=[{"transaction_id": e["identifier"], "customer_id": "gamma-prod", "event_type": "api_request",
-                "timestamp": f"{d2 + timedelta(hours=9):%Y-%m-%dT%H:%M:%SZ}", "properties": {}} for e in gamma_d2]
-    )  # fmt: skip
-    world.send([tokens(ids["delta"], d, 9, 250_000, "b") for d in (d0, d1)],  # converted in the pipeline
-               metronome=lambda evs: [{**e, "properties": {**e["properties"], "tokens": e["properties"]["tokens"] / 1000}} for e in evs])  # fmt: skip
+    only_metronome = request(ids["gamma"], d2, 9, "b")  # ... and Metronome only on d2
+    world.emulator.client().v1.usage.ingest(usage=[translated(only_metronome, "gamma-prod")])
+    world.send([tokens(ids["delta"], d, 9, 250_000, "b") for d in (d0, d1)], metronome=per_thousand)
 
     assert (
         world.reconcile(
