@@ -24,8 +24,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -257,23 +258,16 @@ def compare(
                 report.windows.append(Window(pair, start, start + step, s, m, ok=ok))
 
 
-class progress_bar:  # noqa: N801 (used as a context manager, like rich's own)
-    """A rich progress bar on stderr when it is a terminal; nothing otherwise (CI logs, pipes)."""
+@contextmanager
+def progress_bar(total: int, what: str) -> Iterator[Callable[[], None]]:
+    """A rich progress bar on stderr when that is a terminal (not in CI logs or pipes); yields `advance`."""
+    from rich.console import Console
+    from rich.progress import Progress
 
-    def __init__(self, total: int, what: str) -> None:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        console = Console(stderr=True)
-        self.progress = Progress(console=console, transient=True, disable=not console.is_terminal)
-        self.task = self.progress.add_task(what, total=total)
-
-    def __enter__(self) -> Callable[[], None]:
-        self.progress.start()
-        return lambda: self.progress.advance(self.task)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda: progress.advance(task)
 
 
 # ---------------------------------------------------------------------------------------------- output

@@ -90,3 +90,26 @@ def test_nightly_reconcile_reads_the_exit_codes(code: int, fails: bool, tmp_path
     args = f"reconcile --stack prod --from {today - timedelta(days=7):%Y-%m-%d} --to {today:%Y-%m-%d}"
     step_code, outputs, calls = _run_step(script, tmp_path, {args: code})
     assert calls == [args] and (step_code != 0) == fails and outputs["code"] == str(code)
+
+
+def test_what_cannot_be_checked_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Bad days, no key, nothing to compare: one `error:` line each, exit 1 (never read as a difference)."""
+    from conftest import REPO
+
+    from metronome_iac.cli import main
+
+    base = ["reconcile", "--stack", "prod", "--stacks-dir", str(REPO / "stacks")]
+    with pytest.raises(SystemExit) as bad_command_line:  # argparse's exit, as 1 (cli._Parser)
+        main([*base, "--from", "2026-01-01T10:00:00Z", "--to", "2026-01-02"])
+    assert bad_command_line.value.code == 1 and "not a UTC midnight" in capsys.readouterr().err
+    assert main([*base, "--from", "2026-01-02", "--to", "2026-01-01"]) == 1
+    assert "must be after --from" in capsys.readouterr().err
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", "t")
+    assert main([*base, "--from", "2026-01-01", "--to", "2026-01-02"]) == 1
+    assert capsys.readouterr().err.startswith("error: no Stripe key: pass --api-key or set STRIPE_API_KEY")
+    # This repository's prod stack has no metric with a stripe_meter: nothing to compare, no call made.
+    assert main([*base, "--from", "2026-01-01", "--to", "2026-01-02", "--api-key", "sk_test_x",
+                 "--base-url", "http://127.0.0.1:9"]) == 1  # fmt: skip
+    assert "nothing to reconcile in stack prod" in capsys.readouterr().err
