@@ -121,6 +121,10 @@ class BillableMetric(Model):
     event_type_filter: EventTypeFilter | None = None
     property_filters: list[PropertyFilter] | None = None
     group_keys: list[list[str]] | None = None
+    # The Stripe Billing Meter this metric measures the same usage as (written by `import-stripe`, or by
+    # hand): `metronome-iac reconcile` compares the two per customer and window. Never sent to Metronome,
+    # so changing it changes nothing live. One metric per meter.
+    stripe_meter: str | None = Field(default=None, pattern=r"^mtr_[A-Za-z0-9_]+$")
     custom_fields: dict[str, str] | None = None
     adopt: dict[str, str] | None = None
 
@@ -245,6 +249,10 @@ class Stripe(Model):
     expected_account_id: str = Field(pattern=r"^acct_[A-Za-z0-9]+$")
     collection_method: CollectionMethod = "charge_automatically"
     go_live: bool = False
+    # Go-live condition: `go_live: true` is refused at preview unless the last `metronome-iac reconcile`
+    # of this stack (its record, stacks/<stack>/reconcile.json) passed over at least this many whole days
+    # ending at most 2 days before the preview. It only gates the switch: once live it changes nothing.
+    require_reconciled_days: int | None = Field(default=None, ge=1)
 
 
 class Customer(Model):
@@ -829,6 +837,25 @@ def _known(names: Iterable[str]) -> str:
     return f"(known: {', '.join(names)})" if names else "(none declared)"
 
 
+def _check_stripe_meters(v: _Validator, doc: _Doc, metrics: list[tuple[int, Model]]) -> None:
+    """One metric per Stripe meter: reconcile compares a meter's totals with one metric's."""
+    owner: dict[str, str] = {}
+    for i, m in metrics:
+        assert isinstance(m, BillableMetric)
+        if m.stripe_meter is None:
+            continue
+        first = owner.setdefault(m.stripe_meter, m.name)
+        if first != m.name:
+            v.add(
+                doc,
+                ("billable_metrics", i),
+                f"billable metric '{m.name}'",
+                ("stripe_meter",),
+                f"Stripe meter {m.stripe_meter} is already the stripe_meter of billable metric '{first}'; "
+                "to fix: keep it on the one metric that measures the same usage as the meter",
+            )
+
+
 def _check_references(
     v: _Validator,
     cat_doc: _Doc,
@@ -876,6 +903,7 @@ def _check_references(
                         ("group_keys", j, n),
                         f"group key '{key}' needs a property filter {{name: {key}, exists: true}}",
                     )
+    _check_stripe_meters(v, cat_doc, cat["billable_metrics"])
 
     for i, p in cat["products"]:
         assert isinstance(p, Product)
@@ -1001,6 +1029,26 @@ def _check_references(
 
     if env_doc is None:
         return
+    stripe = single.get("stripe")
+    if isinstance(stripe, Stripe) and stripe.require_reconciled_days is not None:
+        metered = [m.name for m in metrics.values() if m.stripe_meter]
+        linked = [c.name for _, c in env["customers"] if getattr(c, "stripe_customer_id", None)]
+        missing = []
+        if not metered:
+            missing.append(f"no billable metric in {cat_doc.file} has a stripe_meter (mtr_...)")
+        if not linked:
+            missing.append("no customer has a stripe_customer_id")
+        if missing:
+            v.add(
+                env_doc,
+                ("stripe",),
+                "stripe section",
+                ("require_reconciled_days",),
+                f"nothing to reconcile: {' and '.join(missing)}, so no reconcile could ever pass and go_live "
+                "would stay refused; to fix: set stripe_meter on the metrics imported from Stripe meters "
+                "(`import-stripe` writes it) and stripe_customer_id on their customers, or remove "
+                "require_reconciled_days",
+            )
     customers: dict[str, Customer] = {c.name: c for _, c in env["customers"]}  # type: ignore[misc]
     alias_owner: dict[str, str] = {}
     for i, c in env["customers"]:

@@ -8,7 +8,7 @@ Exit codes, the same for every command:
      that does not exist, uncommitted edits)
   2  ran, and found something that needs attention: `drift` found drift, `events check` found events
      with problems, `events translate` could not translate some lines, `promote --check` found the
-     target lagging the source
+     target lagging the source, `reconcile` found a window where Stripe and Metronome differ
 
 So a CI step can tell "fix the tool's input" (1) from "look at the report" (2).
 
@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("metronome_iac.export", "write a live Metronome account as stacks files with adopt keys"),
     "import-stripe": ("metronome_iac.stripe_import", "write a catalog from a Stripe account"),
     "events": ("metronome_iac.events", "translate and check usage events for the parallel run"),
+    "reconcile": ("metronome_iac.reconcile", "compare the usage Stripe and Metronome measured, per window"),
 }
 
 

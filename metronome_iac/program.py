@@ -21,6 +21,7 @@ from metronome_iac.catalog import (
     Settings,
     Stack,
 )
+from metronome_iac.reconcile_record import load_record
 
 # Section name -> (provider module, Resource class name); also the order of declaration.
 KINDS: dict[str, tuple[str, str]] = {
@@ -184,12 +185,16 @@ def stripe_inputs(stack: Stack, customer_ids: Mapping[str, Any]) -> dict[str, An
                     }
                 )
             )
-    return {
+    inputs: dict[str, Any] = {
         "expected_account_id": stripe.expected_account_id,
         "collection_method": stripe.collection_method,
         "go_live": stripe.go_live,
         "customers": customers,
     }
+    if stripe.require_reconciled_days is not None:  # the go-live condition and its evidence
+        inputs["require_reconciled_days"] = stripe.require_reconciled_days
+        inputs["reconciliation"] = load_record(stack.path)
+    return _clean(inputs)
 
 
 def ordered_products(stack: Stack) -> list[Product]:

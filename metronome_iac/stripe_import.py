@@ -293,6 +293,7 @@ def map_meter(meter: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | Non
         metric["property_filters"] = [{"name": key, "exists": True} for key in required]
     if dimensions:
         metric["group_keys"] = [list(dimensions)]
+    metric["stripe_meter"] = meter["id"]  # what `metronome-iac reconcile` compares the metric with
     return metric, None
 
 

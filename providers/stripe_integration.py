@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import metronome
@@ -167,6 +168,33 @@ class StripeCustomer(BaseModel):
     collection_method: CollectionMethod | None = None
 
 
+class ReconciledWindow(BaseModel):
+    """A window the last reconcile found outside its tolerance (as its record lists them)."""
+
+    model_config = ConfigDict(extra="ignore")
+    customer: str
+    metric: str
+    window: str
+    stripe: float
+    metronome: float
+    cause: str | None = None
+
+
+class ReconcileRecord(BaseModel):
+    """The stack's last `metronome-iac reconcile` (stacks/<stack>/reconcile.json, read by the program)."""
+
+    model_config = ConfigDict(extra="ignore")
+    ran_at: str
+    starting_on: str
+    ending_before: str
+    window: str
+    tolerance: float
+    passed: bool
+    checked: int  # windows compared
+    failing_count: int = 0
+    failing: list[ReconciledWindow] = Field(default_factory=list)  # the first few
+
+
 class Inputs(InputsBase):
     # No field replaces: there is no Metronome object to re-create, and a replacement would run
     # `delete`, which deliberately archives nothing. Changes that must not happen in place while live
@@ -175,6 +203,11 @@ class Inputs(InputsBase):
     collection_method: CollectionMethod = "charge_automatically"
     go_live: bool = False
     customers: list[StripeCustomer] = Field(default_factory=list)
+    # The go-live condition: turning go_live on is refused at check unless `reconciliation` (the last
+    # reconcile's record) passed over at least this many whole days, ending at most RECONCILED_MAX_AGE
+    # ago. Neither field is diffed: they gate the switch and change nothing in Metronome.
+    require_reconciled_days: int | None = Field(default=None, ge=1)
+    reconciliation: ReconcileRecord | None = None
 
 
 HINTS = {
@@ -200,6 +233,56 @@ def gate_refusals(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, s
     if old_account and new_account not in (None, UNKNOWN, old_account):
         refusals.append(("expected_account_id", account_change_refused(old_account, new_account)))
     return refusals
+
+
+# ---------------------------------------------------------------------------------------------
+# Go-live condition: the parallel run reconciled (metronome-iac reconcile)
+# ---------------------------------------------------------------------------------------------
+
+GO_LIVE_EVIDENCE = ("require_reconciled_days", "reconciliation")  # gate inputs, never diffed
+RECONCILED_MAX_AGE = timedelta(days=2)  # a nightly reconcile ending at midnight is recent enough
+
+
+def reconcile_refusal(inputs: Inputs, now: datetime) -> str | None:
+    """Why going live is refused for want of a passed reconcile, or None (no condition, or it holds)."""
+    days, record = inputs.require_reconciled_days, inputs.reconciliation
+    if days is None:
+        return None
+    parts = (inputs.identity or "").split("/")
+    stack = parts[1] if len(parts) == 3 else "STACK"
+    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    command = (
+        f"`metronome-iac reconcile --stack {stack} --from {(today - timedelta(days=days)):%Y-%m-%d} "
+        f"--to {today:%Y-%m-%d}`"
+    )
+    lead = f"go_live is refused until the parallel run is reconciled (require_reconciled_days: {days})"
+    fix = f"; to fix: run {command} until it passes and commit stacks/{stack}/reconcile.json, which it writes"
+    if record is None:
+        return f"{lead}: no reconcile of this stack is recorded (stacks/{stack}/reconcile.json){fix}"
+    start, end = (
+        datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (record.starting_on, record.ending_before)
+    )
+    last = (
+        f"the last reconcile (ran {record.ran_at}, {record.starting_on} to {record.ending_before}, "
+        f"{record.window} windows)"
+    )
+    if not record.passed:
+        shown = "; ".join(
+            f"{w.customer} {w.metric} {w.window}: Stripe {w.stripe:g}, Metronome {w.metronome:g}"
+            + (f" ({w.cause})" if w.cause else "")
+            for w in record.failing[:5]
+        )
+        more = record.failing_count - min(len(record.failing), 5)
+        shown += f"; and {more} more" if more > 0 else ""
+        why = f"{record.failing_count} window(s) outside {record.tolerance:.2%}: {shown}"
+        return f"{lead}: {last} failed, {why}{fix}"
+    if record.checked == 0:
+        return f"{lead}: {last} compared no window{fix}"
+    if end - start < timedelta(days=days):
+        return f"{lead}: {last} covers {(end - start).days} day(s), fewer than {days}{fix}"
+    if now - end > RECONCILED_MAX_AGE:
+        return f"{lead}: {last} ended more than {RECONCILED_MAX_AGE.days} days ago{fix}"
+    return None
 
 
 def desired_configurations(inputs: dict[str, Any]) -> list[dict[str, str]]:
@@ -650,6 +733,10 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         old = self.shape(olds) if olds else {}
         new = inputs.model_dump(mode="json", exclude_none=True)
         failures += [CheckFailure(field, why) for field, why in gate_refusals(old, new)]
+        if inputs.go_live and old.get("go_live") is not True:
+            unreconciled = reconcile_refusal(inputs, datetime.now(timezone.utc))
+            if unreconciled:
+                failures.append(CheckFailure("go_live", unreconciled))
         if failures:
             return failures
         removed = self._removed_customers(old, inputs)
@@ -719,6 +806,10 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         except MetronomeError as err:
             return str(err)
         return replacement_refused(blocked, touched, going_live) if blocked else None
+
+    @classmethod
+    def api_fields(cls) -> list[str]:
+        return [f for f in super().api_fields() if f not in GO_LIVE_EVIDENCE]
 
     @staticmethod
     def _removed_customers(old: dict[str, Any], inputs: Inputs) -> list[str]:
@@ -857,6 +948,8 @@ class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="Strip
         collection_method: pulumi.Input[str] = "charge_automatically",
         go_live: pulumi.Input[bool] = False,
         customers: pulumi.Input[list] | None = None,
+        require_reconciled_days: pulumi.Input[int] | None = None,
+        reconciliation: pulumi.Input[dict] | None = None,
     ) -> None:
         props = declare_props(
             resource_name,
@@ -865,6 +958,8 @@ class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="Strip
                 collection_method=collection_method,
                 go_live=go_live,
                 customers=customers if customers is not None else [],
+                require_reconciled_days=require_reconciled_days,
+                reconciliation=reconciliation,
             ),
             computed=OUTPUTS,
         )

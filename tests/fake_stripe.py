@@ -1,7 +1,8 @@
 """A local Stripe for tests: localstripe for customers, plus a small server for what localstripe lacks.
 
-localstripe (`python -m localstripe`) implements customers, but not Billing Meters, metered prices with
-meters, credit grants or `/v1/account`. `FakeStripe` runs localstripe as a subprocess and, in front of it,
+localstripe (`python -m localstripe`) implements customers, but not Billing Meters, meter events and their
+summaries, metered prices with meters, credit grants or `/v1/account`. `FakeStripe` runs localstripe as a
+subprocess and, in front of it,
 an HTTP server (a thread of the test process) that answers those in Stripe's documented shapes
 (`{"object": "list", "data": [...], "has_more": ..., "url": ...}`, `starting_after` paging, `expand`)
 and forwards everything else to localstripe. Point the `stripe` library at `FakeStripe.api_base`.
@@ -93,6 +94,7 @@ class FakeStripe:
         self.subscriptions: dict[str, dict] = {}
         self.credit_grants: dict[str, dict] = {}
         self.grant_used: dict[str, int] = {}  # cents of each grant already consumed
+        self.meter_events: list[dict] = []  # accepted POST /v1/billing/meter_events, in arrival order
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
         self._localstripe_port = free_port()
         # localstripe pickles its whole state to the hard-coded /tmp/localstripe.pickle after every write
@@ -339,6 +341,101 @@ class FakeStripe:
         }
         return {"status": 200, "body": body}
 
+    # ----------------------------------------------------------------------------------- meter events
+
+    def record_meter_event(self, form: dict[str, str]) -> dict:
+        """POST /v1/billing/meter_events (form-encoded, `payload[key]=value`), validated as Stripe
+        documents it (MeterEventCreateParams): event_name and payload required, timestamp within the past
+        35 days or up to 5 minutes ahead, identifier unique. Matching a meter and a customer happens later,
+        when summaries are read (Stripe reports such errors asynchronously)."""
+        payload = {k[len("payload[") : -1]: v for k, v in form.items() if k.startswith("payload[")}
+        if not form.get("event_name"):
+            return stripe_error(400, "Missing required param: event_name.", code="parameter_missing")
+        if not payload:
+            return stripe_error(400, "Missing required param: payload.", code="parameter_missing")
+        now = int(time.time())
+        try:
+            timestamp = int(form.get("timestamp") or now)
+        except ValueError:
+            return stripe_error(400, "Invalid integer: timestamp", code="parameter_invalid_integer")
+        if not now - 35 * 86400 <= timestamp <= now + 300:
+            return stripe_error(
+                400,
+                "Timestamp must be within the past 35 calendar days or up to 5 minutes in the future.",
+                code="parameter_invalid_integer",
+            )
+        identifier = form.get("identifier") or new_id("mev")
+        if any(e["identifier"] == identifier for e in self.meter_events):
+            return stripe_error(400, f"A meter event with identifier {identifier} already exists.")
+        event = {
+            "object": "billing.meter_event",
+            "created": now,
+            "event_name": form["event_name"],
+            "identifier": identifier,
+            "livemode": False,
+            "payload": payload,
+            "timestamp": timestamp,
+        }
+        self.meter_events.append(event)
+        return {"status": 200, "body": event}
+
+    def event_summaries(self, meter_id: str, query: dict[str, str]) -> dict:
+        """GET /v1/billing/meters/{id}/event_summaries: the customer's events of the meter aggregated by
+        its formula, per `value_grouping_window` (hour/day, with start/end aligned to it) or one summary
+        for the whole range. As in Stripe's example response, windows without events are left out and the
+        newest comes first; `limit` / `starting_after` page."""
+        meter = self.meters.get(meter_id)
+        if meter is None:
+            return stripe_error(404, f"No such billing meter: '{meter_id}'", code="resource_missing")
+        for name in ("customer", "start_time", "end_time"):
+            if name not in query:
+                return stripe_error(400, f"Missing required param: {name}.", code="parameter_missing")
+        start, end = int(query["start_time"]), int(query["end_time"])
+        window = query.get("value_grouping_window")
+        step = {"hour": 3600, "day": 86400, None: None}.get(window, 0)
+        if step == 0:
+            return stripe_error(400, f"Invalid value_grouping_window: {window}", code="parameter_invalid")
+        align = step or 60
+        for name, value in (("start_time", start), ("end_time", end)):
+            if value % align:
+                unit = {3600: "hour", 86400: "UTC day", 60: "minute"}[align]
+                return stripe_error(400, f"{name} must be aligned with {unit} boundaries.")
+        if end <= start:
+            return stripe_error(400, "end_time must be after start_time.")
+        customer_key = meter["customer_mapping"]["event_payload_key"]
+        value_key = meter["value_settings"]["event_payload_key"]
+        mine = sorted(
+            (e for e in self.meter_events if e["event_name"] == meter["event_name"]
+             and e["payload"].get(customer_key) == query["customer"] and start <= e["timestamp"] < end),
+            key=lambda e: e["timestamp"],
+        )  # fmt: skip
+        span = step or end - start  # no window: one summary for the whole range
+        windows: dict[int, list[dict]] = {} if step else {start: []}
+        for event in mine:
+            windows.setdefault(start + (event["timestamp"] - start) // span * span, []).append(event)
+        formula = meter["default_aggregation"]["formula"]
+        summaries = []
+        for w_start in sorted(windows, reverse=True):
+            events = windows[w_start]
+            values = [float(e["payload"].get(value_key) or 0) for e in events]
+            value = {"count": float(len(events)), "last": values[-1] if values else 0.0}.get(
+                formula, sum(values)
+            )
+            summaries.append(
+                {
+                    "id": f"mtrusg_{meter_id}_{query['customer']}_{w_start}",
+                    "object": "billing.meter_event_summary",
+                    "aggregated_value": value,
+                    "end_time": min(w_start + span, end),
+                    "livemode": False,
+                    "meter": meter_id,
+                    "start_time": w_start,
+                }
+            )
+        url = f"/v1/billing/meters/{meter_id}/event_summaries"
+        by_id = {summary["id"]: summary for summary in summaries}
+        return {"status": 200, "body": _list_page(url, by_id, query, None, [], self)}
+
     # ----------------------------------------------------------------------------------- serving
 
     def routes(self) -> list[tuple[str, Callable[[dict], list[dict]] | None, dict[str, dict]]]:
@@ -352,7 +449,7 @@ class FakeStripe:
         ]
 
     def answer(
-        self, method: str, path: str, pairs: list[tuple[str, str]], api_key: str | None
+        self, method: str, path: str, pairs: list[tuple[str, str]], api_key: str | None, body: bytes = b""
     ) -> dict | None:
         """A response `{"status", "body"}` for the extras, or None to forward to localstripe."""
         query = dict(pairs)
@@ -367,6 +464,8 @@ class FakeStripe:
                 )
         else:
             return None
+        if method == "POST" and path == "/v1/billing/meter_events":
+            return self.record_meter_event(dict(parse_qsl(body.decode())))
         if method != "GET":
             return stripe_error(400, f"{method} {path} is not supported by the fake Stripe server")
         if path == "/v1/account":
@@ -376,6 +475,8 @@ class FakeStripe:
             }
         if path == "/v1/billing/credit_balance_summary":
             return self.credit_balance_summary(query)
+        if path.startswith("/v1/billing/meters/") and path.endswith("/event_summaries"):
+            return self.event_summaries(path.split("/")[4], query)
         expand = [v for k, v in pairs if k.startswith("expand")]
         for prefix, filt, collection in self.routes():
             if path == prefix:
@@ -473,7 +574,8 @@ def _handler_for(fake: FakeStripe) -> type[BaseHTTPRequestHandler]:
             pairs = parse_qsl(parts.query)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            answer = fake.answer(self.command, parts.path, pairs, _api_key(self.headers.get("Authorization")))
+            key = _api_key(self.headers.get("Authorization"))
+            answer = fake.answer(self.command, parts.path, pairs, key, body)
             if answer is None:
                 self._forward(body)
             else:

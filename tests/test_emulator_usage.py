@@ -37,20 +37,74 @@ def test_ingest_dedupes_on_transaction_id(fresh_emulator: Emulator) -> None:
     assert first.properties == {"tokens": 5}
 
 
-def test_ingest_rejects_unknown_customer_and_bad_events(fresh_emulator: Emulator) -> None:
+def test_ingest_rejects_bad_events_all_or_nothing(fresh_emulator: Emulator) -> None:
     client = fresh_emulator.client(max_retries=0)
     client.v1.customers.create(name="acme", ingest_aliases=["acme-prod"])
+    no_type = event("acme-prod", "tx-no-type")
+    del no_type["event_type"]
     with pytest.raises(metronome.BadRequestError) as err:
-        client.v1.usage.ingest(usage=[event("acme-prod", "ok-1"), event("nobody", "tx-bad")])
-    assert "tx-bad" in err.value.body["message"] and "customer_id" in err.value.body["message"]
+        client.v1.usage.ingest(usage=[event("acme-prod", "ok-1"), no_type])  # type: ignore[list-item]
+    assert "tx-no-type" in err.value.body["message"] and "event_type" in err.value.body["message"]
     # All or nothing: the valid event in the rejected batch was not stored.
     assert fresh_emulator.admin("GET", "stats").json()["events"] == 0
-    bad = event("acme-prod", "tx-no-type")
-    del bad["event_type"]
-    with pytest.raises(metronome.BadRequestError, match="event_type"):
-        client.v1.usage.ingest(usage=[bad])  # type: ignore[list-item]
     with pytest.raises(metronome.BadRequestError, match="timestamp"):
         client.v1.usage.ingest(usage=[{**event("acme-prod"), "timestamp": "yesterday"}])
+
+
+def test_events_for_an_alias_no_customer_has_are_kept_and_matched_later(fresh_emulator: Emulator) -> None:
+    """Metronome accepts usage for an ingest alias no customer has yet, and associates it with the customer
+    that is given the alias later (docs: Provision a customer, "Understand ingest aliases")."""
+    client = fresh_emulator.client(max_retries=0)
+    customer_id = client.v1.customers.create(name="acme", ingest_aliases=["acme-prod"]).data.id
+    metric_id = client.v1.billable_metrics.create(
+        name="tokens", aggregation_type="SUM", aggregation_key="tokens",
+        property_filters=[{"name": "tokens", "exists": True}],
+    ).data.id  # fmt: skip
+    client.v1.usage.ingest(
+        usage=[event("acme-prod", "tx-known", tokens=5), event("acme-typo", "tx-orphan", tokens=7)]
+    )
+    found = {e.transaction_id: e for e in client.v1.usage.search(transaction_ids=["tx-known", "tx-orphan"])}
+    assert found["tx-known"].matched_customer.id == customer_id
+    assert found["tx-orphan"].matched_customer is None and found["tx-orphan"].customer_id == "acme-typo"
+
+    def total() -> float:
+        rows = client.v1.usage.list(
+            starting_on="2026-01-15T00:00:00Z", ending_before="2026-01-16T00:00:00Z", window_size="DAY",
+            customer_ids=[customer_id], billable_metrics=[{"id": metric_id}],
+        )  # fmt: skip
+        return sum(r.value or 0 for r in rows)
+
+    assert total() == 5
+    client.v1.customers.set_ingest_aliases(customer_id=customer_id, ingest_aliases=["acme-prod", "acme-typo"])
+    assert total() == 12  # retroactively
+    assert client.v1.usage.search(transaction_ids=["tx-orphan"])[0].matched_customer.id == customer_id
+
+
+@pytest.mark.parametrize(
+    ("starting_on", "ending_before", "words"),
+    [
+        ("2026-01-15T10:00:00Z", "2026-01-16T00:00:00Z", "starting_on must be aligned to UTC midnight"),
+        ("2026-01-15T00:00:00Z", "2026-01-16T01:00:00Z", "ending_before must be aligned to UTC midnight"),
+        ("2026-01-15T00:00:00Z", "2026-01-15T00:00:00Z", "at least one day after starting_on"),
+    ],
+)
+def test_usage_ranges_are_whole_utc_days(
+    emulator: Emulator, starting_on: str, ending_before: str, words: str
+) -> None:
+    """`/v1/usage` and `/v1/usage/groups`: starting_on and ending_before on UTC midnight, at least a day
+    apart (the SDK's usage_list_params / usage_list_with_groups_params docstrings)."""
+    client = emulator.client(max_retries=0)
+    customer_id = client.v1.customers.create(name=uid("acme")).data.id
+    metric_id = client.v1.billable_metrics.create(name=uid("m"), aggregation_type="COUNT").data.id
+    with pytest.raises(metronome.BadRequestError, match=words):
+        list(client.v1.usage.list(starting_on=starting_on, ending_before=ending_before, window_size="HOUR"))
+    with pytest.raises(metronome.BadRequestError, match=words):
+        list(
+            client.v1.usage.list_with_groups(
+                billable_metric_id=metric_id, customer_id=customer_id, window_size="HOUR",
+                starting_on=starting_on, ending_before=ending_before,
+            )
+        )  # fmt: skip
 
 
 def test_usage_aggregates(fresh_emulator: Emulator) -> None:

@@ -129,6 +129,12 @@ def test_import_validates_and_maps(imported: dict, account: dict) -> None:
     assert metrics["input_tokens"].aggregation_key == "tokens"
     assert metrics["input_tokens"].event_type_filter.in_values == ["input_tokens"]
     assert metrics["input_tokens"].group_keys == [["model", "region"]]
+    # The meter each metric came from, for `metronome-iac reconcile` (never sent to Metronome).
+    meter_of = {m["event_name"]: m["id"] for m in account["fake"].meters.values()}
+    assert {m.name: m.stripe_meter for m in metrics.values()} == {
+        "input_tokens": meter_of["input_tokens"],
+        "api_requests": meter_of["api_requests"],
+    }
     assert [(f.name, f.exists) for f in metrics["input_tokens"].property_filters] == [
         ("tokens", True),  # the aggregated key, then the dimensions
         ("model", True),

@@ -265,30 +265,28 @@ class Store:
 
     # -- events -------------------------------------------------------------------------------------
 
-    def add_event(self, event: dict[str, Any], customer_id: str) -> bool:
-        """Store an ingested event; False if its transaction_id was already seen (a duplicate)."""
+    def add_event(self, event: dict[str, Any]) -> bool:
+        """Store an ingested event; False if its transaction_id was already seen (a duplicate). Its
+        customer_id (id or ingest alias) is kept as sent: readers resolve it to a customer."""
         with self.tx():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO events (transaction_id, customer_id, data, received_at)"
                 " VALUES (?, ?, ?, ?)",
-                (event["transaction_id"], customer_id, json.dumps(event), now_iso()),
+                (event["transaction_id"], event["customer_id"], json.dumps(event), now_iso()),
             )
         return cur.rowcount > 0
 
     def events(self, transaction_ids: list[str] | None = None) -> list[dict]:
         with self.tx():
             if transaction_ids is None:
-                rows = self._db.execute(
-                    "SELECT data, customer_id, received_at FROM events ORDER BY seq"
-                ).fetchall()
+                rows = self._db.execute("SELECT data, received_at FROM events ORDER BY seq").fetchall()
             else:
                 marks = ",".join("?" * len(transaction_ids))
                 rows = self._db.execute(
-                    f"SELECT data, customer_id, received_at FROM events"
-                    f" WHERE transaction_id IN ({marks}) ORDER BY seq",
+                    f"SELECT data, received_at FROM events WHERE transaction_id IN ({marks}) ORDER BY seq",
                     transaction_ids,
                 ).fetchall()
-        return [{**json.loads(d), "_customer_id": c, "_received_at": r} for d, c, r in rows]
+        return [{**json.loads(d), "_received_at": r} for d, r in rows]
 
     def event_count(self) -> int:
         with self.tx():

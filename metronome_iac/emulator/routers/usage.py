@@ -1,4 +1,10 @@
-"""Usage: `/v1/ingest` (bare JSON array, deduplicated on transaction_id), `/v1/events/search`, `/v1/usage`."""
+"""Usage: `/v1/ingest` (bare JSON array, deduplicated on transaction_id), `/v1/events/search`, `/v1/usage`.
+
+An event's `customer_id` (a Metronome id or an ingest alias) is resolved when usage is read, not when it
+is ingested: events for an alias no customer has are accepted and stored, and count for the customer that
+is later given that alias (Metronome associates them retroactively); until then search shows them with no
+matched customer. See docs/emulator-fidelity.md, "Usage and events".
+"""
 
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ async def ingest(request: Request) -> JSONResponse:
     store = store_of(request)
     events = await json_array_body(request)
     with store.tx():
-        accepted: list[tuple[dict[str, Any], str]] = []
+        accepted: list[dict[str, Any]] = []
         for i, event in enumerate(events):
             prefix = f"[{i}]."
             check_type(event, dict, f"[{i}]")
@@ -50,9 +56,6 @@ async def ingest(request: Request) -> JSONResponse:
             check_type(event["event_type"], str, f"{who}event_type")
             timestamp = req_ts(event, "timestamp", who)
             properties = opt(event, "properties", dict, who) or {}
-            customer = resolve_customer(store, event["customer_id"])
-            if customer is None:
-                raise bad(f"{who}customer_id '{event['customer_id']}' matches no customer id or ingest alias")
             clean = {
                 "transaction_id": transaction_id,
                 "customer_id": event["customer_id"],
@@ -60,11 +63,40 @@ async def ingest(request: Request) -> JSONResponse:
                 "timestamp": timestamp,
                 "properties": properties,
             }
-            accepted.append((clean, customer["id"]))
+            accepted.append(clean)  # also for an alias no customer has (yet): matched when usage is read
         # All or nothing: nothing is stored unless every event is valid; duplicates are silently ignored.
-        for clean, customer_id in accepted:
-            store.add_event(clean, customer_id)
+        for clean in accepted:
+            store.add_event(clean)
     return empty()
+
+
+class _Owners:
+    """The customer each event belongs to now (by id or ingest alias), resolved once per request."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.cache: dict[str, dict[str, Any] | None] = {}
+
+    def of(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        key = event["customer_id"]
+        if key not in self.cache:
+            self.cache[key] = resolve_customer(self.store, key)
+        return self.cache[key]
+
+    def events_of(self, customer_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.store.events() if (self.of(e) or {}).get("id") == customer_id]
+
+
+def _midnight_range(body: dict[str, Any]) -> tuple[datetime, datetime]:
+    """starting_on / ending_before: both on UTC midnight, ending_before at least a day later."""
+    start = parse_ts(req(body, "starting_on"), "starting_on")
+    end = parse_ts(req(body, "ending_before"), "ending_before")
+    for name, moment in (("starting_on", start), ("ending_before", end)):
+        if (moment.hour, moment.minute, moment.second, moment.microsecond) != (0, 0, 0, 0):
+            raise bad(f"{name} must be aligned to UTC midnight, e.g. 2024-01-01T00:00:00Z")
+    if end < start + timedelta(days=1):
+        raise bad("ending_before must be at least one day after starting_on")
+    return start, end
 
 
 def _matches(metric: dict[str, Any], event: dict[str, Any]) -> bool:
@@ -122,8 +154,8 @@ def _aggregate(metric: dict[str, Any], events: list[dict[str, Any]]) -> float | 
     return max(numbers)[1]  # LATEST: the value of the newest event
 
 
-def search_view(store: Store, event: dict[str, Any]) -> dict[str, Any]:
-    customer = store.get("customer", event["_customer_id"]) or {}
+def search_view(store: Store, event: dict[str, Any], owners: _Owners) -> dict[str, Any]:
+    customer = owners.of(event)
     metrics = [m for m in store.all("billable_metric", archive_filter="NOT_ARCHIVED") if _matches(m, event)]
     return {
         "id": event["transaction_id"],
@@ -134,7 +166,7 @@ def search_view(store: Store, event: dict[str, Any]) -> dict[str, Any]:
         "properties": event.get("properties") or {},
         "processed_at": event["_received_at"],
         "is_duplicate": False,
-        "matched_customer": {"id": customer.get("id"), "name": customer.get("name")},
+        "matched_customer": {"id": customer["id"], "name": customer.get("name")} if customer else None,
         "matched_billable_metrics": [
             {k: m.get(k) for k in ("id", "name", "aggregation_type", "aggregation_key", "group_keys")}
             for m in metrics
@@ -149,7 +181,8 @@ async def search(request: Request) -> JSONResponse:
     ids = str_list(body, "transactionIds")
     if ids is None:
         raise bad("transactionIds is required")
-    return JSONResponse([search_view(store, e) for e in store.events(ids)])
+    owners = _Owners(store)
+    return JSONResponse([search_view(store, e, owners) for e in store.events(ids)])
 
 
 @router.post("/v1/usage")
@@ -157,10 +190,7 @@ async def usage(request: Request) -> JSONResponse:
     """Aggregates per customer, metric and window, computed from the stored events."""
     store = store_of(request)
     body = await json_body(request)
-    start = parse_ts(req(body, "starting_on"), "starting_on")
-    end = parse_ts(req(body, "ending_before"), "ending_before")
-    if end <= start:
-        raise bad("ending_before must be after starting_on")
+    start, end = _midnight_range(body)
     window = enum(
         body.get("window_size"), ("HOUR", "DAY", "NONE", "hour", "day", "none"), "window_size"
     ).upper()
@@ -176,10 +206,10 @@ async def usage(request: Request) -> JSONResponse:
         metrics = store.all("billable_metric", archive_filter="NOT_ARCHIVED")
     customers = customer_ids or [c["id"] for c in store.all("customer", archive_filter="NOT_ARCHIVED")]
     windows = _windows(start, end, window)
-    events = store.events()
+    owners = _Owners(store)
     rows = []
     for customer_id in customers:
-        mine = [e for e in events if e["_customer_id"] == customer_id]
+        mine = owners.events_of(customer_id)
         for metric in metrics:
             matched = [e for e in mine if _matches(metric, e)]
             for w_start, w_end in windows:
@@ -206,15 +236,12 @@ async def usage_groups(request: Request) -> JSONResponse:
     metric = ref_or_400(store, "billable_metric", req(body, "billable_metric_id"), "billable_metric_id")
     customer = ref_or_400(store, "customer", req(body, "customer_id"), "customer_id")
     window = enum(body.get("window_size"), ("HOUR", "DAY", "NONE"), "window_size")
-    start = parse_ts(req(body, "starting_on"), "starting_on")
-    end = parse_ts(req(body, "ending_before"), "ending_before")
-    if end <= start:
-        raise bad("ending_before must be after starting_on")
+    start, end = _midnight_range(body)
     group_by = opt(body, "group_by", dict)
     keys = [req(group_by, "key", prefix="group_by.")] if group_by else (str_list(body, "group_key") or [])
     wanted_values = (group_by or {}).get("values")
     filters = opt(body, "group_filters", dict) or {}
-    events = [e for e in store.events() if e["_customer_id"] == customer["id"] and _matches(metric, e)]
+    events = [e for e in _Owners(store).events_of(customer["id"]) if _matches(metric, e)]
     rows = []
     for w_start, w_end in _windows(start, end, window):
         inside = [e for e in events if w_start <= parse_ts(e["timestamp"], "timestamp") < w_end]
