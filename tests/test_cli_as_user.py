@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, start_emulator
+from conftest import REPO, checkout_copy, start_emulator
 
 CLI = str(Path(sys.executable).parent / "metronome-iac")
 
@@ -270,7 +270,8 @@ def test_make_drift_hint_for_dev_runs_as_printed(tmp_path: Path) -> None:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
     if shutil.which("pulumi", path=env["PATH"]):
         pytest.skip("a pulumi CLI is installed system-wide; the missing-CLI path cannot be exercised")
-    result = subprocess.run(["make", "-s", "-C", str(REPO), "drift", "STACK=dev"], env=env,
+    checkout = checkout_copy(tmp_path / "repo")  # make must never touch the repository\'s own .venv
+    result = subprocess.run(["make", "-s", "-C", str(checkout), "drift", "STACK=dev"], env=env,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     hint = result.stderr.split("check without the engine: ")[1].splitlines()[0].strip()
     assert hint == "METRONOME_BEARER_TOKEN=dev-emulator-token .venv/bin/metronome-iac drift --stack dev", hint

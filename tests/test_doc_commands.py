@@ -105,6 +105,8 @@ def not_run(command: DocCommand) -> str | None:
         return "needs a Metronome account (its token)"
     if program == CLI and args[0] == "import-stripe":
         return "needs a Stripe account (its key)"
+    if program == CLI and args[0] == "reconcile":
+        return "needs a Metronome and a Stripe account (tests/test_reconcile_docs.py runs it on local ones)"
     return None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port, wait_until_serving
+from conftest import REPO, checkout_copy, free_port, wait_until_serving
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 MIGRATION = (REPO / "docs" / "stripe-migration.md").read_text(encoding="utf-8")
@@ -368,13 +368,15 @@ def test_make_drift_without_pulumi_says_so_in_one_line(tmp_path: Path) -> None:
     if shutil.which("pulumi", path=env["PATH"]):
         pytest.skip("a pulumi CLI is installed system-wide; the missing-CLI path cannot be exercised")
     # The CLI check comes before the virtualenv prerequisite: nothing is installed or started.
-    result = subprocess.run(["make", "-s", "-C", str(REPO), "drift", "STACK=prod"], env=env,
+    checkout = checkout_copy(tmp_path / "repo")  # make must never touch the repository\'s own .venv
+    result = subprocess.run(["make", "-s", "-C", str(checkout), "drift", "STACK=prod"], env=env,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0
-    ours = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("make")]
-    assert len(ours) == 1, result.stderr
-    assert ours[0].startswith("error: the Pulumi CLI is not installed"), ours[0]
-    assert "metronome-iac drift --stack prod" in ours[0]  # the engine-free alternative
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: the Pulumi CLI is not installed"), errors[0]
+    hint = [ln for ln in result.stderr.splitlines() if "check without the engine" in ln]
+    assert hint and "metronome-iac drift --stack prod" in hint[0], result.stderr  # the engine-free way
 
 
 @pytest.mark.skipif(shutil.which("make") is None or shutil.which("ps") is None, reason="needs make and ps")
