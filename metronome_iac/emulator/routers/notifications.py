@@ -85,7 +85,6 @@ async def create(request: Request) -> JSONResponse:
             "environment_type": "SANDBOX",
             "created_at": now_iso(),
             "created_by": "emulator",
-            "uniqueness_key": key,
             "archived_at": None,
         }
         store.insert(KIND, doc)
