@@ -41,7 +41,9 @@ class KeyedProvider(MetronomeProvider[InputsT]):
         raise NotImplementedError
 
     def create_body(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        return {k: inputs[k] for k in self.create_fields if inputs.get(k) is not None}
+        # Shaped by the model: whole numbers the wire turned into floats (offsets, days) are ints again.
+        shaped = self.shape(inputs)
+        return {k: shaped[k] for k in self.create_fields if shaped.get(k) is not None}
 
     def validate(self, inputs: InputsT, olds: dict[str, Any]) -> list[CheckFailure]:
         if inputs.custom_fields:

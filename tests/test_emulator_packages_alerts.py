@@ -137,7 +137,11 @@ def test_package_terms_read_back_as_the_sdk_types_them(client: metronome.Metrono
                 "temporary_id": "welcome",
                 "access_schedule": {
                     "schedule_items": [
-                        {"amount": 500, "starting_at_offset": {"unit": "DAYS", "value": 0}, "duration": months}
+                        {
+                            "amount": 500,
+                            "starting_at_offset": {"unit": "DAYS", "value": 0},
+                            "duration": months,
+                        }
                     ]
                 },
                 "invoice_schedule": {
@@ -152,7 +156,11 @@ def test_package_terms_read_back_as_the_sdk_types_them(client: metronome.Metrono
                 "product_id": fixed,
                 "access_schedule": {
                     "schedule_items": [
-                        {"amount": 100, "starting_at_offset": {"unit": "DAYS", "value": 0}, "duration": months}
+                        {
+                            "amount": 100,
+                            "starting_at_offset": {"unit": "DAYS", "value": 0},
+                            "duration": months,
+                        }
                     ]
                 },
             }
@@ -200,7 +208,10 @@ def test_package_terms_read_back_as_the_sdk_types_them(client: metronome.Metrono
         spend_threshold_configuration={
             "commit": {"product_id": fixed},
             "is_enabled": True,
-            "payment_gate_config": {"payment_gate_type": "STRIPE", "stripe_config": {"payment_type": "INVOICE"}},
+            "payment_gate_config": {
+                "payment_gate_type": "STRIPE",
+                "stripe_config": {"payment_type": "INVOICE"},
+            },
             "threshold_amount": 10_000,
         },
     ).data.id
@@ -208,7 +219,9 @@ def test_package_terms_read_back_as_the_sdk_types_them(client: metronome.Metrono
     commit = got.commits[0]
     assert commit.id and commit.product.id == fixed and commit.access_schedule is not None
     assert commit.access_schedule.credit_type.name == "USD (cents)"
-    assert commit.access_schedule.schedule_items[0].id and commit.access_schedule.schedule_items[0].amount == 500
+    assert (
+        commit.access_schedule.schedule_items[0].id and commit.access_schedule.schedule_items[0].amount == 500
+    )
     assert commit.invoice_schedule is not None and commit.invoice_schedule.do_not_invoice is False
     assert got.credits and got.credits[0].product.id == fixed
     assert got.subscriptions and got.subscriptions[0].subscription_rate.product.id == seat
@@ -221,7 +234,10 @@ def test_package_terms_read_back_as_the_sdk_types_them(client: metronome.Metrono
     assert override.override_specifiers[0].commit_template_ids == [commit.id]
     assert override.type == "MULTIPLIER" and override.multiplier == 0.5
     assert got.scheduled_charges[0].schedule.schedule_items[0].unit_price == 2500
-    assert got.spend_threshold_configuration is not None and got.spend_threshold_configuration.threshold_amount == 10_000
+    assert (
+        got.spend_threshold_configuration is not None
+        and got.spend_threshold_configuration.threshold_amount == 10_000
+    )
     assert got.usage_statement_schedule.frequency == "MONTHLY"
 
     with pytest.raises(metronome.BadRequestError, match="commit_ids"):
@@ -266,7 +282,10 @@ def test_a_package_alias_moves_to_the_newest_package(client: metronome.Metronome
         contract_id = client.v1.contracts.create(
             customer_id=customer_id, starting_at=start, package_alias=alias
         ).data.id
-        return client.v2.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data.package_id or ""
+        return (
+            client.v2.contracts.retrieve(customer_id=customer_id, contract_id=contract_id).data.package_id
+            or ""
+        )
 
     assert provision("2029-06-01T00:00:00Z") == old
     assert provision("2030-02-01T00:00:00Z") == new
@@ -322,7 +341,9 @@ def test_alert_fields_only_where_the_type_takes_them(client: metronome.Metronome
             alert_type="spend_threshold_reached", name="x", threshold=1, invoice_types_filter=["USAGE"]
         )
     with pytest.raises(metronome.BadRequestError, match="access_type"):
-        client.v1.alerts.create(alert_type="spend_threshold_reached", name="x", threshold=1, access_type="SPEND")
+        client.v1.alerts.create(
+            alert_type="spend_threshold_reached", name="x", threshold=1, access_type="SPEND"
+        )
 
 
 def test_offset_notifications(client: metronome.Metronome) -> None:
