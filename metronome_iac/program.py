@@ -1,7 +1,8 @@
 """Catalog -> Pulumi resources.
 
-`declare(stack)` declares, in dependency order, BillableMetric -> Product -> RateCard -> Customer ->
-Contract (and StripeIntegration when `environment.yaml` has a `stripe:` section). References go by
+`declare(stack)` declares, in dependency order, BillableMetric -> Product -> RateCard -> Package, Alert,
+Notification -> Customer -> its alerts -> Contract (and StripeIntegration when `environment.yaml` has a
+`stripe:` section). References go by
 output (`metric.id`), so the engine orders creates/replacements itself. The `*_inputs` builders are
 pure functions shared with `drift` (which passes live ids instead of outputs), so the drift report
 and `pulumi preview` compare the same values.
@@ -21,13 +22,23 @@ from metronome_iac.catalog import (
     Settings,
     Stack,
 )
+from metronome_iac.catalog_packages import (
+    alert_inputs,
+    customer_alert_name,
+    notification_inputs,
+    package_inputs,
+)
 
 # Section name -> (provider module, Resource class name); also the order of declaration.
 KINDS: dict[str, tuple[str, str]] = {
     "billable_metrics": ("providers.billable_metric", "BillableMetric"),
     "products": ("providers.product", "Product"),
     "rate_cards": ("providers.rate_card", "RateCard"),
+    "packages": ("providers.package", "Package"),
+    "alerts": ("providers.alert", "Alert"),  # for every customer (catalog.yaml)
+    "notifications": ("providers.notification", "Notification"),
     "customers": ("providers.customer", "Customer"),
+    "customer_alerts": ("providers.alert", "Alert"),  # `customers[].alerts` (environment.yaml)
     "contracts": ("providers.contract", "Contract"),
 }
 STRIPE_RESOURCE_NAME = "stripe"
@@ -234,8 +245,8 @@ def renamed_from(entry: Any) -> Any:
 def declare(stack: Stack) -> dict[str, dict[str, Any]]:
     """Declare every resource of `stack`; returns {section: {catalog name: resource}}.
 
-    Sections: billable_metrics, products, rate_cards, customers, contracts, and `stripe`
-    ({"stripe": StripeIntegration} or {}).
+    Sections: those of KINDS (customer alerts under "customer_alerts", named `<customer>.<alert>`), and
+    `stripe` ({"stripe": StripeIntegration} or {}).
     """
     env = stack.environment
     settings = env.settings
@@ -262,11 +273,30 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
         )
     card_ids = {name: r.id for name, r in out["rate_cards"].items()}
 
+    for pkg in stack.catalog.packages:
+        out["packages"][pkg.name] = _resource_class("packages")(
+            pkg.name, opts=renamed_from(pkg), **package_inputs(pkg, card_ids, product_ids)
+        )
+    for a in stack.catalog.alerts:
+        out["alerts"][a.name] = _resource_class("alerts")(
+            a.name, opts=renamed_from(a), **alert_inputs(a, metric_ids)
+        )
+    for n in stack.catalog.notifications:
+        out["notifications"][n.name] = _resource_class("notifications")(
+            n.name, opts=renamed_from(n), **notification_inputs(n)
+        )
+
     for c in env.customers:
         out["customers"][c.name] = _resource_class("customers")(
             c.name, opts=renamed_from(c), **customer_inputs(c)
         )
     customer_ids = {name: r.id for name, r in out["customers"].items()}
+    for c in env.customers:
+        for a in c.alerts or []:
+            name = customer_alert_name(c.name, a.name)
+            out["customer_alerts"][name] = _resource_class("customer_alerts")(
+                name, opts=renamed_from(a), **alert_inputs(a, metric_ids, customer_ids[c.name])
+            )
 
     # The integration comes before contracts: a contract bills through Stripe only once go-live has
     # set its customer's Stripe configuration, and then it takes that configuration's id.
