@@ -231,15 +231,23 @@ def _resource_class(section: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def renamed_from(entry: Any) -> Any:
-    """Resource options for an entry renamed with `previous_names`: one alias per old name, so the
-    engine takes the old resource's state over (an update that re-tags the object, never a new one)."""
+def renamed_from(entry: Any, previous: list[str] | None = None) -> Any:
+    """Resource options for an entry renamed with `previous_names` (or the `previous` resource names given):
+    one alias per old name, so the engine takes the old resource's state over (an update that re-tags the
+    object, never a new one)."""
     import pulumi
 
-    previous = getattr(entry, "previous_names", None) or []
+    previous = previous if previous is not None else getattr(entry, "previous_names", None) or []
     if not previous:
         return None
     return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old) for old in previous])
+
+
+def previous_alert_names(customer: Any, alert: Any) -> list[str]:
+    """The earlier resource names of a customer's alert: the alert's or its customer's rename."""
+    customers = [customer.name, *(customer.previous_names or [])]
+    alerts = [alert.name, *(alert.previous_names or [])]
+    return [customer_alert_name(c, a) for c in customers for a in alerts][1:]
 
 
 def declare(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -295,7 +303,9 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
         for a in c.alerts or []:
             name = customer_alert_name(c.name, a.name)
             out["customer_alerts"][name] = _resource_class("customer_alerts")(
-                name, opts=renamed_from(a), **alert_inputs(a, metric_ids, customer_ids[c.name])
+                name,
+                opts=renamed_from(a, previous_alert_names(c, a)),
+                **alert_inputs(a, metric_ids, customer_ids[c.name]),
             )
 
     # The integration comes before contracts: a contract bills through Stripe only once go-live has

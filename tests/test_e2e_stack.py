@@ -59,7 +59,10 @@ def _plan(engine: MiniEngine, stack_dir: Path) -> dict[str, list[tuple[str, str]
 
 def _count(stack: Stack) -> int:
     c, e = stack.catalog, stack.environment
-    return len(c.billable_metrics) + len(c.products) + len(c.rate_cards) + len(e.customers) + len(e.contracts)
+    catalog = len(c.billable_metrics) + len(c.products) + len(c.rate_cards)
+    catalog += len(c.packages) + len(c.alerts) + len(c.notifications)
+    customer_alerts = sum(len(x.alerts or []) for x in e.customers)
+    return catalog + len(e.customers) + customer_alerts + len(e.contracts)
 
 
 def test_up_creates_everything_then_nothing_changes(stack_dir: Path, emulator: Any) -> None:

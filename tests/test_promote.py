@@ -82,7 +82,8 @@ def test_reports_what_the_target_loses(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     prod = repo / "stacks" / "prod" / "catalog.yaml"
-    prod.write_text(prod.read_text() + "  - name: legacy_card\n    rates: []\n")
+    text = prod.read_text()  # one more rate card, at the end of the rate_cards section
+    prod.write_text(text.replace("\npackages:\n", "\n  - name: legacy_card\n    rates: []\npackages:\n", 1))
     _git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "legacy")
     assert _promote(repo, "--check", monkeypatch=monkeypatch) == 2  # lag: needs attention
     assert "- rate card 'legacy_card': prod loses" in capsys.readouterr().out
