@@ -33,6 +33,12 @@ from urllib.parse import urlsplit
 import yaml
 
 from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
+from metronome_iac.catalog_packages import (
+    alert_inputs,
+    customer_alert_name,
+    notification_inputs,
+    package_inputs,
+)
 from metronome_iac.cli import EXIT_ATTENTION, EXIT_ERROR, EXIT_OK
 from metronome_iac.program import (
     KINDS,
@@ -41,6 +47,7 @@ from metronome_iac.program import (
     customer_inputs,
     metric_inputs,
     ordered_products,
+    previous_alert_names,
     product_inputs,
     rate_card_inputs,
     stripe_inputs,
@@ -56,6 +63,10 @@ KIND_LABEL = {
     "rate_cards": "rate card",
     "customers": "customer",
     "contracts": "contract",
+    "packages": "package",
+    "alerts": "alert",
+    "customer_alerts": "alert",
+    "notifications": "notification",
     STRIPE_KIND: "Stripe configuration of customer",
     "stripe_connection": "Stripe connection",
 }
@@ -481,6 +492,7 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
         )
     for c in env.customers:
         visit("customers", matchers["customers"], c, lambda c=c: customer_inputs(c))
+    check_packages_alerts(stack, client, prefix, ids, matchers, visit)
 
     # Before contracts: with go_live a Stripe customer's contracts reference its Stripe configuration,
     # which the program takes from the integration's output (the matching live configuration).
@@ -515,11 +527,77 @@ def check_drift(stack: Stack, client: Any, project: str, base_url: str | None = 
         "rate_cards": stack.catalog.rate_cards,
         "customers": env.customers,
         "contracts": env.contracts,
+        "packages": stack.catalog.packages,
+        "alerts": [*stack.catalog.alerts, *(a for c in env.customers for a in c.alerts or [])],
+        "notifications": stack.catalog.notifications,
     }
     for section, matcher in matchers.items():
         if managed[section]:
             report.unmanaged.extend(matcher.unclaimed(prefix))
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# packages, alerts and notifications
+
+
+def check_packages_alerts(
+    stack: Stack,
+    client: Any,
+    prefix: str,
+    ids: dict[str, dict[str, str]],
+    matchers: dict[str, _Matcher],
+    visit: Callable[[str, _Matcher, Any, Callable[[], dict]], None],
+) -> None:
+    """Packages and notifications are listed account-wide; alerts only through a customer (its own and
+    those for every customer), so through each of the stack's live customers, else any customer."""
+    from types import SimpleNamespace
+
+    from providers.alert import any_customer
+
+    env = stack.environment
+    if stack.catalog.packages:
+        matchers["packages"] = _Matcher(
+            "packages", prefix, provider_module("packages").list_objects(client), client
+        )
+    for pkg in stack.catalog.packages:
+        visit(
+            "packages",
+            matchers["packages"],
+            pkg,
+            lambda pkg=pkg: package_inputs(pkg, ids["rate_cards"], ids["products"]),
+        )
+
+    customer_alerts = [(c, a) for c in env.customers for a in c.alerts or []]
+    if stack.catalog.alerts or customer_alerts:
+        through = [i for i in ids["customers"].values() if i != MISSING_REF] or [any_customer(client)]
+        seen: dict[str, dict[str, Any]] = {}
+        for customer_id in filter(None, through):
+            seen.update(dict(provider_module("alerts").list_objects(client, customer_id)))
+        matchers["alerts"] = _Matcher("alerts", prefix, list(seen.items()), client)
+    for a in stack.catalog.alerts:
+        visit("alerts", matchers["alerts"], a, lambda a=a: alert_inputs(a, ids["billable_metrics"]))
+    for c, a in customer_alerts:
+        entry = SimpleNamespace(
+            name=customer_alert_name(c.name, a.name), adopt=a.adopt, previous_names=previous_alert_names(c, a)
+        )
+        customer_id = ids["customers"].get(c.name, MISSING_REF)
+        visit(
+            "customer_alerts",
+            matchers["alerts"],
+            entry,
+            lambda a=a, customer_id=customer_id: alert_inputs(a, ids["billable_metrics"], customer_id),
+        )
+
+    if stack.catalog.notifications:
+        live = provider_module("notifications").list_objects(client)
+        matchers["notifications"] = _Matcher("notifications", prefix, live, client)
+    for n in stack.catalog.notifications:
+        # The listing carries no uniqueness key: a notification is matched by its Metronome name.
+        entry = SimpleNamespace(
+            name=n.name, adopt=n.adopt or {"name": n.metronome_name}, previous_names=n.previous_names
+        )
+        visit("notifications", matchers["notifications"], entry, lambda n=n: notification_inputs(n))
 
 
 # --------------------------------------------------------------------------------------------------

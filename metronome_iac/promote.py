@@ -1,10 +1,11 @@
 """`metronome-iac promote --from staging --to prod [--check]`: copy the promotable catalog between stacks.
 
-Only `catalog.yaml` (metrics, products, rate cards, packages, account-wide alerts, notifications) moves; `environment.yaml` is never touched. The
-report lists what the target gains, loses and changes per entry and field. `--check` writes nothing
-and exits 2 when the target lags the source (0 when up to date, 1 when it cannot run). Promotion refuses
-to overwrite a target catalog with uncommitted git edits (they would be lost silently), and refuses a
-target stack whose folder does not exist: a new stack is made deliberately, by copying a stack's folder.
+Only `catalog.yaml` (metrics, products, rate cards, packages, account-wide alerts, notifications) moves;
+`environment.yaml` (customers and their alerts, contracts) is never touched. The report lists what the
+target gains, loses and changes per entry and field. `--check` writes nothing and exits 2 when the target
+lags the source (0 when up to date, 1 when it cannot run). Promotion refuses to overwrite a target catalog
+with uncommitted git edits (they would be lost silently), and refuses a target stack whose folder does not
+exist: a new stack is made deliberately, by copying a stack's folder.
 """
 
 from __future__ import annotations

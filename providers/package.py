@@ -217,9 +217,9 @@ class PackageProvider(KeyedProvider[Inputs]):
                 live[field] = project(live[field], declared[field])
         return live
 
-    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        result = super().diff_inputs(_id, olds, news)
-        if result.replaces:
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        result = super().diff(_id, olds, news)
+        if result.replaces:  # the engine's plan (drift compares through diff_inputs, without this)
             self.warn_replacement(_id, olds, news)
         return result
 
