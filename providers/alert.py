@@ -20,7 +20,7 @@ from pulumi.dynamic import CheckFailure
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from .base import InputsBase, declare_props
-from .client import USD_CENTS_ID, MetronomeError, archive, data_of, paginate, request
+from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, paginate, request
 from .keyed import KeyedProvider
 from .schema import RequiresReplace
 
@@ -175,11 +175,21 @@ def to_inputs(view: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def any_customer(client: metronome.Metronome) -> str | None:
-    """A live customer to read account-wide alerts through (each customer sees them)."""
+_LOOKOUT: dict[str, str] = {}  # per account: the customer account-wide alerts were last read through
+
+
+def any_customer(client: metronome.Metronome, *, fresh: bool = False) -> str | None:
+    """A live customer to read account-wide alerts through (each customer sees them); remembered per
+    process, so reading N alerts costs N calls, not 2N."""
+    key = client_key(client)
+    if not fresh and key in _LOOKOUT:
+        return _LOOKOUT[key]
     page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
     customers = data_of(page) or []
-    return customers[0]["id"] if customers else None
+    if not customers:
+        return None
+    _LOOKOUT[key] = customers[0]["id"]
+    return _LOOKOUT[key]
 
 
 def _view(client: metronome.Metronome, customer_id: str, alert_id: str, label: str) -> dict[str, Any] | None:
@@ -266,10 +276,14 @@ class AlertProvider(KeyedProvider[Inputs]):
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         props = props or {}
-        customer_id = props.get("customer_id") or any_customer(client)
+        own = props.get("customer_id")
+        customer_id = own or any_customer(client)
         if customer_id is None:  # no customer to look through: nothing can be told, keep the record
             return self.shape(props)
         view = _view(client, customer_id, object_id, self.label(props))
+        if view is None and not own:  # the remembered customer may be gone since: look through another
+            customer_id = any_customer(client, fresh=True)
+            view = _view(client, customer_id, object_id, self.label(props)) if customer_id else None
         if view is None:
             return None
         live = to_inputs(view)
