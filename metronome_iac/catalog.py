@@ -11,12 +11,26 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from metronome_iac.catalog_packages import ADOPT_KEYS as PACKAGE_ADOPT_KEYS
+from metronome_iac.catalog_packages import CATALOG_SECTIONS as PACKAGE_SECTIONS
+from metronome_iac.catalog_packages import LABELS as PACKAGE_LABELS
+from metronome_iac.catalog_packages import (
+    Alert,
+    Notification,
+    Package,
+    check_alert,
+    check_customer_alerts,
+    check_notification,
+    check_package,
+)
+from metronome_iac.catalog_types import Model, Name, Timestamp
+from metronome_iac.catalog_types import parse_ts as _parse_ts
 
 CATALOG_FILE = "catalog.yaml"
 ENVIRONMENT_FILE = "environment.yaml"
@@ -64,36 +78,7 @@ class CatalogError(Exception):
 # shared field types
 
 
-def _timestamp(value: Any) -> Any:
-    """Accept RFC 3339 strings (or YAML datetimes) and normalise to `YYYY-MM-DDTHH:MM:SSZ`."""
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(f"'{value}' is not an RFC 3339 timestamp (e.g. 2026-01-01T00:00:00Z)") from exc
-    else:
-        raise ValueError(f"expected an RFC 3339 timestamp string, got {type(value).__name__}")
-    if dt.tzinfo is None:
-        raise ValueError(f"'{value}' has no time zone; add 'Z' for UTC")
-    dt = dt.astimezone(timezone.utc)
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        text += f".{dt.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
-
-Timestamp = Annotated[str, BeforeValidator(_timestamp)]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _parse_ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+# Model, Name and Timestamp live in catalog_types (the new entry modules use them too).
 
 
 # --------------------------------------------------------------------------------------------------
@@ -229,6 +214,10 @@ class Catalog(Model):
     billable_metrics: list[BillableMetric] = Field(default_factory=list)
     products: list[Product] = Field(default_factory=list)
     rate_cards: list[RateCard] = Field(default_factory=list)
+    # packages, alerts and notifications: entries in catalog_packages.py
+    packages: list[Package] = Field(default_factory=list)
+    alerts: list[Alert] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,6 +253,7 @@ class Customer(Model):
     stripe_customer_id: str | None = Field(default=None, pattern=r"^cus_[A-Za-z0-9]+$")
     stripe_collection_method: CollectionMethod | None = None
     custom_fields: dict[str, str] | None = None
+    alerts: list[Alert] | None = None  # this customer's alerts (catalog_packages.py)
     adopt: dict[str, str] | None = None
 
     @property
@@ -532,6 +522,10 @@ _SECTIONS: dict[str, dict[str, type[Model]]] = {
     CATALOG_FILE: {"billable_metrics": BillableMetric, "products": Product, "rate_cards": RateCard},
     ENVIRONMENT_FILE: {"customers": Customer, "contracts": Contract},
 }
+# Packages, alerts and notifications (catalog_packages.py): promotable sections of catalog.yaml.
+KIND_LABELS.update(PACKAGE_LABELS)
+ADOPT_KEYS.update(PACKAGE_ADOPT_KEYS)
+_SECTIONS[CATALOG_FILE].update(PACKAGE_SECTIONS)
 _SINGLE: dict[str, dict[str, type[Model]]] = {
     CATALOG_FILE: {},
     ENVIRONMENT_FILE: {"settings": Settings, "stripe": Stripe},
@@ -1027,6 +1021,7 @@ def _check_references(
                 seen_rates[ident] = j
         _check_rate_overlaps(v, cat_doc, path, entry, card.rates)
 
+    _check_packages_alerts(v, cat_doc, cat)
     if env_doc is None:
         return
     stripe = single.get("stripe")
@@ -1063,6 +1058,7 @@ def _check_references(
                 alias_owner[alias] = c.name
         if c.stripe_collection_method and not c.stripe_customer_id:
             v.add(env_doc, path, entry, ("stripe_collection_method",), "needs stripe_customer_id")
+        check_customer_alerts(c, v.declared, lambda loc, msg, p=path, e=entry: v.add(env_doc, p, e, loc, msg))
 
     for i, k in env["contracts"]:
         assert isinstance(k, Contract)
@@ -1119,6 +1115,22 @@ def _check_references(
                 )
         for j, d in enumerate(k.discounts or []):
             product_ref(("discounts", j, "product"), d.product)
+
+
+# --------------------------------------------------------------------------------------------------
+# packages, alerts and notifications: the checks live in catalog_packages.py
+
+
+def _check_packages_alerts(v: _Validator, doc: _Doc, cat: dict[str, list[tuple[int, Model]]]) -> None:
+    checks: dict[str, Any] = {
+        "packages": lambda entry, report: check_package(entry, v.declared, report),
+        "alerts": lambda entry, report: check_alert(entry, v.declared, report),
+        "notifications": lambda entry, report: check_notification(entry, report),
+    }
+    for section, check in checks.items():
+        for i, entry in cat[section]:
+            label = f"{KIND_LABELS[section]} '{getattr(entry, 'name', i)}'"
+            check(entry, lambda loc, msg, p=(section, i), e=label: v.add(doc, p, e, loc, msg))
 
 
 def _read(path: Path, v: _Validator, required: bool) -> _Doc | None:
@@ -1225,6 +1237,9 @@ def catalog_to_yaml(catalog: Catalog, header: str = "") -> str:
         "products": _section(catalog.products),  # type: ignore[arg-type]
         "rate_cards": _section(catalog.rate_cards),  # type: ignore[arg-type]
     }
+    for section in PACKAGE_SECTIONS:  # only when there are any: older catalogs stay as they were
+        if getattr(catalog, section):
+            data[section] = _section(getattr(catalog, section))
     return dump_yaml(data, header)
 
 

@@ -32,6 +32,12 @@ from urllib.parse import urlsplit
 import yaml
 
 from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
+from metronome_iac.catalog_packages import (
+    alert_inputs,
+    customer_alert_name,
+    notification_inputs,
+    package_inputs,
+)
 from metronome_iac.cli import EXIT_ATTENTION, EXIT_OK, CommandError, missing_stack, program
 from metronome_iac.program import (
     KINDS,
@@ -40,6 +46,7 @@ from metronome_iac.program import (
     customer_inputs,
     metric_inputs,
     ordered_products,
+    previous_alert_names,
     product_inputs,
     rate_card_inputs,
     stripe_inputs,
@@ -56,6 +63,10 @@ KIND_LABEL = {
     "rate_cards": "rate card",
     "customers": "customer",
     "contracts": "contract",
+    "packages": "package",
+    "alerts": "alert",
+    "customer_alerts": "alert",
+    "notifications": "notification",
     STRIPE_KIND: "Stripe configuration of customer",
     "stripe_connection": "Stripe connection",
 }
@@ -479,6 +490,9 @@ def check_drift(
         "rate_cards": stack.catalog.rate_cards,
         "customers": env.customers,
         "contracts": env.contracts,
+        "packages": stack.catalog.packages,
+        "alerts": [*stack.catalog.alerts, *(a for c in env.customers for a in c.alerts or [])],
+        "notifications": stack.catalog.notifications,
     }
     entries = sum(len(items) for items in managed.values())
 
@@ -548,6 +562,7 @@ def check_drift(
             lambda card: rate_card_inputs(card, ids["products"]),
         )
         visit("customers", matchers["customers"], env.customers, customer_inputs)
+        check_packages_alerts(stack, client, prefix, ids, matchers, visit)
 
         # Before contracts: with go_live a Stripe customer's contracts reference its Stripe configuration,
         # which the program takes from the integration's output (the matching live configuration).
@@ -582,6 +597,86 @@ def check_drift(
         if managed[section]:
             report.unmanaged.extend(matcher.unclaimed(prefix))
     return report
+
+
+# --------------------------------------------------------------------------------------------------
+# packages, alerts and notifications
+
+
+def check_packages_alerts(
+    stack: Stack,
+    client: Any,
+    prefix: str,
+    ids: dict[str, dict[str, str]],
+    matchers: dict[str, _Matcher],
+    visit: Callable[[str, _Matcher, list[Any], Callable[[Any], dict]], None],
+) -> None:
+    """Packages and notifications are listed account-wide; alerts only through a customer (its own and
+    those for every customer), so through each of the stack's live customers, else any customer."""
+    from types import SimpleNamespace
+
+    from providers.alert import any_customer
+
+    env = stack.environment
+    if stack.catalog.packages:
+        matchers["packages"] = _Matcher(
+            "packages", prefix, provider_module("packages").list_objects(client), client
+        )
+        visit(
+            "packages",
+            matchers["packages"],
+            stack.catalog.packages,
+            lambda pkg: package_inputs(pkg, ids["rate_cards"], ids["products"]),
+        )
+
+    customer_alerts = [(c, a) for c in env.customers for a in c.alerts or []]
+    if stack.catalog.alerts or customer_alerts:
+        through = [i for i in ids["customers"].values() if not is_missing(i)] or [any_customer(client)]
+        seen: dict[str, dict[str, Any]] = {}
+        for customer_id in filter(None, through):
+            seen.update(dict(provider_module("alerts").list_objects(client, customer_id)))
+        matchers["alerts"] = _Matcher("alerts", prefix, list(seen.items()), client)
+        visit(
+            "alerts",
+            matchers["alerts"],
+            stack.catalog.alerts,
+            lambda a: alert_inputs(a, ids["billable_metrics"]),
+        )
+        entries = [
+            SimpleNamespace(
+                name=customer_alert_name(c.name, a.name),
+                adopt=a.adopt,
+                previous_names=previous_alert_names(c, a),
+                alert=a,
+                customer=c.name,
+            )
+            for c, a in customer_alerts
+        ]
+        visit(
+            "customer_alerts",
+            matchers["alerts"],
+            entries,
+            lambda e: alert_inputs(
+                e.alert,
+                ids["billable_metrics"],
+                ids["customers"].get(e.customer) or missing_ref("customers", e.customer),
+            ),
+        )
+
+    if stack.catalog.notifications:
+        live = provider_module("notifications").list_objects(client)
+        matchers["notifications"] = _Matcher("notifications", prefix, live, client)
+        # The listing carries no uniqueness key: a notification is matched by its Metronome name.
+        entries = [
+            SimpleNamespace(
+                name=n.name,
+                adopt=n.adopt or {"name": n.metronome_name},
+                previous_names=n.previous_names,
+                entry=n,
+            )
+            for n in stack.catalog.notifications
+        ]
+        visit("notifications", matchers["notifications"], entries, lambda e: notification_inputs(e.entry))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ objects over instead of creating them; references use catalog names. Objects are
 providers' `list_objects` (input shape), so what is written is exactly what the provider will compare
 against: after adoption the next plan is empty. The written files must pass `load_stack`.
 
+Packages and notifications are exported as listed; alerts through the exported customers (the API lists
+them per customer only): one every customer sees goes to `catalog.yaml`, one a single customer sees under
+that customer. A notification's listing carries no key, so its catalog name comes from its Metronome name.
+
 Customers' Stripe links (their active Stripe billing provider configurations) become
 `stripe_customer_id` / `stripe_collection_method`, and with Stripe connected a `stripe:` section with
 `go_live: true`: the links are already live, and a live StripeIntegration re-uses configurations that
@@ -46,6 +50,7 @@ from metronome_iac.catalog import (
     environment_to_yaml,
     load_stack,
 )
+from metronome_iac.catalog_packages import Alert, Notification, Package
 from metronome_iac.cli import EXIT_OK, CommandError, refuse_overwrite
 from metronome_iac.cli import warn as print_warning
 from metronome_iac.drift import (
@@ -445,12 +450,130 @@ def export_account(
     if stripe_account and stripe is None:
         warn("--stripe-account ignored: no customer has a Stripe configuration on a connected Stripe account")
     default_method = stripe.collection_method if stripe else "charge_automatically"
+    packages, alerts, notifications = _packages_alerts(client, ids, product_names, customers, names, warn)
     return (
-        Catalog(billable_metrics=metrics, products=products, rate_cards=cards),
+        Catalog(
+            billable_metrics=metrics,
+            products=products,
+            rate_cards=cards,
+            packages=packages,
+            alerts=alerts,
+            notifications=notifications,
+        ),
         Environment(
             stripe=stripe, customers=_with_stripe(customers, links, default_method), contracts=contracts
         ),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# packages, alerts and notifications
+
+
+def _product_names(value: Any, products: dict[str, str]) -> Any:
+    """Terms with product ids as catalog names (`product`, `applicable_products`); KeyError when a
+    product is not exported."""
+    if isinstance(value, list):
+        return [_product_names(v, products) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "product_id":
+            out["product"] = products[item]
+        elif key == "applicable_product_ids":
+            out["applicable_products"] = [products[i] for i in item]
+        else:
+            out[key] = _product_names(item, products)
+    return out
+
+
+def _packages_alerts(
+    client: Any,
+    ids: dict[str, dict[str, str]],
+    products: dict[str, str],
+    customers: list[Customer],
+    names: _Names,
+    warn: Callable[[str], None],
+) -> tuple[list[Package], list[Alert], list[Notification]]:
+    """Packages and notifications as listed; alerts through the exported customers (the only way to see
+    them): one every customer sees is account-wide, one a single customer sees is that customer's (set on
+    its entry). With fewer than two customers the two cannot be told apart: such alerts are left out."""
+    packages: list[Package] = []
+    for object_id, obj in provider_module("packages").list_objects(client):
+        what = f"package {object_id} ('{obj.get('name')}')"
+        card = obj.get("rate_card_id")
+        if card and card not in ids["rate_cards"]:
+            warn(f"{what} uses rate card {card}, archived or not exported: skipped")
+            continue
+        name = names.pick("packages", obj, object_id, "package")
+        terms = {k: v for k, v in obj.items() if k not in ("name", "rate_card_id", "uniqueness_key")}
+        try:
+            terms = _product_names(terms, products)
+            packages.append(
+                Package(
+                    name=name,
+                    display_name=_display(name, obj.get("name")),
+                    rate_card=ids["rate_cards"].get(card) if card else None,
+                    adopt={"id": object_id},
+                    **terms,
+                )
+            )
+        except KeyError as err:
+            warn(f"{what} uses product {err} (archived or not exported): skipped")
+        except ValidationError as err:
+            warn(f"{what}: {err.errors()[0].get('msg')}: the catalog cannot hold it: skipped")
+
+    notifications = []
+    for object_id, obj in provider_module("notifications").list_objects(client):
+        name = names.pick("notifications", obj, object_id, "notification")
+        display = _display(name, obj.get("name"))
+        notifications.append(
+            Notification(name=name, display_name=display, policy=obj["policy"], adopt={"id": object_id})
+        )
+
+    seen_by: dict[str, set[str]] = {}
+    live: dict[str, dict[str, Any]] = {}
+    by_name = {c.name: c for c in customers}
+    for customer_id, customer_name in ids["customers"].items():
+        if customer_name not in by_name:
+            continue
+        for object_id, obj in provider_module("alerts").list_objects(client, customer_id):
+            seen_by.setdefault(object_id, set()).add(customer_name)
+            live[object_id] = obj
+    alerts: list[Alert] = []
+    for object_id, obj in live.items():
+        what = f"alert {object_id} ('{obj.get('name')}')"
+        seen = seen_by[object_id]
+        account_wide = len(by_name) > 1 and seen == set(by_name)
+        if not account_wide and (len(by_name) < 2 or len(seen) != 1):
+            warn(f"{what}: cannot tell whether it is for every customer or for {sorted(seen)}: skipped")
+            continue
+        owner = None if account_wide else next(iter(seen))
+        tag = identity_of(obj)
+        base = tag.split("#", 1)[0].rsplit("/", 1)[-1] if tag else ""
+        if owner is not None and base.startswith(owner + "."):  # `<customer>.<alert>`: the alert's own name
+            base = base[len(owner) + 1 :]
+        name = names.pick(
+            "alerts" if owner is None else f"alerts of {owner}",
+            {**obj, "iac_identity": None},
+            object_id,
+            "alert",
+        )
+        name = _slug(base) or name
+        fields = {k: v for k, v in obj.items() if k not in ("name", "uniqueness_key")}
+        try:
+            alert = Alert(
+                name=name, display_name=_display(name, obj.get("name")), adopt={"id": object_id}, **fields
+            )
+        except ValidationError as err:
+            warn(f"{what}: {err.errors()[0].get('msg')}: the catalog cannot hold it: skipped")
+            continue
+        if owner is None:
+            alerts.append(alert)
+        else:
+            by_name[owner].alerts = [*(by_name[owner].alerts or []), alert]
+    return packages, alerts, notifications
 
 
 def placeholder_hint(environment: Environment) -> str | None:

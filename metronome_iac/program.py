@@ -1,7 +1,8 @@
 """Catalog -> Pulumi resources.
 
-`declare(stack)` declares, in dependency order, BillableMetric -> Product -> RateCard -> Customer ->
-Contract (and StripeIntegration when `environment.yaml` has a `stripe:` section). References go by
+`declare(stack)` declares, in dependency order, BillableMetric -> Product -> RateCard -> Package, Alert,
+Notification -> Customer -> its alerts -> Contract (and StripeIntegration when `environment.yaml` has a
+`stripe:` section). References go by
 output (`metric.id`), so the engine orders creates/replacements itself. The `*_inputs` builders are
 pure functions shared with `drift` (which passes live ids instead of outputs), so the drift report
 and `pulumi preview` compare the same values.
@@ -21,6 +22,12 @@ from metronome_iac.catalog import (
     Settings,
     Stack,
 )
+from metronome_iac.catalog_packages import (
+    alert_inputs,
+    customer_alert_name,
+    notification_inputs,
+    package_inputs,
+)
 from metronome_iac.reconcile_record import load_record
 
 # Section name -> (provider module, Resource class name); also the order of declaration.
@@ -28,7 +35,11 @@ KINDS: dict[str, tuple[str, str]] = {
     "billable_metrics": ("providers.billable_metric", "BillableMetric"),
     "products": ("providers.product", "Product"),
     "rate_cards": ("providers.rate_card", "RateCard"),
+    "packages": ("providers.package", "Package"),
+    "alerts": ("providers.alert", "Alert"),  # for every customer (catalog.yaml)
+    "notifications": ("providers.notification", "Notification"),
     "customers": ("providers.customer", "Customer"),
+    "customer_alerts": ("providers.alert", "Alert"),  # `customers[].alerts` (environment.yaml)
     "contracts": ("providers.contract", "Contract"),
 }
 STRIPE_RESOURCE_NAME = "stripe"
@@ -225,22 +236,30 @@ def _resource_class(section: str) -> Any:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def renamed_from(entry: Any) -> Any:
-    """Resource options for an entry renamed with `previous_names`: one alias per old name, so the
-    engine takes the old resource's state over (an update that re-tags the object, never a new one)."""
+def renamed_from(entry: Any, previous: list[str] | None = None) -> Any:
+    """Resource options for an entry renamed with `previous_names` (or the `previous` resource names given):
+    one alias per old name, so the engine takes the old resource's state over (an update that re-tags the
+    object, never a new one)."""
     import pulumi
 
-    previous = getattr(entry, "previous_names", None) or []
+    previous = previous if previous is not None else getattr(entry, "previous_names", None) or []
     if not previous:
         return None
     return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old) for old in previous])
 
 
+def previous_alert_names(customer: Any, alert: Any) -> list[str]:
+    """The earlier resource names of a customer's alert: the alert's or its customer's rename."""
+    customers = [customer.name, *(customer.previous_names or [])]
+    alerts = [alert.name, *(alert.previous_names or [])]
+    return [customer_alert_name(c, a) for c in customers for a in alerts][1:]
+
+
 def declare(stack: Stack) -> dict[str, dict[str, Any]]:
     """Declare every resource of `stack`; returns {section: {catalog name: resource}}.
 
-    Sections: billable_metrics, products, rate_cards, customers, contracts, and `stripe`
-    ({"stripe": StripeIntegration} or {}).
+    Sections: those of KINDS (customer alerts under "customer_alerts", named `<customer>.<alert>`), and
+    `stripe` ({"stripe": StripeIntegration} or {}).
     """
     env = stack.environment
     settings = env.settings
@@ -267,11 +286,32 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
         )
     card_ids = {name: r.id for name, r in out["rate_cards"].items()}
 
+    for pkg in stack.catalog.packages:
+        out["packages"][pkg.name] = _resource_class("packages")(
+            pkg.name, opts=renamed_from(pkg), **package_inputs(pkg, card_ids, product_ids)
+        )
+    for a in stack.catalog.alerts:
+        out["alerts"][a.name] = _resource_class("alerts")(
+            a.name, opts=renamed_from(a), **alert_inputs(a, metric_ids)
+        )
+    for n in stack.catalog.notifications:
+        out["notifications"][n.name] = _resource_class("notifications")(
+            n.name, opts=renamed_from(n), **notification_inputs(n)
+        )
+
     for c in env.customers:
         out["customers"][c.name] = _resource_class("customers")(
             c.name, opts=renamed_from(c), **customer_inputs(c)
         )
     customer_ids = {name: r.id for name, r in out["customers"].items()}
+    for c in env.customers:
+        for a in c.alerts or []:
+            name = customer_alert_name(c.name, a.name)
+            out["customer_alerts"][name] = _resource_class("customer_alerts")(
+                name,
+                opts=renamed_from(a, previous_alert_names(c, a)),
+                **alert_inputs(a, metric_ids, customer_ids[c.name]),
+            )
 
     # The integration comes before contracts: a contract bills through Stripe only once go-live has
     # set its customer's Stripe configuration, and then it takes that configuration's id.

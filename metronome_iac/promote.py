@@ -1,10 +1,11 @@
 """`metronome-iac promote --from staging --to prod [--check]`: copy the promotable catalog between stacks.
 
-Only `catalog.yaml` (metrics, products, rate cards) moves; `environment.yaml` is never touched. The
-report lists what the target gains, loses and changes per entry and field. `--check` writes nothing
-and exits 2 when the target lags the source (0 when up to date, 1 when it cannot run). Promotion refuses
-to overwrite a target catalog with uncommitted git edits (they would be lost silently), and refuses a
-target stack whose folder does not exist: a new stack is made deliberately, by copying a stack's folder.
+Only `catalog.yaml` (metrics, products, rate cards, packages, account-wide alerts, notifications) moves;
+`environment.yaml` (customers and their alerts, contracts) is never touched. The report lists what the
+target gains, loses and changes per entry and field. `--check` writes nothing and exits 2 when the target
+lags the source (0 when up to date, 1 when it cannot run). Promotion refuses to overwrite a target catalog
+with uncommitted git edits (they would be lost silently), and refuses a target stack whose folder does not
+exist: a new stack is made deliberately, by copying a stack's folder.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from metronome_iac.catalog import (
 )
 from metronome_iac.cli import EXIT_ATTENTION, EXIT_OK, CommandError, missing_stack, program
 
-_KINDS = (("billable_metrics", "billable metric"), ("products", "product"), ("rate_cards", "rate card"))
+_KINDS = (
+    ("billable_metrics", "billable metric"),
+    ("products", "product"),
+    ("rate_cards", "rate card"),
+    ("packages", "package"),
+    ("alerts", "alert"),  # account-wide ones: customers' alerts are in environment.yaml, never promoted
+    ("notifications", "notification"),
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

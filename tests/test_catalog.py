@@ -331,3 +331,79 @@ def test_one_live_object_adopted_twice(tmp_path: Path) -> None:
     (problem,) = err.problems
     assert problem.entry == "billable metric 'output_tokens'" and problem.field == "adopt.name"
     assert "billable metric 'input_tokens' already adopts name 'Tokens'" in problem.message
+
+
+# -- packages, alerts and notifications ---------------------------------------------------------
+
+
+def test_package_product_reference_is_checked(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path,
+        catalog_edit=(
+            "      - product: prepaid_commit\n        name: Welcome",
+            "      - product: prepaid\n        name: Welcome",
+        ),
+    )
+    _assert_problem(
+        _one_problem(d),
+        "catalog.yaml",
+        "package 'self_serve'",
+        "credits[0].product",
+        _line_of(d / "catalog.yaml", "- product: prepaid"),
+        "unknown product 'prepaid'",
+    )
+
+
+def test_package_terms_are_checked_by_the_provider_schema(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path, catalog_edit=("duration: {unit: YEARS, value: 1}", "duration: {unit: DECADES, value: 1}")
+    )
+    _assert_problem(
+        _one_problem(d),
+        "catalog.yaml",
+        "package 'self_serve'",
+        "duration.unit",
+        _line_of(d / "catalog.yaml", "DECADES"),
+        "YEARS",
+    )
+
+
+def test_alert_field_its_type_does_not_take(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path,
+        catalog_edit=("    threshold: 1000\n", "    threshold: 1000\n    invoice_types_filter: [USAGE]\n"),
+    )
+    _assert_problem(
+        _one_problem(d),
+        "catalog.yaml",
+        "alert 'low_balance'",
+        "invoice_types_filter",
+        _line_of(d / "catalog.yaml", "invoice_types_filter"),
+        "invoice_total_reached",
+    )
+
+
+def test_notification_offset_is_checked(tmp_path: Path) -> None:
+    d = _stack(tmp_path, catalog_edit=('offset: "-P7D"', 'offset: "7 days before"'))
+    _assert_problem(
+        _one_problem(d),
+        "catalog.yaml",
+        "notification 'commit_ending'",
+        "policy.offset",
+        _line_of(d / "catalog.yaml", "7 days before"),
+        "ISO-8601",
+    )
+
+
+def test_customer_alert_is_checked_where_it_sits(tmp_path: Path) -> None:
+    d = _stack(
+        tmp_path, env_edit=("alert_type: spend_threshold_reached", "alert_type: usage_threshold_reached")
+    )
+    _assert_problem(
+        _one_problem(d),
+        "environment.yaml",
+        "customer 'acme'",
+        "alerts[0].billable_metric",
+        _line_of(d / "environment.yaml", "- name: spend_over_5000"),  # a missing field: its entry's line
+        "name a billable metric of the catalog",
+    )

@@ -225,3 +225,30 @@ def test_a_change_only_a_replacement_could_restore_is_flagged(
     report = json.loads(capsys.readouterr().out)
     (entry,) = [d for d in report["drifted"] if d["name"] == "acme_2026"]
     assert [(f["field"], f.get("replaces")) for f in entry["fields"]] == [("discounts", True)]
+
+
+def test_packages_alerts_and_notifications_drift(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Changed by hand: a package's alias taken by another package, a notification's offset edited, an
+    alert archived. Each shows, with what `up` can only restore by replacing."""
+    emulator, stack_dir, engine = deployed
+    client = emulator.client()
+    assert drift(emulator, stack_dir, monkeypatch) == 0, capsys.readouterr().out
+    capsys.readouterr()
+
+    package = engine.find("Package", "self_serve")
+    client.v1.packages.create(name="Self-serve (by hand)", aliases=[{"name": "self-serve"}])
+    notice = engine.find("Notification", "commit_ending")
+    client.v2.notifications.offset.edit(id=notice.id, policy={"type": "commit.segment.end", "offset": "-P3D"})
+    alert = engine.find("Alert", "acme.spend_over_5000")
+    client.v1.alerts.archive(id=alert.id)
+
+    assert drift(emulator, stack_dir, monkeypatch) == 2
+    out = capsys.readouterr().out
+    assert f"~ package 'self_serve' ({package.id})" in out
+    assert "aliases[0].ending_before" in out and "! aliases:" in out  # only a replacement restores it
+    assert f"~ notification 'commit_ending' ({notice.id})" in out
+    assert 'policy.offset: desired "-P7D", live "-P3D"' in out
+    assert "- alert 'acme.spend_over_5000': missing live" in out
+    assert "+ package" in out  # the hand-made package is not in the catalog

@@ -138,6 +138,19 @@ def test_round_trip_of_the_dev_stack(
     }
     card = exported.rate_card("standard")
     assert any(r.rate_type == "TIERED" and r.tiers for r in card.rates)
+    # Packages, alerts (account-wide, and the customer's under it) and notifications come back too.
+    assert [p.name for p in exported.catalog.packages] == ["self_serve"]
+    assert exported.catalog.packages[0].rate_card == "standard"
+    assert (
+        exported.catalog.packages[0].credits
+        and exported.catalog.packages[0].credits[0]["product"] == "prepaid_commit"
+    )
+    assert [a.name for a in exported.catalog.alerts] == ["low_balance"]
+    assert [a.name for a in exported.customer("acme").alerts or []] == ["spend_over_5000"]
+    # A notification's listing has no key: its catalog name comes from its Metronome name.
+    assert [(n.name, n.policy["offset"]) for n in exported.catalog.notifications] == [
+        ("commit_ends_in_7_days", "-P7D")
+    ]
 
     before = _creates(emulator)
     engine = engine_for(emulator, out.name)

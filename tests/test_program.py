@@ -59,6 +59,12 @@ def test_declares_every_resource_with_catalog_names(mocks: RecordingMocks) -> No
     expected |= {(T + "RateCard", c.name) for c in stack.catalog.rate_cards}
     expected |= {(T + "Customer", c.name) for c in stack.environment.customers}
     expected |= {(T + "Contract", k.name) for k in stack.environment.contracts}
+    expected |= {(T + "Package", p.name) for p in stack.catalog.packages}
+    expected |= {(T + "Alert", a.name) for a in stack.catalog.alerts}
+    expected |= {(T + "Notification", n.name) for n in stack.catalog.notifications}
+    expected |= {
+        (T + "Alert", f"{c.name}.{a.name}") for c in stack.environment.customers for a in c.alerts or []
+    }
     expected.add((T + "StripeIntegration", "stripe"))
     assert got == expected
 

@@ -82,7 +82,8 @@ def test_reports_what_the_target_loses(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     prod = repo / "stacks" / "prod" / "catalog.yaml"
-    prod.write_text(prod.read_text() + "  - name: legacy_card\n    rates: []\n")
+    text = prod.read_text()  # one more rate card, at the end of the rate_cards section
+    prod.write_text(text.replace("\npackages:\n", "\n  - name: legacy_card\n    rates: []\npackages:\n", 1))
     _git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "legacy")
     assert _promote(repo, "--check", monkeypatch=monkeypatch) == 2  # lag: needs attention
     assert "- rate card 'legacy_card': prod loses" in capsys.readouterr().out
@@ -137,3 +138,20 @@ def test_refuses_a_source_stack_that_does_not_exist(
     assert main(["promote", "--from", "stagin", "--to", "prod"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --from stagin: there is no stack stagin") and "staging" in err, err
+
+
+def test_packages_and_account_wide_alerts_promote(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    staging = repo / "stacks" / "staging" / "catalog.yaml"
+    text = staging.read_text().replace("net_payment_terms_days: 0", "net_payment_terms_days: 15", 1)
+    staging.write_text(text.replace("threshold: 1000\n", "threshold: 2000\n", 1))
+    _git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qam", "terms")
+    assert _promote(repo, "--check", monkeypatch=monkeypatch) == 2
+    out = capsys.readouterr().out
+    assert "package 'self_serve': changes" in out and "net_payment_terms_days: 0 -> 15" in out
+    assert "alert 'low_balance': changes" in out and "threshold: 1000 -> 2000" in out
+    assert _promote(repo, monkeypatch=monkeypatch) == 0
+    assert (repo / "stacks" / "prod" / "catalog.yaml").read_text() == staging.read_text()
+    # Customers' alerts are the environment's: never touched.
+    assert "spend_over_20000" in (repo / "stacks" / "prod" / "environment.yaml").read_text()

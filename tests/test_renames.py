@@ -50,6 +50,13 @@ def _rename_catalog(c: dict[str, Any]) -> None:
     for p in c["products"]:  # references follow the new names
         if p.get("billable_metric") == "input_tokens":
             p["billable_metric"] = "prompt_tokens"
+    for package in c.get("packages") or []:
+        package["rate_card"] = (
+            "list_2026" if package.get("rate_card") == "standard" else package.get("rate_card")
+        )
+        for credit in package.get("credits") or []:
+            if credit.get("product") == "prepaid_commit":
+                credit["product"] = "prepaid_tokens"
 
 
 def _rename_environment(e: dict[str, Any]) -> None:
@@ -63,8 +70,12 @@ def _rename_environment(e: dict[str, Any]) -> None:
                 commit["product"] = "prepaid_tokens"
 
 
+# Renamed with them: a renamed customer's alerts (resource name `<customer>.<alert>`).
+FOLLOWING = [("Alert", "acme.spend_over_5000", "acme_corp.spend_over_5000")]
+
+
 def _assert_only_renames(steps: list[Step], what: str) -> None:
-    renamed = {(kind, new) for kind, _, new in RENAMES}
+    renamed = {(kind, new) for kind, _, new in RENAMES + FOLLOWING}
     for s in steps:
         if (s.kind, s.name) in renamed:
             assert s.op == "update" and s.detail == ["identity"], f"{what}: {s} (all: {steps})"
@@ -102,7 +113,7 @@ def test_rename_every_kind_keeps_the_objects(
     stack_dir = make_stack_dir(tmp_path)
     engine = engine_for(emulator, stack_dir.name)
     assert {s.op for s in engine.up(load_stack(stack_dir))} == {"create"}
-    before = {(kind, old): engine.find(kind, old).id for kind, old, _ in RENAMES}
+    before = {(kind, old): engine.find(kind, old).id for kind, old, _ in RENAMES + FOLLOWING}
     all_ids = sorted(r.id for r in engine.state.values())
 
     _edit(stack_dir / "catalog.yaml", _rename_catalog)
@@ -117,7 +128,7 @@ def test_rename_every_kind_keeps_the_objects(
     _assert_only_renames(steps, "up")
 
     # Same Metronome objects under the new names; nothing created, nothing archived.
-    for kind, old, new in RENAMES:
+    for kind, old, new in RENAMES + FOLLOWING:
         assert engine.find(kind, new).id == before[(kind, old)], (kind, new)
         assert not any(r.name == old and r.type.endswith(":" + kind) for r in engine.state.values())
     assert sorted(r.id for r in engine.state.values()) == all_ids

@@ -13,6 +13,7 @@ from metronome_iac.emulator.routers import (
     credit_types,
     custom_fields,
     customers,
+    notifications,
     packages,
     products,
     rate_cards,
@@ -31,5 +32,6 @@ ALL_ROUTERS: list[APIRouter] = [
     contracts.router,
     packages.router,
     alerts.router,
+    notifications.router,
     usage.router,
 ]

@@ -233,7 +233,7 @@ async def create(request: Request) -> JSONResponse:
             owner = store.key_owner(KEY_SCOPE, key)
             if owner is not None:
                 raise conflict(f"uniqueness_key: '{key}' was already used by contract '{owner}'")
-        package = _package(store, body)
+        package = _package(store, body, starting_at)
         rate_card_id = resolve_rate_card(store, body, starting_at)
         if package is not None:
             rate_card_id = rate_card_id or package.get("rate_card_id")
@@ -305,16 +305,23 @@ async def create(request: Request) -> JSONResponse:
     return id_response(contract_id)
 
 
-def _package(store: Store, body: dict[str, Any]) -> dict[str, Any] | None:
+def _package(store: Store, body: dict[str, Any], starting_at: str) -> dict[str, Any] | None:
     package_id = opt(body, "package_id")
     alias = opt(body, "package_alias")
     if package_id and alias:
         raise bad("package_id and package_alias are mutually exclusive")
     if alias:
-        for package in store.all("package", archive_filter="NOT_ARCHIVED"):
-            if any(a["name"] == alias for a in package.get("aliases") or []):
-                return package
-        raise bad(f"package_alias: no package has alias '{alias}'")
+        # The package the alias names at the contract's start: of the live packages whose alias window
+        # covers it, the one it was most recently assigned to. Archived packages provision nothing.
+        when = parse_ts(starting_at, "starting_at")
+        matches = [
+            (seq, package)
+            for seq, package in store.iter_docs("package", archive_filter="NOT_ARCHIVED")
+            if any(a["name"] == alias and covers(a, when) for a in package.get("aliases") or [])
+        ]
+        if not matches:
+            raise bad(f"package_alias: no live package has alias '{alias}' at {starting_at}")
+        return max(matches, key=lambda m: m[0])[1]
     if package_id:
         package = store.get("package", package_id)
         if package is None or package.get("archived_at"):
