@@ -22,6 +22,8 @@ from typing import Any
 
 from conftest import checkout_copy
 
+from metronome_iac.catalog import load_stack
+
 PASSPHRASE = "test-only-passphrase"
 
 
@@ -104,6 +106,24 @@ class PulumiProject:
         # What the plan does to each resource: reading it (refresh) or leaving it (same) is not a change.
         changes = {name: found - {"same", "refresh"} for name, found in ops.items()}
         return {name: found for name, found in changes.items() if found}
+
+    def declared(self) -> int:
+        """How many resources the stack's files declare, the stack resource itself included (as the
+        engine's summary counts them: "+ N created")."""
+        stack = load_stack(self.dir / "stacks" / self.stack)
+        catalog, env = stack.catalog, stack.environment
+        entries = [
+            *catalog.billable_metrics,
+            *catalog.products,
+            *catalog.rate_cards,
+            *catalog.packages,
+            *catalog.alerts,
+            *catalog.notifications,
+            *env.customers,
+            *(alert for customer in env.customers for alert in customer.alerts or []),
+            *env.contracts,
+        ]
+        return len(entries) + (env.stripe is not None) + 1
 
     def outputs(self) -> dict[str, Any]:
         return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
