@@ -1,0 +1,103 @@
+"""What everyday work costs in API calls (issue 13, items 1 and 4): counts, never times.
+
+- Adding one object to an account that already holds many of its kind costs what one create costs
+  (the create, plus registering the tag's custom field key once per host): nothing grows with the account.
+- Creating many objects costs one call each, plus one key registration per kind and host.
+- A preview with nothing changed makes no calls: a product's metric is looked up only when the
+  product's metric or keys change.
+
+benchmarks/create_costs.py prints the same figures at scale (an account of 3,000 objects per kind).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from mini_engine import engine_for, make_stack_dir
+from provider_host import ProviderHost, unique
+
+from metronome_iac.catalog import load_stack
+from providers.billable_metric import BillableMetricProvider as M
+from providers.contract import ContractProvider as K
+from providers.customer import CustomerProvider as C
+from providers.product import ProductProvider as P
+from providers.rate_card import RateCardProvider as R
+
+ACCOUNT = 250  # objects of each kind already in the account: three listing pages each
+
+
+def calls(emulator: Any) -> int:
+    return int(emulator.admin("GET", "stats").json()["total"])
+
+
+def fill_account(emulator: Any, per_kind: int) -> str:
+    """`per_kind` metrics, products, rate cards and customers made by hand (no tag); a customer id."""
+    client = emulator.client()
+    run = unique("hand")
+
+    def make(i: int) -> str:
+        client.v1.billable_metrics.create(name=f"{run}-m{i}", aggregation_type="COUNT")
+        client.v1.contracts.products.create(name=f"{run}-p{i}", type="FIXED")
+        client.v1.contracts.rate_cards.create(name=f"{run}-r{i}")
+        return client.v1.customers.create(name=f"{run}-c{i}").data.id
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(make, range(per_kind)))[0]
+
+
+def test_adding_one_object_to_a_full_account_costs_one_create_whatever_its_size(fresh_emulator) -> None:
+    emulator = fresh_emulator
+    customer_id = fill_account(emulator, ACCOUNT)
+    card_id = emulator.client().v1.contracts.rate_cards.create(name=unique("card")).data.id
+    name = unique("new")
+    news = [
+        (M, {"identity": f"p/s/{name}-m", "name": f"{name}-m", "aggregation_type": "COUNT"}),
+        (P, {"identity": f"p/s/{name}-p", "name": f"{name}-p", "type": "FIXED"}),
+        (R, {"identity": f"p/s/{name}-r", "name": f"{name}-r"}),
+        (C, {"identity": f"p/s/{name}-c", "name": f"{name}-c", "ingest_aliases": [f"{name}-c"]}),
+        (
+            K,
+            {
+                "identity": f"p/s/{name}-k",
+                "customer_id": customer_id,
+                "rate_card_id": card_id,
+                "starting_at": "2026-01-01T00:00:00Z",
+            },
+        ),
+    ]
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        for provider, one in news:
+            inputs = host.check_ok(provider, one)
+            before = calls(emulator)
+            host.create(provider, inputs)
+            cost = calls(emulator) - before
+            # The create, and (tagged kinds, first in this host) registering `iac_identity` for the entity.
+            assert cost <= 2, (provider.kind, cost, emulator.admin("GET", "stats").json()["by_route"])
+
+
+def test_many_creates_cost_one_call_each(fresh_emulator) -> None:
+    emulator = fresh_emulator
+    run = unique("bulk")
+    with ProviderHost(emulator.base_url, emulator.token) as host, ThreadPoolExecutor(8) as pool:
+        metrics = [
+            {"identity": f"p/s/{run}-{i}", "name": f"{run}-{i}", "aggregation_type": "COUNT"}
+            for i in range(100)
+        ]
+        checked = [host.check_ok(M, news) for news in metrics]
+        before = calls(emulator)
+        list(pool.map(lambda inputs: host.create(M, inputs), checked))
+        assert calls(emulator) - before <= 101  # 100 creates + one key registration
+
+
+def test_a_preview_with_nothing_changed_makes_no_calls(fresh_emulator, tmp_path: Path) -> None:
+    emulator = fresh_emulator
+    stack_dir = make_stack_dir(tmp_path)
+    engine = engine_for(emulator, stack_dir.name)
+    stack = load_stack(stack_dir)
+    engine.up(stack)
+    before = calls(emulator)
+    steps = engine.plan(stack)
+    assert {s.op for s in steps} == {"same"}, steps
+    assert calls(emulator) - before == 0, emulator.admin("GET", "stats").json()["by_route"]
