@@ -65,19 +65,27 @@ class Rule:
     hold_request: threading.Event | None = None  # forward only once this is set
     hold_response: threading.Event | None = None  # answer only once this is set
     delay_s: float = 0.05
+    skip: int = 0  # the first `skip` matching requests pass through untouched
     arrived: threading.Event = field(default_factory=threading.Event)
     forwarded: threading.Event = field(default_factory=threading.Event)  # the API has answered it
     answered: threading.Event = field(default_factory=threading.Event)  # set just before the answer is sent
     matched: int = 0
+    skipped: int = 0
+    bodies: list[bytes] = field(default_factory=list)  # of the requests it matched
+    headers: list[dict[str, str]] = field(default_factory=list)  # of the requests it matched
 
     def matches(self, method: str, path: str, body: bytes) -> bool:
-        return (
+        hit = (
             (self.times is None or self.matched < self.times)
             and (self.after is None or self.after.is_set())
             and (self.method is None or self.method == method)
             and (self.path is None or re.fullmatch(self.path, path) is not None)
             and (self.body_has is None or self.body_has.encode() in body)
         )
+        if hit and self.skipped < self.skip:
+            self.skipped += 1
+            return False
+        return hit
 
 
 class FaultProxy:
@@ -130,11 +138,17 @@ class FaultProxy:
 
     # -- one request ---------------------------------------------------------------------------
 
-    def _pick(self, method: str, path: str, body: bytes) -> tuple[Rule | None, str | None]:
+    def _pick(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[Rule | None, str | None]:
         with self._lock:
             for rule in self.rules:
                 if rule.matches(method, path, body):
                     rule.matched += 1
+                    rule.bodies.append(body)
+                    rule.headers.append(
+                        {k.lower(): v for k, v in headers.items() if k.lower() != "authorization"}
+                    )
                     return rule, rule.fault
             fault = self._rng.choice(self._faults) if self._rate and self._rng.random() < self._rate else None
             return None, fault
@@ -153,7 +167,7 @@ class FaultProxy:
     ) -> tuple[Rule | None, int, dict[str, str], bytes]:
         """(the rule that matched, status, headers, body) of the answer to one request."""
         path = target.split("?", 1)[0]
-        rule, fault = self._pick(method, path, body)
+        rule, fault = self._pick(method, path, headers, body)
         with self._lock:
             self.log.append((method, path, fault))
         if rule:
@@ -182,6 +196,10 @@ class FaultProxy:
             return rule, 200, {"content-type": "text/html"}, b"<html>upstream hiccup</html>"
         answer_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
         return rule, upstream.status_code, answer_headers, upstream.content
+
+
+def _without_token(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower() != "authorization"}
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -39,7 +39,7 @@ def add_key(client: metronome.Metronome, entity: str, key: str) -> None:
     try:
         client.v1.custom_fields.add_key(entity=entity, key=key, enforce_uniqueness=False)
     except metronome.BadRequestError as err:
-        assert "already exists" in str(err)
+        assert "Duplicate custom field key" in str(err)
 
 
 # -- billable metrics -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from fault_proxy import (
 from provider_host import ProviderError, ProviderHost, unique
 
 from providers.billable_metric import BillableMetricProvider as M
+from providers.client import IDENTITY_FIELD
 from providers.contract import ContractProvider as K
 from providers.customer import CustomerProvider as C
 from providers.product import ProductProvider as P
@@ -271,3 +272,37 @@ def test_sixteen_parallel_creates_per_kind_under_thirty_percent_faults_make_each
             )
             == 1
         )
+
+
+def test_every_create_sends_an_idempotency_key_derived_from_identity_and_inputs(emulator, proxy):
+    """Issue 10 item 11: the same resource with the same inputs sends the same key from any host (a
+    retried create is deduplicated by the API itself); other inputs, another key."""
+    name = unique("keyed")
+    creates = proxy.add(Rule("POST", "/v1/billable-metrics/create", body_has=name, times=None))
+    contracts = proxy.add(Rule("POST", "/v1/contracts/create", body_has=name, times=None))
+    with ProviderHost(proxy.base_url, emulator.token) as host:
+        host.create(M, host.check_ok(M, metric(name)))
+        customer_id = create(host, C, customer(f"{name}-c"))
+        card_id = create(host, R, rate_card(f"{name}-r"))
+        host.create(K, host.check_ok(K, contract(f"{name}-k", customer_id, card_id)))
+        host.create(M, host.check_ok(M, {**metric(name), "identity": f"p/s/{name}-2"}))
+    with ProviderHost(proxy.base_url, emulator.token) as host:  # the next `up`: finds, never duplicates
+        again, _ = host.create(M, host.check_ok(M, metric(name)))
+    keys = [h.get("idempotency-key") for h in creates.headers]
+    assert all(keys) and keys[0] != keys[1] and keys[2] == keys[0], keys
+    assert contracts.headers and contracts.headers[0].get("idempotency-key")
+    assert live_names(emulator.client())[name] == 2  # the two identities, each once
+
+
+def test_a_custom_field_key_registered_by_an_earlier_up_is_accepted(fresh_emulator):
+    """Issue 10 item 2: the real API answers 400 "Duplicate custom field key" for a key the account
+    has; every later `up` (a new host) registers `iac_identity` again and must go on."""
+    client = fresh_emulator.client()
+    for n in range(2):
+        with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as host:
+            host.create(M, host.check_ok(M, metric(unique(f"up{n}"))))
+    with pytest.raises(Exception, match="Duplicate custom field key"):
+        client.v1.custom_fields.add_key(
+            entity="billable_metric", key=IDENTITY_FIELD, enforce_uniqueness=False
+        )
+    assert fresh_emulator.admin("GET", "stats").json()["by_route"]["POST /v1/customFields/addKey"] == 3

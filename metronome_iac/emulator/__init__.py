@@ -17,7 +17,7 @@ Conventions:
   answers 409.
 - Archiving an archived metric, product, rate card, customer, contract, package or credit type answers
   400 "already archived"; re-archiving an alert succeeds.
-- `/v1/customFields/addKey` for a key that already exists answers 400 "Duplicate custom field key ...".
+- `/v1/customFields/addKey` for a key that already exists answers 400 "Duplicate custom field key: ...".
 - A product's `current` is its initial state with every update applied in `starting_at` order.
 - As reported of the real API: setCustomerBillingProviderConfigurations for an unknown customer answers 500;
   ingest aliases stay held by an archived customer until cleared; Stripe configurations are refused (400)

@@ -67,7 +67,7 @@ async def add_key(request: Request) -> JSONResponse:
     key = req(body, "key")
     enforce = req(body, "enforce_uniqueness", bool)
     if not store.add_custom_field_key(entity, key, enforce):
-        raise bad(f"Duplicate custom field key: '{key}' already exists for entity '{entity}'")
+        raise bad(f"Duplicate custom field key: '{key}' for entity '{entity}'")
     return empty()
 
 
