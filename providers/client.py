@@ -557,6 +557,8 @@ def _create(
         except metronome.ConflictError as err:
             last = str(MetronomeError.from_api(label, err))
             conflict = _idempotency_conflict(err)
+            if conflict == "in_progress":  # an earlier attempt (timed out here) still runs: let it end
+                time.sleep(retry_after_seconds(err.response) or delay)
             found, lookup_error = _look_up(client, find)
             if found:
                 return found, True
@@ -566,8 +568,7 @@ def _create(
                 if lookup_error is not None:
                     raise MetronomeError(f"{last}; the look-up failed: {lookup_error}", 409) from None
                 attempt_key, errors_on_key = _fresh_key(key), 0
-            else:  # the first request with this key is still running: its answer will be replayed
-                time.sleep(retry_after_seconds(err.response) or delay)
+            # in progress: the same key again, which the API answers with that attempt's answer
         except (metronome.APIConnectionError, metronome.InternalServerError, UnexpectedAnswer) as err:
             failure = err if isinstance(err, UnexpectedAnswer) else MetronomeError.from_api(label, err)
             last = str(failure)

@@ -111,6 +111,22 @@ def create(host: ProviderHost, provider: Any, news: dict[str, Any]) -> str:
     return object_id
 
 
+def kill_mid_create(proxy: FaultProxy, emulator: Any, provider: Any, news: dict[str, Any], path: str) -> dict:
+    """A provider host killed once the API has made `news` (the proxy holds its answer back): the object
+    exists and no state records it. Returns the checked inputs, for the next host's create."""
+    never = threading.Event()
+    orphan = proxy.add(Rule("POST", path, body_has=news["name"], hold_response=never))
+    host = ProviderHost(proxy.base_url, emulator.token)
+    inputs = host.check_ok(provider, news)
+    threading.Thread(
+        target=pytest.raises, args=(ProviderError, host.create, provider, inputs), daemon=True
+    ).start()
+    assert orphan.forwarded.wait(10), "the create never reached the emulator"
+    host.close()
+    never.set()
+    return inputs
+
+
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_a_create_answered_500_after_another_threads_look_up_still_finds_its_object(kind, emulator, proxy):
     """The race of issue 11: B's create is slow, processed, then answered 500; meanwhile A's create
@@ -143,18 +159,8 @@ def test_an_orphan_of_a_killed_host_is_found_not_duplicated_and_a_bad_listing_is
     it over. While the look-up listing answers 200 `{}`, that is an error naming the resource and the
     call, never "not there" (which would make a duplicate)."""
     name = unique("orphan-metric")
-    news = metric(name)
-    never = threading.Event()
-    orphan = proxy.add(Rule("POST", "/v1/billable-metrics/create", body_has=name, hold_response=never))
-    host = ProviderHost(proxy.base_url, emulator.token)
-    inputs = host.check_ok(M, news)
-    doomed = threading.Thread(
-        target=lambda: pytest.raises(ProviderError, host.create, M, inputs), daemon=True
-    )
-    doomed.start()
-    assert orphan.forwarded.wait(10), "the create never reached the emulator"
-    host.close()  # killed mid-create: the metric exists, no state records it
-    never.set()
+    inputs = kill_mid_create(proxy, emulator, M, metric(name), "/v1/billable-metrics/create")
+    assert live_names(emulator.client())[name] == 1
     assert live_names(emulator.client())[name] == 1
 
     bad_listing = proxy.add(Rule("GET", "/v1/billable-metrics", fault=EMPTY_BODY, times=None))
@@ -170,6 +176,29 @@ def test_an_orphan_of_a_killed_host_is_found_not_duplicated_and_a_bad_listing_is
     assert live_names(emulator.client())[name] == 1
     (live,) = [m for m in emulator.client().v1.billable_metrics.list() if m.name == name]
     assert object_id == live.id and outs["name"] == name
+
+
+@pytest.mark.parametrize("kind", ["customer", "contract"])
+def test_an_orphan_with_an_alias_or_uniqueness_key_is_found_after_the_idempotency_window(
+    kind, fresh_emulator
+):
+    """Past the API's Idempotency-Key window (>= 24 h; here 0 s) a killed host's metric, product or rate
+    card would be made again (docs/architecture.md says so); a customer with an ingest alias and a
+    contract would not: the alias or the uniqueness key answers 409 for good, and the look-up finds it."""
+    emulator = fresh_emulator
+    emulator.admin("POST", "config", json={"idempotency_ttl_s": 0})
+    name = unique(f"orphan-{kind}")
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        customer_id = create(host, C, customer(f"{name}-owner"))
+        card_id = create(host, R, rate_card(f"{name}-card"))
+    provider, news = (C, customer(name)) if kind == "customer" else (K, contract(name, customer_id, card_id))
+    path = "/v1/customers" if kind == "customer" else "/v1/contracts/create"
+    with FaultProxy(emulator.base_url) as proxy:
+        inputs = kill_mid_create(proxy, emulator, provider, news, path)
+    assert live_names(emulator.client(), [customer_id])[name] == 1
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        host.create(provider, inputs)
+    assert live_names(emulator.client(), [customer_id])[name] == 1
 
 
 @pytest.mark.parametrize("fault", [EMPTY_BODY, NOT_JSON, HTML, REFUSED_400])
