@@ -335,3 +335,17 @@ def test_a_custom_field_key_registered_by_an_earlier_up_is_accepted(fresh_emulat
             entity="billable_metric", key=IDENTITY_FIELD, enforce_uniqueness=False
         )
     assert fresh_emulator.admin("GET", "stats").json()["by_route"]["POST /v1/customFields/addKey"] == 3
+
+
+def test_a_key_that_keeps_answering_500_is_replaced_once_the_look_up_finds_nothing(emulator, proxy):
+    """Metronome keeps a 500 under its Idempotency-Key: the same key would answer 500 for 24 h. After the
+    second 500, and a look-up (begun after it) that finds nothing, the provider sends a fresh key."""
+    name = unique("stuck-key")
+    path = "/v1/billable-metrics/create"
+    failing = proxy.add(Rule("POST", path, body_has=name, fault=UNPROCESSED_500, times=2))
+    passing = proxy.add(Rule("POST", path, body_has=name, times=None))
+    with ProviderHost(proxy.base_url, emulator.token) as host:
+        host.create(M, host.check_ok(M, metric(name)))
+    keys = [h["idempotency-key"] for h in failing.headers + passing.headers]
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2], keys
+    assert live_names(emulator.client())[name] == 1
