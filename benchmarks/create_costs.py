@@ -45,20 +45,6 @@ def calls(emu: Any) -> int:
     return int(emu.admin("GET", "stats").json()["total"])
 
 
-def fill(emu: Any, per_kind: int) -> tuple[str, str]:
-    client = emu.client()
-
-    def make(i: int) -> str:
-        client.v1.billable_metrics.create(name=f"hand-m{i}", aggregation_type="COUNT")
-        client.v1.contracts.products.create(name=f"hand-p{i}", type="FIXED")
-        client.v1.contracts.rate_cards.create(name=f"hand-r{i}")
-        return client.v1.customers.create(name=f"hand-c{i}").data.id
-
-    with ThreadPoolExecutor(8) as pool:
-        customers = list(pool.map(make, range(per_kind)))
-    return customers[0], client.v1.contracts.rate_cards.create(name="hand-card").data.id
-
-
 def add_one(emu: Any, host: ProviderHost, customer_id: str, card_id: str) -> dict[str, int]:
     news = {
         M: {"identity": "b/b/one-m", "name": "one-m", "aggregation_type": "COUNT"},
@@ -166,7 +152,8 @@ def main() -> int:
     emu = start_emulator()
     try:
         t0 = time.monotonic()
-        customer_id, card_id = fill(emu, args.account)
+        customer_id = emu.fill(args.account)[0]
+        card_id = emu.client().v1.contracts.rate_cards.create(name="hand-card").data.id
         print(f"account: {args.account} of each kind, filled in {time.monotonic() - t0:.1f} s")
         with ProviderHost(emu.base_url, emu.token, project="b", stack="b") as host:
             cost = add_one(emu, host, customer_id, card_id)

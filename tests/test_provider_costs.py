@@ -32,24 +32,9 @@ def calls(emulator: Any) -> int:
     return int(emulator.admin("GET", "stats").json()["total"])
 
 
-def fill_account(emulator: Any, per_kind: int) -> str:
-    """`per_kind` metrics, products, rate cards and customers made by hand (no tag); a customer id."""
-    client = emulator.client()
-    run = unique("hand")
-
-    def make(i: int) -> str:
-        client.v1.billable_metrics.create(name=f"{run}-m{i}", aggregation_type="COUNT")
-        client.v1.contracts.products.create(name=f"{run}-p{i}", type="FIXED")
-        client.v1.contracts.rate_cards.create(name=f"{run}-r{i}")
-        return client.v1.customers.create(name=f"{run}-c{i}").data.id
-
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(make, range(per_kind)))[0]
-
-
 def test_adding_one_object_to_a_full_account_costs_one_create_whatever_its_size(fresh_emulator) -> None:
     emulator = fresh_emulator
-    customer_id = fill_account(emulator, ACCOUNT)
+    customer_id = emulator.fill(ACCOUNT, unique("hand"))[0]
     card_id = emulator.client().v1.contracts.rate_cards.create(name=unique("card")).data.id
     name = unique("new")
     news = [

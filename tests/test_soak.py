@@ -3,20 +3,11 @@ proxy, and a provider host killed mid-create, end with every declared object liv
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from conftest import REPO
+from conftest import run_script
 
 
 def test_soak_smallest_setting_has_no_duplicate_and_loses_nothing() -> None:
-    result = subprocess.run(
-        [sys.executable, "benchmarks/soak.py", "--smallest"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_script("benchmarks/soak.py", "--smallest")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     lines = [line for line in result.stdout.splitlines() if line.startswith("faults ")]
