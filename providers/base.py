@@ -533,6 +533,8 @@ def find_by_field(client: metronome.Metronome, index: Any, field: str, value: st
             have = obj.get(field)
             if have == value or (isinstance(have, list) and value in have):
                 hits.append(obj["id"])
+        if len(hits) > 1:  # the listing may be older than an archive: only live ones count
+            hits = [object_id for object_id in hits if index.still_live(client, object_id)]
         if len(hits) > 1:
             raise MetronomeError(
                 f"{label}: several live objects have {field} {value!r}: {hits}; adopt by id instead"

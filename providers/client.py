@@ -397,6 +397,13 @@ class KindIndex:
         with self._lock:
             (self._objects or {}).pop(object_id, None)
 
+    def still_live(self, client: metronome.Metronome, object_id: str) -> bool:
+        """Read the object now: the listing may be older than an archive (a long-lived host, a hand edit)."""
+        if self._reader(client, object_id) is not None:
+            return True
+        self.forget(object_id)
+        return False
+
 
 _INDEXES: dict[tuple[str, str], KindIndex] = {}
 _INDEXES_LOCK = threading.Lock()

@@ -86,3 +86,35 @@ def test_a_preview_with_nothing_changed_makes_no_calls(fresh_emulator, tmp_path:
     steps = engine.plan(stack)
     assert {s.op for s in steps} == {"same"}, steps
     assert calls(emulator) - before == 0, emulator.admin("GET", "stats").json()["by_route"]
+
+
+def test_parallel_checks_of_products_on_one_metric_look_it_up_once(emulator) -> None:
+    """The host checks 4 resources at a time; products of one metric share one look-up (issue 13 item
+    4), however slow the answer."""
+    from fault_proxy import DELAY, FaultProxy, Rule
+
+    client = emulator.client()
+    metric_id = client.v1.billable_metrics.create(
+        name=unique("shared"),
+        aggregation_type="COUNT",
+        property_filters=[{"name": "model", "exists": True}],
+        group_keys=[["model"]],
+    ).data.id
+    name = unique("on-shared")
+    products = [
+        {
+            "identity": f"p/s/{name}-{i}",
+            "name": f"{name}-{i}",
+            "type": "USAGE",
+            "billable_metric_id": metric_id,
+            "pricing_group_key": ["model"],
+        }
+        for i in range(8)
+    ]
+    with FaultProxy(emulator.base_url) as proxy:
+        slow = proxy.add(
+            Rule("GET", f"/v1/billable-metrics/{metric_id}", fault=DELAY, delay_s=0.3, times=None)
+        )
+        with ProviderHost(proxy.base_url, emulator.token) as host, ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda news: host.check_ok(P, news), products))
+    assert slow.matched == 1
