@@ -119,13 +119,13 @@ def test_a_key_still_running_answers_409() -> None:
 
 
 def test_stats_give_the_emulators_own_time_per_route(fresh_emulator) -> None:
-    fresh_emulator.admin("POST", "config", json={"latency_ms": 30})
+    fresh_emulator.admin("POST", "config", json={"latency_ms": 1000})
     client = fresh_emulator.client()
     client.v1.billable_metrics.create(name=uid("metric"), aggregation_type="COUNT")
     fresh_emulator.admin("POST", "config", json={"latency_ms": 0})
     stats = fresh_emulator.admin("GET", "stats").json()
     spent = stats["seconds_by_route"]["POST /v1/billable-metrics/create"]
-    assert 0 < spent < 0.03  # the injected latency is not the emulator's time
+    assert 0 < spent < 1.0  # the injected second of latency is not the emulator's time
     assert stats["seconds"] >= spent
 
 
