@@ -36,6 +36,7 @@ from .client import (
     get_client,
     kind_index,
     raw_request,
+    retire,
     set_custom_field_values,
 )
 from .config import configure_from_request
@@ -51,7 +52,7 @@ from .diff import (
     mark_unknowns,
     normalize,
 )
-from .identity import resource_name_of
+from .identity import create_key, resource_name_of, stamped, unstamped
 from .schema import RequiresReplace, replacement_rules, replacing_fields
 
 # Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
@@ -187,8 +188,14 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
 
     @classmethod
     def live_index(cls, client: metronome.Metronome) -> KindIndex:
-        """The host-wide index of the kind's live objects by `iac_identity` (create_once, adopt)."""
+        """The host-wide listing cache of the kind's live objects (adopt by natural key)."""
         return kind_index(client, cls.entity, cls.list_objects, cls.read_object)
+
+    def find_tagged(self, client: metronome.Metronome, tag: str, inputs: dict[str, Any]) -> str | None:
+        """The live object carrying `tag` (whichever host created it): the look-up after an
+        ambiguous create. The listings have no filter by custom field, so this reads the kind's
+        listing; kinds with a filtered query (a customer's ingest alias) override it."""
+        return tagged_in(self.list_raw(client), tag)
 
     # ------------------------------------------------------------------ hooks (defaults: tagged kinds)
 
@@ -205,17 +212,29 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
         return []
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        """Create the object exactly once (`create_once`), tagged with its `iac_identity`."""
+        """Create the object exactly once (`create_once`), tagged with its `iac_identity`: ONE call
+        (two when this host has not registered the tag's custom field key yet)."""
         tag = self.tag(inputs)
         custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
         ensure_custom_field_keys(client, self.entity, custom_fields, label=label)
         body = {k: inputs[k] for k in self.create_fields if inputs.get(k) is not None}
-        body["custom_fields"] = custom_fields
+        key = create_key(tag, {**body, "custom_fields": custom_fields})
+        body["custom_fields"] = {**custom_fields, IDENTITY_FIELD: stamped(tag)}
 
-        def create(single: metronome.Metronome) -> str:
-            return raw_request(single, "POST", self.create_path, body=body)["data"]["id"]
+        def post(single: metronome.Metronome, headers: dict[str, str]) -> Any:
+            return raw_request(single, "POST", self.create_path, body=body, headers=headers, label=label)
 
-        object_id, _ = create_once(client, label=label, index=self.live_index(client), tag=tag, create=create)
+        object_id, _ = create_once(
+            client,
+            label=label,
+            scope=self.entity,
+            tag=tag,
+            key=key,
+            call=f"POST {self.create_path}",
+            post=post,
+            find=lambda c: self.find_tagged(c, tag, inputs),
+            still_ours=lambda c, object_id: self.get_raw(c, object_id, label) is not None,
+        )
         return object_id
 
     def read_live(
@@ -262,7 +281,6 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
         """A renamed resource (new `identity`, same object): the live `iac_identity` follows the name."""
         tag = self.tag(inputs)
         set_custom_field_values(client, self.entity, object_id, {IDENTITY_FIELD: tag}, label=label)
-        self.live_index(client).add(tag, object_id)
 
     # ------------------------------------------------------------------ helpers
 
@@ -415,7 +433,8 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         client = get_client()
         live = self.read_live(client, id_, props)
-        if live is None:
+        if live is None:  # the API said so: a 404 or `archived_at` (any other failure raised)
+            retire(client, id_)
             return ReadResult(None, {})
         outs = self.shape(self.strip_identity(live))
         outs.update(self.same_as_recorded(outs, props))
@@ -427,7 +446,7 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
         outs.pop(RETAG, None)
         identity = mark_unknowns(props.get("identity"))
         if self.tagged and identity and identity != UNKNOWN:
-            live_tag = (live.get("custom_fields") or {}).get(IDENTITY_FIELD)
+            live_tag = unstamped((live.get("custom_fields") or {}).get(IDENTITY_FIELD))
             if live_tag != self.tag(props):
                 outs[RETAG] = True
         return ReadResult(id_, outs)
@@ -483,7 +502,9 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
         )
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        self.archive_object(get_client(), id_, props, self.label(props))
+        client = get_client()
+        self.archive_object(client, id_, props, self.label(props))
+        retire(client, id_)
 
 
 def declare_props(
@@ -511,10 +532,17 @@ def looks_high_cardinality(key: str) -> bool:
     )
 
 
-def find_by_field(client: metronome.Metronome, index: Any, field: str, value: str, label: str) -> str | None:
-    """Natural-key lookup (adopt) on a kind index of input-shaped objects; refreshed once if not found."""
-    import time
+def tagged_in(objects: list[dict[str, Any]], tag: str) -> str | None:
+    """Id of the first live object (raw, from a listing) whose `iac_identity` is `tag`, stamped or not."""
+    for obj in objects:
+        live_tag = (obj.get("custom_fields") or {}).get(IDENTITY_FIELD)
+        if not obj.get("archived_at") and unstamped(live_tag) == tag:
+            return obj["id"]
+    return None
 
+
+def find_by_field(client: metronome.Metronome, index: Any, field: str, value: str, label: str) -> str | None:
+    """Natural-key lookup (adopt) on a kind index of input-shaped objects; reloaded once if not found."""
     index.ensure_loaded(client)
     for attempt in range(2):
         hits = []
@@ -522,6 +550,8 @@ def find_by_field(client: metronome.Metronome, index: Any, field: str, value: st
             have = obj.get(field)
             if have == value or (isinstance(have, list) and value in have):
                 hits.append(obj["id"])
+        if len(hits) > 1:  # the listing may be older than an archive: only live ones count
+            hits = [object_id for object_id in hits if index.still_live(client, object_id)]
         if len(hits) > 1:
             raise MetronomeError(
                 f"{label}: several live objects have {field} {value!r}: {hits}; adopt by id instead"
@@ -529,7 +559,7 @@ def find_by_field(client: metronome.Metronome, index: Any, field: str, value: st
         if hits:
             return hits[0]
         if attempt == 0:
-            index.refresh(client, time.monotonic())
+            index.reload(client)
     return None
 
 

@@ -22,7 +22,18 @@ from pulumi.dynamic import CheckFailure, CreateResult, DiffResult
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
-from .client import USD_CENTS_ID, MetronomeError, archive, data_of, get_live, paginate, raw_request, request
+from .client import (
+    HOST_TOKEN,
+    USD_CENTS_ID,
+    MetronomeError,
+    archive,
+    create_once,
+    data_of,
+    get_live,
+    paginate,
+    raw_request,
+    request,
+)
 from .diff import (
     UNKNOWN,
     canonical_time,
@@ -35,7 +46,7 @@ from .diff import (
     normalize,
     project,
 )
-from .identity import contract_uniqueness_key, edit_uniqueness_key
+from .identity import contract_uniqueness_key, create_key, edit_uniqueness_key
 from .schema import RequiresReplace, replacement_rules
 from .schema import replacing_fields as replacing_by_rules
 
@@ -760,25 +771,42 @@ class ContractProvider(MetronomeProvider[Inputs]):
 
             ensure_custom_field_keys(client, ENTITY, inputs["custom_fields"], label=label)
         base_key = self.uniqueness_key(inputs)
+        customer_id = inputs["customer_id"]
         # An archived contract keeps its key forever: after it, use the next suffix.
         for attempt in range(1, 6):
             key = base_key if attempt == 1 else f"{base_key}~{attempt}"
+            body = _create_body(inputs, key)
+
+            def made_by_this_create(c: metronome.Metronome, key: str = key) -> str | None:
+                existing = find_by_uniqueness_key(c, customer_id, key, label, include_archived=False)
+                return existing["id"] if existing and self._same_terms(existing, inputs) else None
+
+            def still_ours(c: metronome.Metronome, object_id: str) -> bool:
+                live = _get(c, customer_id, object_id, label)
+                return live is not None and self._same_terms(live, inputs)
+
             try:
-                # The SDK may replay this after a timeout or a 5xx; a replay answers 409 and is
-                # resolved below, so the SDK's retries are safe here.
-                return raw_request(client, "POST", "/v1/contracts/create", body=_create_body(inputs, key))[
-                    "data"
-                ]["id"]
-            except metronome.ConflictError as err:
-                existing = find_by_uniqueness_key(client, inputs["customer_id"], key, label)
-                if existing is None:
-                    raise MetronomeError.from_api(label, err) from None
-                if not existing.get("archived_at") and self._same_terms(existing, inputs):
-                    return existing["id"]  # made by an earlier attempt: take it over
+                # The uniqueness key finds another host run's contract (a 409), so the
+                # Idempotency-Key is this host's own: it never replays a create made before.
+                object_id, _ = create_once(
+                    client,
+                    label=label,
+                    scope=ENTITY,
+                    tag=key,
+                    key=f"{create_key(key, body)}.{HOST_TOKEN}",
+                    call="POST /v1/contracts/create",
+                    post=lambda single, headers, sent=body: raw_request(
+                        single, "POST", "/v1/contracts/create", body=sent, headers=headers, label=label
+                    ),
+                    find=made_by_this_create,
+                    still_ours=still_ours,
+                )
+                return object_id
+            except MetronomeError as err:
+                if err.status_code != 409 or find_by_uniqueness_key(client, customer_id, key, label) is None:
+                    raise
                 # Archived, or live on other terms: the contract this one replaces (a discount change
                 # keeps customer, rate card and start, so the key) is never taken over: next suffix.
-            except metronome.APIError as err:
-                raise MetronomeError.from_api(label, err) from None
         raise MetronomeError(f"{label}: uniqueness keys {base_key}~1..5 all belong to archived contracts")
 
     def _same_terms(self, live: dict[str, Any], inputs: dict[str, Any]) -> bool:

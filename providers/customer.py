@@ -8,7 +8,7 @@ import metronome
 import pulumi
 from pulumi.dynamic import CheckFailure
 
-from .base import InputsBase, MetronomeProvider, declare_props
+from .base import InputsBase, MetronomeProvider, declare_props, tagged_in
 from .client import MetronomeError, get_live, paginate, request
 from .schema import RequiresReplace
 
@@ -110,6 +110,11 @@ class CustomerProvider(MetronomeProvider[Inputs]):
                 "give the new customer other aliases",
                 err.status_code,
             ) from None
+
+    def find_tagged(self, client: metronome.Metronome, tag: str, inputs: dict[str, Any]) -> str | None:
+        # An alias is held by one customer at most: the listing filtered by it is one call.
+        aliases = inputs.get("ingest_aliases") or []
+        return tagged_in(_list_raw(client, ingest_alias=aliases[0]) if aliases else _list_raw(client), tag)
 
     def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         # The listing filters by alias server-side: one call, no index needed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any, Literal
 
 import metronome
@@ -135,29 +136,52 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
 
 _GROUP_KEYS: dict[tuple[str, str], list[list[str]]] = {}  # a metric's group keys never change
 _LOOKUPS_OFF: set[str] = set()  # base URLs whose look-up failed once in this run: check stays quick
+_LOOKUPS_LOCK = threading.Lock()
+_METRIC_LOCKS: dict[tuple[str, str], threading.Lock] = {}  # one look-up per metric, however many checks
 
 
 def metric_group_keys(metric_id: str) -> list[list[str]] | None:
     """The live metric's group keys, None when it cannot be looked up (missing, archived, no access,
     API down). One retry at most, and after a failure no further look-ups: this is a preview-time
-    courtesy, and the API checks again at create."""
-    base_url = ""
+    courtesy, and the API checks again at create. The host checks 4 resources at a time: products
+    of one metric wait for the first one's look-up instead of repeating it."""
     try:
         client = get_client()
-        base_url = str(client.base_url)
-        key = (base_url, metric_id)
-        if base_url in _LOOKUPS_OFF:
-            return None
-        if key not in _GROUP_KEYS:
+    except Exception:  # noqa: BLE001 - no token: skip the courtesy
+        return None
+    base_url = str(client.base_url)
+    key = (base_url, metric_id)
+    with _LOOKUPS_LOCK:
+        lock = _METRIC_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _LOOKUPS_LOCK:
+            if base_url in _LOOKUPS_OFF:
+                return None
+            if key in _GROUP_KEYS:
+                return _GROUP_KEYS[key]
+        try:
             quick = client.with_options(max_retries=1)
             metric = BillableMetricProvider.get_raw(quick, metric_id, f"BillableMetric {metric_id}")
-            if metric is None:
-                return None
+        except Exception:  # noqa: BLE001 - unreachable, 5xx after the retry, a bad answer: skip
+            with _LOOKUPS_LOCK:
+                _LOOKUPS_OFF.add(base_url)
+            return None
+        if metric is None:
+            return None
+        with _LOOKUPS_LOCK:
             _GROUP_KEYS[key] = [list(keys) for keys in metric.get("group_keys") or []]
-        return _GROUP_KEYS[key]
-    except Exception:  # noqa: BLE001 - no token, unreachable, 5xx after the retry: skip the courtesy
-        _LOOKUPS_OFF.add(base_url)
-        return None
+            return _GROUP_KEYS[key]
+
+
+def _metric_and_keys(values: Any) -> tuple[Any, ...]:
+    """What a product's group-key check depends on (an inputs model, or the previous inputs)."""
+    get = values.get if isinstance(values, dict) else lambda f: getattr(values, f, None)
+    return (
+        get("type"),
+        get("billable_metric_id"),
+        frozenset(get("pricing_group_key") or []),
+        frozenset(get("presentation_group_key") or []),
+    )
 
 
 class ProductProvider(MetronomeProvider[Inputs]):
@@ -209,7 +233,8 @@ class ProductProvider(MetronomeProvider[Inputs]):
                         "to fix: use a whole hour such as 2026-01-01T00:00:00Z",
                     )
                 )
-        failures.extend(self.group_key_failures(inputs))
+        if _metric_and_keys(inputs) != _metric_and_keys(olds):  # else checked when they were set
+            failures.extend(self.group_key_failures(inputs))
         return failures
 
     @staticmethod

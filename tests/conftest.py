@@ -43,12 +43,33 @@ class Emulator:
         """Call the emulator's reserved /_emulator/ endpoints."""
         return httpx.request(method, f"{self.base_url}/_emulator/{path}", timeout=10, **kwargs)
 
+    def fill(self, per_kind: int, prefix: str = "hand") -> list[str]:
+        """Put `per_kind` metrics, products, rate cards and customers in the account by hand (untagged,
+        as an account moving to this tool has them); returns the customers' ids."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        client = self.client()
+
+        def make(i: int) -> str:
+            client.v1.billable_metrics.create(name=f"{prefix}-m{i}", aggregation_type="COUNT")
+            client.v1.contracts.products.create(name=f"{prefix}-p{i}", type="FIXED")
+            client.v1.contracts.rate_cards.create(name=f"{prefix}-r{i}")
+            return client.v1.customers.create(name=f"{prefix}-c{i}").data.id
+
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(make, range(per_kind)))
+
     def stop(self) -> None:
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def run_script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """A repository script (e.g. "benchmarks/soak.py", "--smallest") run with this Python, output captured."""
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def set_stripe_config(emulator: Emulator, customer_id: str, stripe_customer_id: str, method: str) -> str:

@@ -4,20 +4,11 @@ provider host against the emulator. It prints its figures and exits non-zero whe
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from conftest import REPO
+from conftest import run_script
 
 
 def test_benchmark_meets_its_targets() -> None:
-    result = subprocess.run(
-        [sys.executable, "benchmarks/bench_providers.py"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_script("benchmarks/bench_providers.py")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     for figure in ("create:", "read:", "state:"):

@@ -162,17 +162,23 @@ def test_contract_validation(world: World) -> None:
         c.v1.contracts.retrieve(customer_id=world.customer_id, contract_id=missing)
 
 
-def test_uniqueness_key_conflict_is_not_retried(emulator: Emulator, world: World) -> None:
+def test_uniqueness_key_conflict_has_no_retry_hint_and_the_provider_client_never_retries_it(
+    emulator: Emulator, world: World
+) -> None:
+    """A real 409 carries no `x-should-retry: false` (so the bare SDK would retry it, as it retries
+    every 409): the provider's client (`providers.client.MetronomeClient`) sends it once."""
+    from providers.client import make_client
+
     key = uid("iac:contract")
     first = world.client.v1.contracts.create(
         customer_id=world.customer_id, starting_at=START, uniqueness_key=key
     )
-    retrying = emulator.client()  # default retries: x-should-retry: false must stop them
+    retrying = make_client(emulator.base_url, emulator.token)  # the provider's retries (5)
     before = emulator.admin("GET", "stats").json()["by_route"]["POST /v1/contracts/create"]
     with pytest.raises(metronome.ConflictError, match="uniqueness_key") as err:
         retrying.v1.contracts.create(customer_id=world.customer_id, starting_at=START, uniqueness_key=key)
     assert first.data.id in err.value.body["message"]
-    assert err.value.response.headers["x-should-retry"] == "false"
+    assert "x-should-retry" not in err.value.response.headers
     assert emulator.admin("GET", "stats").json()["by_route"]["POST /v1/contracts/create"] == before + 1
 
 

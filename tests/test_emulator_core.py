@@ -39,7 +39,7 @@ def add_key(client: metronome.Metronome, entity: str, key: str) -> None:
     try:
         client.v1.custom_fields.add_key(entity=entity, key=key, enforce_uniqueness=False)
     except metronome.BadRequestError as err:
-        assert "already exists" in str(err)
+        assert "Duplicate custom field key" in str(err)
 
 
 # -- billable metrics -------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_billable_metric_only_name_changes_and_unknown_id(client: metronome.Metr
 def test_custom_fields_keys_and_values(client: metronome.Metronome) -> None:
     key = uid("cf")
     client.v1.custom_fields.add_key(entity="billable_metric", key=key, enforce_uniqueness=False)
-    with pytest.raises(metronome.BadRequestError, match="already exists"):
+    with pytest.raises(metronome.BadRequestError, match="Duplicate custom field key"):
         client.v1.custom_fields.add_key(entity="billable_metric", key=key, enforce_uniqueness=False)
     keys = [(k.entity, k.key) for k in client.v1.custom_fields.list_keys(entities=["billable_metric"])]
     assert ("billable_metric", key) in keys

@@ -66,7 +66,7 @@ def test_ingest_alias_conflicts(client: metronome.Metronome) -> None:
     first = client.v1.customers.create(name=uid(), ingest_aliases=[alias]).data.id
     with pytest.raises(metronome.ConflictError, match="ingest_aliases") as err:
         client.v1.customers.create(name=uid(), ingest_aliases=[alias])
-    assert err.value.response.headers.get("x-should-retry") == "false"
+    assert "x-should-retry" not in err.value.response.headers  # the real API gives no such hint
     other = client.v1.customers.create(name=uid()).data.id
     with pytest.raises(metronome.ConflictError, match="ingest_aliases"):
         client.v1.customers.set_ingest_aliases(customer_id=other, ingest_aliases=[alias])

@@ -183,12 +183,16 @@ def test_unusable_db_is_one_error_line(
 
 
 def test_config_echoes_seed(fresh_emulator: Emulator) -> None:
-    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1}; both answer all three.
-    assert fresh_emulator.admin("GET", "config").json() == {"fail_rate": 0.0, "latency_ms": 0.0, "seed": None}
+    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1, ...}; both answer all.
+    day = 24 * 3600.0
+    knobs = {"fail_rate": 0.0, "latency_ms": 0.0, "seed": None, "idempotency_ttl_s": day}
+    assert fresh_emulator.admin("GET", "config").json() == knobs
     posted = fresh_emulator.admin("POST", "config", json={"fail_rate": 0.1, "latency_ms": 50, "seed": 1})
-    assert posted.json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1}
-    assert fresh_emulator.admin("GET", "config").json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1}
+    set_ = {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1, "idempotency_ttl_s": day}
+    assert posted.json() == set_
+    assert fresh_emulator.admin("GET", "config").json() == set_
     assert fresh_emulator.admin("POST", "config", json={"seed": "x"}).status_code == 400
+    assert fresh_emulator.admin("POST", "config", json={"idempotency_ttl_s": -1}).status_code == 400
     fresh_emulator.admin("POST", "config", json={"fail_rate": 0, "latency_ms": 0})
 
 

@@ -161,3 +161,19 @@ def test_adopting_an_object_another_resource_manages_says_so(host, emulator):
         M, {"identity": f"proj/stack-y/{name}", **metric, "adopt": {"id": object_id}}
     )
     assert again["adopt_report"] == []
+
+
+def test_adopt_by_name_reads_again_what_a_cached_listing_shows_twice(emulator):
+    """The host lists a kind once for adopt by name; an object archived since must not make a name look
+    taken twice."""
+    client = emulator.client()
+    name = unique("twice-metric")
+    first = client.v1.billable_metrics.create(name=name, aggregation_type="COUNT").data.id
+    second = client.v1.billable_metrics.create(name=name, aggregation_type="COUNT").data.id
+    desired = {"identity": f"t/s/{name}", "name": name, "aggregation_type": "COUNT", "adopt": {"name": name}}
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        with pytest.raises(ProviderError, match="several live objects"):
+            host.create_checked(M, desired)
+        client.v1.billable_metrics.archive(id=second)
+        object_id, _, _ = host.create_checked(M, desired)
+    assert object_id == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -31,6 +32,8 @@ class Settings:
     fail_rate: float = 0.0
     seed: int | None = None
     stripe_connected: bool = False
+    # How long an answer stays kept under its Idempotency-Key: Metronome guarantees at least 24 h.
+    idempotency_ttl_s: float = 24 * 3600.0
 
 
 @dataclass
@@ -38,13 +41,56 @@ class Stats:
     total: int = 0
     by_route: Counter = field(default_factory=Counter)
     injected_failures: Counter = field(default_factory=Counter)
+    # Wall time the emulator spent answering, per route (the injected latency left out): what a
+    # benchmark subtracts to tell the provider's time from the emulator's.
+    seconds_by_route: Counter = field(default_factory=Counter)
+    idempotent_replays: int = 0
 
     def as_json(self) -> dict:
         return {
             "total": self.total,
             "by_route": dict(self.by_route),
             "injected_failures": dict(self.injected_failures),
+            "seconds": round(sum(self.seconds_by_route.values()), 6),
+            "seconds_by_route": {k: round(v, 6) for k, v in self.seconds_by_route.items()},
+            "idempotent_replays": self.idempotent_replays,
         }
+
+
+class Idempotency:
+    """Metronome's Idempotency-Key on POST requests (docs.metronome.com/api-reference/idempotency):
+    once a request with a key begins executing, its answer is kept (a 500 included) and given again,
+    unchanged, to every later request with that key and the same parameters, for at least 24 h; the
+    key with other parameters answers 409, and so does a request whose key is still executing.
+    A request refused before it runs (401, 429, a 4xx of validation) keeps nothing."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.running: set[str] = set()  # touched only on the event loop: no lock needed
+
+    @staticmethod
+    def fingerprint(request: Request, body: bytes) -> str:
+        return hashlib.sha256(f"{request.url.path}?{request.url.query}\n".encode() + body).hexdigest()
+
+    def begin(self, key: str, fingerprint: str) -> Response | None:
+        """The answer to give without running the request (a replay or a 409), or None: run it."""
+        kept = self.store.idempotent_answer(key, time.time() - self.settings.idempotency_ttl_s)
+        if kept is not None:
+            if kept[0] != fingerprint:
+                message = f"Idempotency-Key '{key}' was already used for a request with different parameters"
+                return JSONResponse({"message": message}, status_code=409)
+            return Response(kept[2], status_code=kept[1], media_type="application/json")
+        if key in self.running:
+            message = f"a request with Idempotency-Key '{key}' is still being processed"
+            return JSONResponse({"message": message}, status_code=409)
+        self.running.add(key)
+        return None
+
+    def finish(self, key: str, fingerprint: str, status: int, body: bytes) -> None:
+        self.running.discard(key)
+        if status < 400 or status >= 500:
+            self.store.keep_idempotent_answer(key, fingerprint, status, body, time.time())
 
 
 def route_template(routes: list[APIRoute], request: Request) -> str:
@@ -54,6 +100,14 @@ def route_template(routes: list[APIRoute], request: Request) -> str:
         if request.method in route.methods and route.path_regex.match(path):
             return f"{request.method} {route.path}"
     return f"{request.method} {path}"
+
+
+async def _body_of(response: Response) -> bytes:
+    """The whole body of an answer: the app's come as a stream, the middleware's own are built whole."""
+    chunks = getattr(response, "body_iterator", None)
+    if chunks is None:
+        return bytes(response.body)
+    return b"".join([chunk async for chunk in chunks])
 
 
 def _auth_error(request: Request, token: str | None) -> str | None:
@@ -74,6 +128,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.stats = Stats()
     app.state.rng = random.Random(settings.seed)
+    idempotency = Idempotency(store, settings)
     if settings.stripe_connected:
         store.set_setting("stripe_connected", True)
 
@@ -98,7 +153,8 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             return await call_next(request)  # knob endpoints: no auth, never failed or counted
         stats: Stats = app.state.stats
         stats.total += 1
-        stats.by_route[route_template(api_routes, request)] += 1
+        route = route_template(api_routes, request)
+        stats.by_route[route] += 1
         problem = _auth_error(request, settings.token)
         if problem:
             return JSONResponse({"message": problem}, status_code=401)
@@ -119,17 +175,36 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             return JSONResponse(
                 {"message": "Internal server error (injected before processing)"}, status_code=500
             )
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        fingerprint = ""
+        if key:
+            fingerprint = Idempotency.fingerprint(request, await request.body())
+            early = idempotency.begin(key, fingerprint)
+            if early is not None:
+                stats.idempotent_replays += early.status_code != 409
+                return early
+        started = time.perf_counter()
         try:
-            response = await call_next(request)
-        except Exception as exc:  # an emulator bug still answers in the API's error shape
-            return JSONResponse(
-                {"message": f"Internal server error: {type(exc).__name__}: {exc}"}, status_code=500
-            )
-        if mode == "500-after":
-            # The request was processed (the object exists) but the client sees a failure.
-            return JSONResponse(
-                {"message": "Internal server error (injected after processing)"}, status_code=500
-            )
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # an emulator bug still answers in the API's error shape
+                response = JSONResponse(
+                    {"message": f"Internal server error: {type(exc).__name__}: {exc}"}, status_code=500
+                )
+            if mode == "500-after":
+                # The request was processed (the object exists) but the client sees a failure.
+                response = JSONResponse(
+                    {"message": "Internal server error (injected after processing)"}, status_code=500
+                )
+            if key:
+                body = await _body_of(response)
+                idempotency.finish(key, fingerprint, response.status_code, body)
+                response = Response(body, status_code=response.status_code, headers=dict(response.headers))
+        except BaseException:
+            if key:
+                idempotency.running.discard(key)
+            raise
+        stats.seconds_by_route[route] += time.perf_counter() - started
         return response
 
     @app.middleware("http")  # added last, so outermost: the time includes injected latency and faults

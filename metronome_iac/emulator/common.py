@@ -36,8 +36,9 @@ def not_found(what: str, id: Any, field: str = "id") -> ApiError:
 
 
 def conflict(message: str) -> ApiError:
-    # x-should-retry: false stops the official clients from retrying a 409 that will never succeed.
-    return ApiError(409, message, {"x-should-retry": "false"})
+    # No `x-should-retry: false`: the real API's 409s carry no such hint, so the official clients
+    # retry them unless told otherwise (issue 10; docs/emulator-fidelity.md).
+    return ApiError(409, message)
 
 
 def store_of(request: Request) -> Store:

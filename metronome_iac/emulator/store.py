@@ -2,8 +2,9 @@
 
 One table of documents `(kind, id, seq, parent, data, archived_at)` holds every object; `seq` gives a stable
 creation order used as the list cursor. Uniqueness keys (ingest aliases, contract uniqueness keys...), custom
-field keys and ingested events have tables of their own. Every access goes through one re-entrant lock, and
-`tx()` groups several statements into one transaction so a check-then-insert is atomic.
+field keys, ingested events and the answers kept under Idempotency-Keys have tables of their own. Every
+access goes through one re-entrant lock, and `tx()` groups several statements into one transaction so a
+check-then-insert is atomic.
 """
 
 from __future__ import annotations
@@ -55,7 +56,17 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    stored_at REAL NOT NULL
+);
 """
+
+# Rows a listing reads from SQLite at a time: a page costs O(limit), not O(rows after the cursor).
+CHUNK = 200
 
 ARCHIVE_FILTERS = ("NOT_ARCHIVED", "ARCHIVED", "ALL")
 
@@ -115,7 +126,7 @@ class Store:
 
     def reset(self) -> None:
         with self.tx():
-            for table in ("docs", "unique_keys", "custom_field_keys", "events", "settings"):
+            for table in ("docs", "unique_keys", "custom_field_keys", "events", "settings", "idempotency"):
                 self._db.execute(f"DELETE FROM {table}")
             self._seed()
 
@@ -168,20 +179,26 @@ class Store:
     def iter_docs(
         self, kind: str, *, parent: str | None = None, archive_filter: str = "ALL", after_seq: int = 0
     ) -> Iterator[tuple[int, dict]]:
+        """Documents in creation order after `after_seq`, read CHUNK rows at a time (a caller that
+        stops early has read only what it used)."""
         sql = "SELECT seq, data FROM docs WHERE kind = ? AND seq > ?"
-        args: list[Any] = [kind, after_seq]
+        filters: list[Any] = []
         if parent is not None:
             sql += " AND parent = ?"
-            args.append(parent)
+            filters.append(parent)
         if archive_filter == "NOT_ARCHIVED":
             sql += " AND archived_at IS NULL"
         elif archive_filter == "ARCHIVED":
             sql += " AND archived_at IS NOT NULL"
-        sql += " ORDER BY seq"
-        with self.tx():
-            rows = self._db.execute(sql, args).fetchall()
-        for seq, data in rows:
-            yield seq, json.loads(data)
+        sql += " ORDER BY seq LIMIT ?"
+        while True:
+            with self.tx():
+                rows = self._db.execute(sql, [kind, after_seq, *filters, CHUNK]).fetchall()
+            for seq, data in rows:
+                yield seq, json.loads(data)
+            if len(rows) < CHUNK:
+                return
+            after_seq = rows[-1][0]
 
     def all(self, kind: str, **kwargs: Any) -> list[dict]:
         return [doc for _, doc in self.iter_docs(kind, **kwargs)]
@@ -303,4 +320,24 @@ class Store:
         with self.tx():
             self._db.execute(
                 "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
+
+    # -- Idempotency-Key answers ----------------------------------------------------------------------
+
+    def idempotent_answer(self, key: str, newer_than: float) -> tuple[str, int, bytes] | None:
+        """(request fingerprint, status, body) kept for `key`, if stored after `newer_than`."""
+        with self.tx():
+            row = self._db.execute(
+                "SELECT fingerprint, status, body, stored_at FROM idempotency WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None or row[3] <= newer_than:
+            return None
+        return row[0], int(row[1]), bytes(row[2])
+
+    def keep_idempotent_answer(self, key: str, fingerprint: str, status: int, body: bytes, at: float) -> None:
+        with self.tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, stored_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, fingerprint, status, body, at),
             )

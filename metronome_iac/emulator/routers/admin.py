@@ -47,7 +47,12 @@ async def get_config(request: Request) -> JSONResponse:
 
 def _config(settings: Settings) -> dict:
     """The run-time knobs as GET and POST /config answer them (seed: the fault RNG's last seed, or null)."""
-    return {"fail_rate": settings.fail_rate, "latency_ms": settings.latency_ms, "seed": settings.seed}
+    return {
+        "fail_rate": settings.fail_rate,
+        "latency_ms": settings.latency_ms,
+        "seed": settings.seed,
+        "idempotency_ttl_s": settings.idempotency_ttl_s,
+    }
 
 
 @router.post("/config")
@@ -64,6 +69,11 @@ async def set_config(request: Request) -> JSONResponse:
         if latency < 0:
             raise bad("latency_ms must be >= 0")
         settings.latency_ms = float(latency)
+    if "idempotency_ttl_s" in body:
+        ttl = check_type(body["idempotency_ttl_s"], float, "idempotency_ttl_s")
+        if ttl < 0:
+            raise bad("idempotency_ttl_s must be >= 0")
+        settings.idempotency_ttl_s = float(ttl)
     if "seed" in body:
         import random
 

@@ -1,7 +1,7 @@
 """Custom field keys and values: `/v1/customFields/*`.
 
-Adding a key that is already registered answers 400 "already exists" (as the real API does); callers
-that want idempotency treat that as success.
+Adding a key that is already registered answers 400 "Duplicate custom field key" (as the real API is
+reported to); callers that want idempotency treat that as success.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ async def add_key(request: Request) -> JSONResponse:
     key = req(body, "key")
     enforce = req(body, "enforce_uniqueness", bool)
     if not store.add_custom_field_key(entity, key, enforce):
-        raise bad(f"key: custom field key '{key}' already exists for entity '{entity}'")
+        raise bad(f"Duplicate custom field key: '{key}' for entity '{entity}'")
     return empty()
 
 
