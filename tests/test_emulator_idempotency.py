@@ -11,7 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from metronome_iac.emulator.app import Idempotency, Settings
+from metronome_iac.emulator.app import Idempotency
+from metronome_iac.emulator.state import Settings
 from metronome_iac.emulator.store import Store
 
 

@@ -7,9 +7,7 @@ import hashlib
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,44 +15,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from metronome_iac.emulator.common import ApiError
+from metronome_iac.emulator.routers import ALL_ROUTERS
+from metronome_iac.emulator.state import Settings, Stats
 from metronome_iac.emulator.store import Store
 
 ADMIN_PREFIX = "/_emulator"
 # One line per request at info level (method, path, status, milliseconds): `emulator` prints them in the
 # foreground, and `make up` keeps them in .emulator/emulator.log.
 request_log = logging.getLogger("metronome_iac.emulator.requests")
-
-
-@dataclass
-class Settings:
-    token: str | None = None
-    latency_ms: float = 0.0
-    fail_rate: float = 0.0
-    seed: int | None = None
-    stripe_connected: bool = False
-    # How long an answer stays kept under its Idempotency-Key: Metronome guarantees at least 24 h.
-    idempotency_ttl_s: float = 24 * 3600.0
-
-
-@dataclass
-class Stats:
-    total: int = 0
-    by_route: Counter = field(default_factory=Counter)
-    injected_failures: Counter = field(default_factory=Counter)
-    # Wall time the emulator spent answering, per route (the injected latency left out): what a
-    # benchmark subtracts to tell the provider's time from the emulator's.
-    seconds_by_route: Counter = field(default_factory=Counter)
-    idempotent_replays: int = 0
-
-    def as_json(self) -> dict:
-        return {
-            "total": self.total,
-            "by_route": dict(self.by_route),
-            "injected_failures": dict(self.injected_failures),
-            "seconds": round(sum(self.seconds_by_route.values()), 6),
-            "seconds_by_route": {k: round(v, 6) for k, v in self.seconds_by_route.items()},
-            "idempotent_replays": self.idempotent_replays,
-        }
 
 
 class Idempotency:
@@ -121,8 +89,6 @@ def _auth_error(request: Request, token: str | None) -> str | None:
 
 
 def create_app(store: Store, settings: Settings) -> FastAPI:
-    from metronome_iac.emulator.routers import ALL_ROUTERS
-
     app = FastAPI(title="Metronome emulator", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.settings = settings

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from metronome_iac.cli import EXIT_ERROR, EXIT_OK
-from metronome_iac.emulator.app import Settings, create_app, request_log
+from metronome_iac.emulator.app import create_app, request_log
+from metronome_iac.emulator.state import Settings
 from metronome_iac.emulator.store import Store
 
 

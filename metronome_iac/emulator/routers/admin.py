@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from metronome_iac.emulator.common import bad, check_type, enum, json_body, store_of
-
-if TYPE_CHECKING:
-    from metronome_iac.emulator.app import Settings
+from metronome_iac.emulator.state import Settings, Stats
 
 router = APIRouter(prefix="/_emulator")
 
@@ -29,8 +25,6 @@ async def stats(request: Request) -> JSONResponse:
 
 @router.post("/reset")
 async def reset(request: Request) -> JSONResponse:
-    from metronome_iac.emulator.app import Stats
-
     store = store_of(request)
     store.reset()
     settings = request.app.state.settings
