@@ -22,7 +22,7 @@ latest values), so an update never leaves a phantom diff.
 from __future__ import annotations
 
 import functools
-import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -31,9 +31,11 @@ import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props
+from .base import InputsBase, MetronomeProvider, Timestamp, _path, current_hour, declare_props
 from .client import USD_CENTS_ID, KindIndex, MetronomeError, get_live, kind_index, paginate, request
 from .diff import UNKNOWN, canonical_time, instant, normalize
+from .product import product_type
+from .rate_rules import rate_problems, schedule_problems
 from .schema import RequiresReplace
 
 ENTITY = "rate_card"
@@ -116,9 +118,7 @@ class Inputs(InputsBase):
         fiat = self.fiat_credit_type_id or USD_CENTS_ID
         if self.fiat_credit_type_id == USD_CENTS_ID:
             self.fiat_credit_type_id = None
-        if self.rates:
-            # Canonical order (by rate identity) so checked inputs, outputs and reads line up.
-            self.rates = sorted(self.rates, key=lambda r: rate_key(r.model_dump(mode="json")))
+        # Rates stay in their declared order (Check names them by it); diff compares them by identity.
         for rate in self.rates or []:
             if rate.credit_type_id == fiat:
                 rate.credit_type_id = None
@@ -138,9 +138,30 @@ HINTS = {
 # ---------------------------------------------------------------------------------------------
 
 
-def rate_key(rate: dict[str, Any]) -> tuple[str, str, str]:
-    pgv = json.dumps(rate.get("pricing_group_values") or {}, sort_keys=True)
-    return (rate.get("product_id", ""), pgv, normalize(rate.get("starting_at", "")))
+RateKey = tuple[str, tuple[tuple[str, str], ...], str]
+
+
+def rate_identity(
+    product_id: str | None, pricing_group_values: Mapping[str, str] | None, starting_at: str | None
+) -> RateKey:
+    """A rate's identity in Metronome: (product_id, pricing_group_values, starting_at), hashable."""
+    start = starting_at or ""
+    try:
+        start = canonical_time(start) if start != UNKNOWN else start
+    except ValueError:
+        pass  # not a time: refused by the schema, compared as written
+    return (product_id or "", tuple(sorted((pricing_group_values or {}).items())), start)
+
+
+def rate_key(rate: Mapping[str, Any]) -> RateKey:
+    """`rate_identity` of a rate in input shape (a dict)."""
+    return rate_identity(rate.get("product_id"), rate.get("pricing_group_values"), rate.get("starting_at"))
+
+
+def describe_rate(rate: Rate) -> str:
+    """A rate as the user declared it: product, pricing group values, start."""
+    groups = ", ".join(f"{k}={v}" for k, v in (rate.pricing_group_values or {}).items())
+    return f"the rate of product {rate.product_id}{f' ({groups})' if groups else ''} from {rate.starting_at}"
 
 
 def conversions_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
@@ -418,33 +439,6 @@ def contracts_using(client: metronome.Metronome, rate_card_id: str, label: str) 
     return hits
 
 
-def _overlaps(rates: list[Rate]) -> list[CheckFailure]:
-    """Rates of one product and pricing group values in force at the same time (Metronome would hold
-    both; which one bills is then not what was declared): the earlier one must end first."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, rate in enumerate(rates):
-        if UNKNOWN in (rate.product_id, rate.starting_at, rate.ending_before):
-            continue
-        groups.setdefault(rate_key(rate.model_dump(mode="json"))[:2], []).append(i)
-    failures = []
-    for indexes in groups.values():
-        ordered = sorted(indexes, key=lambda i: instant(rates[i].starting_at))
-        for a, b in zip(ordered, ordered[1:], strict=False):
-            earlier, later = rates[a], rates[b]
-            if instant(earlier.starting_at) == instant(later.starting_at):
-                continue  # a duplicate, reported as such
-            if earlier.ending_before is None or instant(earlier.ending_before) > instant(later.starting_at):
-                failures.append(
-                    CheckFailure(
-                        f"rates[{a}].ending_before",
-                        f"overlaps rates[{b}] (same product and pricing_group_values, starting "
-                        f"{later.starting_at}); to fix: end this rate where the later one starts "
-                        f"(ending_before: {later.starting_at})",
-                    )
-                )
-    return failures
-
-
 class RateCardProvider(MetronomeProvider[Inputs]):
     kind = "RateCard"
     entity = ENTITY
@@ -492,107 +486,51 @@ class RateCardProvider(MetronomeProvider[Inputs]):
         )
 
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
+        """The rules of `rate_rules` (the catalog's too), each failure naming the rate by its place in the
+        declared list. A FLAT rate's billing_frequency rule needs its product's type: looked up only for
+        the rates an update would send (new, or a changed type or frequency), once per product."""
+        rates = inputs.rates or []
+        units = {c.custom_credit_type_id for c in inputs.credit_type_conversions or []}
+        accepted = {
+            (rate_key(r), r.get("rate_type"), r.get("billing_frequency"))
+            for r in olds.get("rates") or []
+            if isinstance(r, dict)
+        }
         failures: list[CheckFailure] = []
-        seen: dict[tuple[str, str, str], int] = {}
-        for i, rate in enumerate(inputs.rates or []):
-            path = f"rates[{i}]"
-            kind = rate.rate_type
-            if kind in ("FLAT", "SUBSCRIPTION", "PERCENTAGE") and rate.price is None:
-                failures.append(
-                    CheckFailure(
-                        f"{path}.price",
-                        f"a {kind} rate needs a price; to fix: set price "
-                        "(in cents unless credit_type_id says otherwise)",
-                    )
-                )
-            if kind in ("TIERED", "TIERED_PERCENTAGE") and not rate.tiers:
-                failures.append(
-                    CheckFailure(
-                        f"{path}.tiers",
-                        f"a {kind} rate needs tiers; to fix: add tiers, "
-                        "e.g. [{size: 1000, price: 300}, {price: 250}]",
-                    )
-                )
-            if rate.tiers and kind not in ("TIERED", "TIERED_PERCENTAGE"):
-                failures.append(
-                    CheckFailure(
-                        f"{path}.tiers",
-                        "tiers apply to TIERED rates only; to fix: use rate_type TIERED or set price instead",
-                    )
-                )
-            if kind == "PERCENTAGE" and rate.price is not None and not 0 <= rate.price <= 1:
-                failures.append(
-                    CheckFailure(
-                        f"{path}.price",
-                        f"a PERCENTAGE price is a fraction, got {rate.price}; to fix: write 0.1 for 10%",
-                    )
-                )
-            if rate.price is not None and rate.price < 0:
-                failures.append(
-                    CheckFailure(f"{path}.price", "price must be >= 0; to fix: use a positive price")
-                )
-            tiers = rate.tiers or []
-            for j, tier in enumerate(tiers):
-                last = j == len(tiers) - 1
-                if not last and tier.size is None:
-                    failures.append(
-                        CheckFailure(
-                            f"{path}.tiers[{j}].size",
-                            "every tier but the last needs a size "
-                            "(tiers are in order, the last one is open-ended); to fix: add "
-                            "size or move this tier last",
-                        )
-                    )
-                if tier.size is not None and tier.size <= 0:
-                    failures.append(
-                        CheckFailure(
-                            f"{path}.tiers[{j}].size",
-                            "size must be > 0; to fix: use the number of units in this tier",
-                        )
-                    )
-            if rate.is_prorated is not None and kind != "SUBSCRIPTION":
-                failures.append(
-                    CheckFailure(
-                        f"{path}.is_prorated",
-                        "is_prorated applies to SUBSCRIPTION rates only; to fix: remove it",
-                    )
-                )
-            if kind == "CUSTOM" and not rate.custom_rate:
-                failures.append(
-                    CheckFailure(f"{path}.custom_rate", "a CUSTOM rate needs custom_rate; to fix: add it")
-                )
-            if rate.ending_before and UNKNOWN not in (rate.ending_before, rate.starting_at):
-                if instant(rate.ending_before) <= instant(rate.starting_at):
-                    failures.append(
-                        CheckFailure(
-                            f"{path}.ending_before",
-                            "ending_before must be after starting_at; to fix: move it later or remove it",
-                        )
-                    )
+        for i, rate in enumerate(rates):
+            kind = None
             if (
-                rate.credit_type_id
-                and rate.credit_type_id
-                not in {c.custom_credit_type_id for c in inputs.credit_type_conversions or []}
-                and rate.credit_type_id != UNKNOWN
+                rate.rate_type == "FLAT"
+                and rate.billing_frequency is None
+                and rate.product_id != UNKNOWN
+                and (
+                    rate_identity(rate.product_id, rate.pricing_group_values, rate.starting_at),
+                    "FLAT",
+                    None,
+                )
+                not in accepted
+            ):
+                kind = product_type(rate.product_id)
+            for field, message in rate_problems(
+                rate, product_type=kind, custom_units=None if rate.credit_type_id == UNKNOWN else units
             ):
                 failures.append(
-                    CheckFailure(
-                        f"{path}.credit_type_id",
-                        "a custom credit type needs a conversion on "
-                        "the card; to fix: add it to credit_type_conversions",
-                    )
+                    CheckFailure(_path(("rates", i, *field)), f"{describe_rate(rate)}: {message}")
                 )
-            key = rate_key(rate.model_dump(mode="json"))
-            if key in seen and UNKNOWN not in key[0]:
-                failures.append(
-                    CheckFailure(
-                        path,
-                        f"same product, pricing_group_values and starting_at as "
-                        f"rates[{seen[key]}]; to fix: merge them or change starting_at",
-                    )
-                )
-            seen.setdefault(key, i)
-        failures += _overlaps(inputs.rates or [])
+        schedule = [
+            None
+            if UNKNOWN in (r.product_id, r.starting_at, r.ending_before)
+            else (
+                rate_identity(r.product_id, r.pricing_group_values, r.starting_at)[:2],
+                r.starting_at,
+                r.ending_before,
+            )
+            for r in rates
+        ]
+        for i, field, message in schedule_problems(schedule):
+            failures.append(
+                CheckFailure(_path(("rates", i, *field)), f"{describe_rate(rates[i])}: {message}")
+            )
         return failures
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:

@@ -331,3 +331,106 @@ def test_one_live_object_adopted_twice(tmp_path: Path) -> None:
     (problem,) = err.problems
     assert problem.entry == "billable metric 'output_tokens'" and problem.field == "adopt.name"
     assert "billable metric 'input_tokens' already adopts name 'Tokens'" in problem.message
+
+
+# -- rates: what Metronome accepts in a rate (issue 10 item 5, issue 11 item 5) -----------------------
+
+PLATFORM_FEE_PRODUCT = "  - name: platform_fee\n    type: SUBSCRIPTION\n\n"
+
+
+def _with_rate(tmp_path: Path, rate: str, product: str = "") -> Path:
+    """The dev stack with one more rate (YAML lines under `rates:`) on the standard card, and optionally
+    one more product."""
+    d = _stack(tmp_path)
+    text = (d / "catalog.yaml").read_text()
+    if product:
+        text = text.replace("rate_cards:\n", product + "rate_cards:\n", 1)
+    (d / "catalog.yaml").write_text(text.rstrip("\n") + "\n" + rate)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        # Usage above the last tier would have no price.
+        (
+            (
+                "tiers: [{size: 1000, price: 1500}, {price: 1200}]",
+                "tiers: [{size: 1000, price: 1500}, {size: 5000, price: 1200}]",
+            ),
+            "rates[3].tiers[1].size",
+            "last tier",
+        ),
+        (("        price: 50\n", "        price: -50\n"), "rates[2].price", ">= 0"),
+        (
+            (
+                "tiers: [{size: 1000, price: 1500}, {price: 1200}]",
+                "tiers: [{size: 1000, price: 1500}, {price: -2}]",
+            ),
+            "rates[3].tiers[1].price",
+            ">= 0",
+        ),
+    ],
+)
+def test_rate_values_refused_with_their_line(
+    tmp_path: Path, edit: tuple[str, str], field: str, words: str
+) -> None:
+    d = _stack(tmp_path, catalog_edit=edit)
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "rate card 'standard'",
+        field,
+        _line_of(d / "catalog.yaml", edit[1].strip().split("\n")[0]),
+        words,
+    )
+    assert len(err.problems) == 1, str(err)
+
+
+def test_flat_rate_on_a_subscription_product_needs_billing_frequency(tmp_path: Path) -> None:
+    rate = (
+        "      - product: platform_fee\n"
+        '        starting_at: "2026-01-01T00:00:00Z"\n'
+        "        rate_type: FLAT\n"
+        "        price: 10000\n"
+    )
+    d = _with_rate(tmp_path, rate, PLATFORM_FEE_PRODUCT)
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "rate card 'standard'",
+        "rates[6].billing_frequency",
+        _line_of(d / "catalog.yaml", "- product: platform_fee"),
+        "billing_frequency",
+    )
+    assert len(err.problems) == 1, str(err)
+    good = _with_rate(tmp_path / "good", rate + "        billing_frequency: MONTHLY\n", PLATFORM_FEE_PRODUCT)
+    assert load_stack(good).rate_card("standard").rates[6].billing_frequency == "MONTHLY"
+
+
+def test_is_prorated_must_be_true_where_given(tmp_path: Path) -> None:
+    rate = (
+        "      - product: platform_fee\n"
+        '        starting_at: "2026-01-01T00:00:00Z"\n'
+        "        rate_type: SUBSCRIPTION\n"
+        "        price: 10000\n"
+        "        quantity: 1\n"
+        "        is_prorated: false\n"
+    )
+    d = _with_rate(tmp_path, rate, PLATFORM_FEE_PRODUCT)
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "rate card 'standard'",
+        "rates[6].is_prorated",
+        _line_of(d / "catalog.yaml", "is_prorated: false"),
+        "true",
+    )
+    assert len(err.problems) == 1, str(err)
+    good = _with_rate(
+        tmp_path / "good", rate.replace("is_prorated: false", "is_prorated: true"), PLATFORM_FEE_PRODUCT
+    )
+    assert load_stack(good).rate_card("standard").rates[6].is_prorated is True

@@ -395,6 +395,15 @@ def test_rates_add_replace_and_get(client: metronome.Metronome) -> None:
         ({"rate_type": "PERCENTAGE", "price": 1.5}, "price"),
         ({"rate_type": "BOGUS", "price": 1}, "rate_type"),
         ({"rate_type": "FLAT", "price": 1, "ending_before": "2025-01-01T00:00:00Z"}, "ending_before"),
+        # The last tier is open-ended: usage above a sized last tier would have no price.
+        (
+            {"rate_type": "TIERED", "tiers": [{"size": 10, "price": 2}, {"size": 20, "price": 1}]},
+            "tiers[1].size",
+        ),
+        ({"rate_type": "TIERED", "tiers": [{"size": 10, "price": 2}, {"price": -1}]}, "tiers[1].price"),
+        # is_prorated: "Only valid for SUBSCRIPTION rate_type. Must be set to true." (rate_add_many_params)
+        ({"rate_type": "SUBSCRIPTION", "price": 1, "quantity": 1, "is_prorated": False}, "is_prorated"),
+        ({"rate_type": "SUBSCRIPTION", "price": 1, "quantity": -1}, "quantity"),
     ],
 )
 def test_rate_validation(client: metronome.Metronome, rate: dict, field: str) -> None:
@@ -404,6 +413,22 @@ def test_rate_validation(client: metronome.Metronome, rate: dict, field: str) ->
     with pytest.raises(metronome.BadRequestError) as err:
         client.v1.contracts.rate_cards.rates.add_many(rate_card_id=card_id, rates=[body])
     assert field in err.value.body["message"]
+
+
+def test_flat_rate_on_a_subscription_product_needs_billing_frequency(client: metronome.Metronome) -> None:
+    """billing_frequency: "Required for subscription type products with Flat rate" (rate_add_many_params)."""
+    subscription = make_product(client, type="SUBSCRIPTION")
+    card_id = client.v1.contracts.rate_cards.create(name=uid("card")).data.id
+    rate = {"product_id": subscription, "entitled": True, "starting_at": "2026-01-01T00:00:00Z"}
+    fee = {**rate, "rate_type": "FLAT", "price": 10000}
+    with pytest.raises(metronome.BadRequestError) as err:
+        client.v1.contracts.rate_cards.rates.add_many(rate_card_id=card_id, rates=[fee])
+    assert "rates[0].billing_frequency" in err.value.body["message"]
+    client.v1.contracts.rate_cards.rates.add_many(
+        rate_card_id=card_id, rates=[{**fee, "billing_frequency": "MONTHLY"}]
+    )
+    fixed = make_product(client)  # another type of product: no billing frequency needed
+    client.v1.contracts.rate_cards.rates.add_many(rate_card_id=card_id, rates=[{**fee, "product_id": fixed}])
 
 
 def test_rate_for_unknown_or_archived_product(client: metronome.Metronome) -> None:

@@ -150,6 +150,8 @@ def _rate_values(store: Store, body: dict[str, Any], prefix: str, *, commit: boo
                 item["size"] = size
             elif i != len(tiers) - 1:
                 raise bad(f"{tp}size is required on every tier but the last")
+            if size is not None and i == len(tiers) - 1:
+                raise bad(f"{tp}size must not be set on the last tier (it is open-ended)")
             checked.append(item)
         out["tiers"] = checked
     if commit:
@@ -157,10 +159,14 @@ def _rate_values(store: Store, body: dict[str, Any], prefix: str, *, commit: boo
     if rate_type == "CUSTOM":
         out["custom_rate"] = req(body, "custom_rate", dict, prefix)
     copy_optional(out, body, ("quantity",), float, prefix)
+    if rate_type == "SUBSCRIPTION" and out.get("quantity", 0) < 0:
+        raise bad(f"{prefix}quantity must be >= 0 for SUBSCRIPTION rates")
     if body.get("is_prorated") is not None:
         out["is_prorated"] = opt(body, "is_prorated", bool, prefix)
         if rate_type != "SUBSCRIPTION":
             raise bad(f"{prefix}is_prorated is only allowed on SUBSCRIPTION rates")
+        if not out["is_prorated"]:
+            raise bad(f"{prefix}is_prorated must be true")
     return out
 
 
@@ -198,6 +204,8 @@ def validate_rate(
     rate["credit_type_id"] = ct_id
     if body.get("billing_frequency") is not None:
         rate["billing_frequency"] = enum(body["billing_frequency"], FREQUENCIES, prefix + "billing_frequency")
+    elif rate["rate_type"] == "FLAT" and product.get("type") == "SUBSCRIPTION":
+        raise bad(f"{prefix}billing_frequency is required for a FLAT rate on a SUBSCRIPTION product")
     if body.get("commit_rate") is not None:
         check_type(body["commit_rate"], dict, prefix + "commit_rate")
         rate["commit_rate"] = _rate_values(store, body["commit_rate"], prefix + "commit_rate.", commit=True)
