@@ -340,8 +340,13 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
     def diff_pair(self, olds: dict[str, Any], news: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Recorded outputs and new inputs, both in canonical input shape (unknowns kept)."""
         olds, news = mark_unknowns(olds), mark_unknowns(news)
-        old = self.shape(self.strip_identity(olds))
-        new = {**self.shape(self.strip_identity(news)), **{k: v for k, v in news.items() if v == UNKNOWN}}
+        recorded, declared = self.strip_identity(olds), self.strip_identity(news)
+        old = self.shape(recorded)
+        # Unchanged inputs (the usual case) are shaped once: equal as written, equal in shape.
+        same = {k: v for k, v in recorded.items() if k in self.inputs_model.model_fields} == {
+            k: v for k, v in declared.items() if k in self.inputs_model.model_fields
+        }
+        new = {**(old if same else self.shape(declared)), **{k: v for k, v in news.items() if v == UNKNOWN}}
         return old, new
 
     @staticmethod

@@ -249,39 +249,34 @@ def fold_schedule(
     """
     now = datetime.now(timezone.utc)
     desired_starts = {rate_key(r) for r in desired or []}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[RateKey, dict[str, Any]]]] = {}
     for entry in entries:
         rate = entry_to_rate(entry, fiat)
-        groups.setdefault(rate_key(rate)[:2], []).append(rate)
-    out: list[dict[str, Any]] = []
+        key = rate_key(rate)
+        groups.setdefault(key[:2], []).append((key, rate))
+    out: list[tuple[RateKey, dict[str, Any]]] = []
     for segments in groups.values():
-        segments.sort(key=lambda r: instant(r["starting_at"]))
-        chains: list[dict[str, Any]] = []
-        for seg in segments:
-            prev = chains[-1] if chains else None
+        segments.sort(key=lambda segment: instant(segment[1]["starting_at"]))
+        chains: list[tuple[RateKey, dict[str, Any]]] = []  # (key of the chain's first segment, chain)
+        for key, seg in segments:
             # A segment not starting at a declared start continues the previous chain: right after
             # it (a price change), or after a gap (a removed rate declared again: see
             # `plan_rate_changes`; the gap is history, when the rate was not active).
-            continues = (
-                desired is not None
-                and prev is not None
-                and rate_key(seg) not in desired_starts
-                and prev.get("ending_before")
-                and instant(prev["ending_before"]) <= instant(seg["starting_at"])
-            )
-            if continues:
-                assert prev is not None
-                chains[-1] = {**seg, "starting_at": prev["starting_at"], "_last": seg}
-            else:
-                chains.append({**seg, "_last": seg})
-        for chain in chains:
-            declared = rate_key(chain) in desired_starts
+            if chains and desired is not None and key not in desired_starts:
+                first, prev = chains[-1]
+                if prev.get("ending_before") and instant(prev["ending_before"]) <= instant(
+                    seg["starting_at"]
+                ):
+                    chains[-1] = (first, {**seg, "starting_at": prev["starting_at"], "_last": seg})
+                    continue
+            chains.append((key, {**seg, "_last": seg}))
+        for key, chain in chains:
             ended = chain.get("ending_before") and instant(chain["ending_before"]) <= now
             # A tombstone is the chain's last segment (after a price change the chain starts earlier).
-            if declared or not (ended or _is_tombstone(chain["_last"])):
-                out.append(chain if keep_last else _strip(chain))
-    out.sort(key=rate_key)
-    return out
+            if key in desired_starts or not (ended or _is_tombstone(chain["_last"])):
+                out.append((key, chain if keep_last else _strip(chain)))
+    out.sort(key=lambda keyed: keyed[0])
+    return [chain for _, chain in out]
 
 
 def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
@@ -496,6 +491,7 @@ class RateCardProvider(MetronomeProvider[Inputs]):
             for r in olds.get("rates") or []
             if isinstance(r, dict)
         }
+        keys = [rate_identity(r.product_id, r.pricing_group_values, r.starting_at) for r in rates]
         failures: list[CheckFailure] = []
         for i, rate in enumerate(rates):
             kind = None
@@ -503,12 +499,7 @@ class RateCardProvider(MetronomeProvider[Inputs]):
                 rate.rate_type == "FLAT"
                 and rate.billing_frequency is None
                 and rate.product_id != UNKNOWN
-                and (
-                    rate_identity(rate.product_id, rate.pricing_group_values, rate.starting_at),
-                    "FLAT",
-                    None,
-                )
-                not in accepted
+                and (keys[i], "FLAT", None) not in accepted
             ):
                 kind = product_type(rate.product_id)
             for field, message in rate_problems(
@@ -520,12 +511,8 @@ class RateCardProvider(MetronomeProvider[Inputs]):
         schedule = [
             None
             if UNKNOWN in (r.product_id, r.starting_at, r.ending_before)
-            else (
-                rate_identity(r.product_id, r.pricing_group_values, r.starting_at)[:2],
-                r.starting_at,
-                r.ending_before,
-            )
-            for r in rates
+            else (key[:2], r.starting_at, r.ending_before)
+            for r, key in zip(rates, keys, strict=True)
         ]
         for i, field, message in schedule_problems(schedule):
             failures.append(
@@ -545,8 +532,8 @@ class RateCardProvider(MetronomeProvider[Inputs]):
         card = super().read_live(client, object_id, props)
         if card is None:
             return None
-        desired = self.shape(props).get("rates") if props else None
-        return _with_rates(client, object_id, card, desired or [], self.label(props or {}))
+        # The recorded rates as written: folding needs only their identities (`rate_key` canonicalises).
+        return _with_rates(client, object_id, card, (props or {}).get("rates") or [], self.label(props or {}))
 
     def update_object(
         self,
