@@ -41,6 +41,9 @@ from .schema import RequiresReplace
 ENTITY = "rate_card"
 RATES_PER_CALL = 1000  # one addRates call per card unless a card is huge
 SCHEDULE_FROM = "2000-01-01T00:00:00Z"  # read the whole schedule, history included
+# Selectors per getRateSchedule call when an update reads only the rates it touches. The API states no
+# limit; with about one segment per selected rate, 50 selectors fit one page of 100 (the page limit).
+SELECTORS_PER_CALL = 50
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -286,20 +289,60 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
 
 
 def _schedule(
-    client: metronome.Metronome, card_id: str, label: str, declared: list[dict[str, Any]] | None = None
+    client: metronome.Metronome,
+    card_id: str,
+    label: str,
+    declared: list[dict[str, Any]] | None = None,
+    groups: set[RateGroup] | None = None,
 ) -> list[dict[str, Any]]:
-    """The card's whole rate schedule: from SCHEDULE_FROM, or from the earliest declared rate if older."""
+    """The card's rate schedule from SCHEDULE_FROM (or the earliest declared rate if older): every
+    segment, or only those of `groups` (read with getRateSchedule selectors, SELECTORS_PER_CALL at a
+    time: a product's rates without pricing group values are selected by product and filtered here)."""
     starts = [r["starting_at"] for r in declared or [] if isinstance(r.get("starting_at"), str)]
     since = min([instant(SCHEDULE_FROM), *(instant(t) for t in starts if t != UNKNOWN)])
-    return list(
-        paginate(
-            client,
-            "POST",
-            "/v1/contract-pricing/rate-cards/getRateSchedule",
-            label=label,
-            body={"rate_card_id": card_id, "starting_at": _fmt(since)},
-        )
-    )
+    body: dict[str, Any] = {"rate_card_id": card_id, "starting_at": _fmt(since)}
+    path = "/v1/contract-pricing/rate-cards/getRateSchedule"
+    if groups is None:
+        return list(paginate(client, "POST", path, label=label, body=body))
+    selectors = _selectors(groups)
+    entries = []
+    for i in range(0, len(selectors), SELECTORS_PER_CALL):
+        chunk = {**body, "selectors": selectors[i : i + SELECTORS_PER_CALL]}
+        entries += [e for e in paginate(client, "POST", path, label=label, body=chunk) if _group(e) in groups]
+    return entries
+
+
+RateGroup = tuple[str, tuple[tuple[str, str], ...]]  # (product_id, pricing group values): rate_key[:2]
+
+
+def _group(entry: dict[str, Any]) -> RateGroup:
+    pgv = entry.get("pricing_group_values") or (entry.get("rate") or {}).get("pricing_group_values") or {}
+    return (entry.get("product_id") or "", tuple(sorted(pgv.items())))
+
+
+def _selectors(groups: set[RateGroup]) -> list[dict[str, Any]]:
+    """getRateSchedule selectors for `groups`, none overlapping another (so no segment comes twice): a
+    product with a rate without pricing group values is selected whole, else each group exactly."""
+    whole = {product for product, pgv in groups if not pgv}
+    selectors: list[dict[str, Any]] = [{"product_id": product} for product in sorted(whole)]
+    selectors += [
+        {"product_id": product, "pricing_group_values": dict(pgv)}
+        for product, pgv in sorted(groups)
+        if product not in whole
+    ]
+    return selectors
+
+
+def touched_groups(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> set[RateGroup]:
+    """The (product, pricing group values) of every rate added, removed or changed from `old` to `new`:
+    the only part of the schedule an update has to read and plan."""
+    old_by = {rate_key(r): r for r in old}
+    new_by = {rate_key(r): r for r in new}
+    return {
+        key[:2]
+        for key in old_by.keys() | new_by.keys()
+        if old_by.get(key) != new_by.get(key) and normalize(old_by.get(key)) != normalize(new_by.get(key))
+    }
 
 
 def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
@@ -564,11 +607,22 @@ class RateCardProvider(MetronomeProvider[Inputs]):
             )
         if "rates" in changed:
             fiat = news.get("fiat_credit_type_id") or USD_CENTS_ID
-            old_rates = list(olds.get("rates") or [])
-            entries = _schedule(client, object_id, label, [*old_rates, *(news.get("rates") or [])])
+            old_rates, new_rates = list(olds.get("rates") or []), list(news.get("rates") or [])
+            # Only the rates that changed are read and planned: one price on a card of thousands costs
+            # one schedule read and one addRates. A change to most of the card reads it whole instead.
+            groups = touched_groups(old_rates, new_rates)
+            old_rates = [r for r in old_rates if rate_key(r)[:2] in groups]
+            new_rates = [r for r in new_rates if rate_key(r)[:2] in groups]
+            rate_count = max(len(olds.get("rates") or []), len(news.get("rates") or []))
+            selected = groups if len(groups) * 2 <= rate_count else None
+            entries = [
+                e
+                for e in _schedule(client, object_id, label, [*old_rates, *new_rates], selected)
+                if _group(e) in groups
+            ]
             live = fold_schedule(entries, fiat, old_rates, keep_last=True)
             history = [entry_to_rate(e, fiat) for e in entries]
-            adds = plan_rate_changes(live, list(news.get("rates") or []), current_hour(), history)
+            adds = plan_rate_changes(live, new_rates, current_hour(), history)
             if adds:
                 add_rates(client, object_id, adds, label)
         return {}

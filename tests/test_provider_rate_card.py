@@ -411,3 +411,82 @@ def test_a_rate_from_before_2000_reads_back(host, products):
     object_id, checked, outs = host.create_checked(R, card(products, rates=[old]))
     _, read_outs = host.read(R, object_id, outs)
     assert host.diff(R, object_id, read_outs, checked).changes == "NONE", read_outs
+
+
+def test_one_price_change_reads_only_the_rates_it_touches(fresh_emulator):
+    """Changing one price on a card of many rates reads that rate's schedule (getRateSchedule selectors),
+    not the whole card page by page: one read and one addRates, whatever the card's size."""
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as h:
+        metric_id, _, _ = h.create_checked(
+            M,
+            {
+                "identity": "p/s/metric",
+                "name": "metric",
+                "aggregation_type": "SUM",
+                "aggregation_key": "tokens",
+                "property_filters": [{"name": "tokens", "exists": True}, {"name": "model", "exists": True}],
+                "group_keys": [["model"]],
+            },
+        )
+        product_id, _, _ = h.create_checked(
+            P,
+            {
+                "identity": "p/s/tokens",
+                "name": "tokens",
+                "type": "USAGE",
+                "billable_metric_id": metric_id,
+                "pricing_group_key": ["model"],
+            },
+        )
+        plain_id, _, _ = h.create_checked(P, {"identity": "p/s/fee", "name": "fee", "type": "FIXED"})
+        rates = [
+            {
+                "product_id": product_id,
+                "starting_at": PAST,
+                "rate_type": "FLAT",
+                "price": 100 + i,
+                "pricing_group_values": {"model": f"m{i:03d}"},
+            }
+            for i in range(350)
+        ]
+        rates.append({"product_id": plain_id, "starting_at": PAST, "rate_type": "FLAT", "price": 7})
+        object_id, inputs, outs = h.create_checked(
+            R, {"identity": "p/s/card", "name": "card", "rates": rates}
+        )
+
+        def stats() -> dict:
+            return fresh_emulator.admin("GET", "stats").json()
+
+        for edited_index in (200, 350):  # a rate with pricing group values, then one without
+            edited = [dict(r) for r in inputs["rates"]]
+            edited[edited_index]["price"] += 1
+            before = stats()
+            news = h.check_ok(R, {**inputs, "rates": edited}, olds=outs)
+            assert h.diff(R, object_id, outs, news).changed
+            outs = h.update(R, object_id, outs, news)
+            after = stats()
+            routes = {k: v - before["by_route"].get(k, 0) for k, v in after["by_route"].items()}
+            assert after["total"] - before["total"] <= 3, routes
+            assert routes.get("POST /v1/contract-pricing/rate-cards/getRateSchedule") == 1, routes
+            inputs = news
+
+            _, read_outs = h.read(R, object_id, outs)
+            assert h.diff(R, object_id, read_outs, news).changes == "NONE"
+            live = fresh_emulator.client().v1.contracts.rate_cards.retrieve_rate_schedule(
+                rate_card_id=object_id,
+                starting_at=PAST,
+                selectors=[
+                    {
+                        k: v
+                        for k, v in edited[edited_index].items()
+                        if k in ("product_id", "pricing_group_values")
+                    }
+                ],
+            )
+            prices = sorted(
+                e.rate.price
+                for e in live.data
+                if e.pricing_group_values == edited[edited_index].get("pricing_group_values")
+                and e.ending_before is None
+            )
+            assert prices == [edited[edited_index]["price"]]

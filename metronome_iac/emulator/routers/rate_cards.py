@@ -41,6 +41,7 @@ from metronome_iac.emulator.common import (
     req_ts,
     store_of,
     str_dict,
+    str_list,
 )
 from metronome_iac.emulator.routers.products import current_state
 from metronome_iac.emulator.store import USD_CENTS_ID, Store, now_iso
@@ -277,10 +278,31 @@ def _selector_match(store: Store, rate: dict[str, Any], selectors: list[dict[str
     return False
 
 
-def _selectors(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+# Selector fields per endpoint: getRates' selectors (rate_list_params.Selector) take product_tags,
+# getRateSchedule's (rate_card_retrieve_rate_schedule_params.Selector) do not.
+SCHEDULE_SELECTOR_FIELDS = (
+    "product_id",
+    "billing_frequency",
+    "pricing_group_values",
+    "partial_pricing_group_values",
+)
+RATES_SELECTOR_FIELDS = (*SCHEDULE_SELECTOR_FIELDS, "product_tags")
+
+
+def _selectors(body: dict[str, Any], fields: tuple[str, ...]) -> list[dict[str, Any]] | None:
     sels = opt(body, "selectors", list)
     for i, sel in enumerate(sels or []):
+        prefix = f"selectors[{i}]."
         check_type(sel, dict, f"selectors[{i}]")
+        unknown = sorted(set(sel) - set(fields))
+        if unknown:
+            raise bad(f"{prefix}{unknown[0]} is not a selector field here (allowed: {', '.join(fields)})")
+        opt(sel, "product_id", str, prefix)
+        if sel.get("billing_frequency") is not None:
+            enum(sel["billing_frequency"], FREQUENCIES, prefix + "billing_frequency")
+        str_dict(sel, "pricing_group_values", prefix)
+        str_dict(sel, "partial_pricing_group_values", prefix)
+        str_list(sel, "product_tags", prefix)
     return sels
 
 
@@ -397,7 +419,7 @@ async def get_rates(request: Request) -> JSONResponse:
     cursor, limit = page_args(request)
     card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id")
     at = parse_ts(req(body, "at"), "at")
-    selectors = _selectors(body)
+    selectors = _selectors(body, RATES_SELECTOR_FIELDS)
     items, nxt = store.list_page(
         RATE,
         cursor=cursor,
@@ -417,7 +439,7 @@ async def get_rate_schedule(request: Request) -> JSONResponse:
     card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id")
     start = parse_ts(req(body, "starting_at"), "starting_at")
     end = parse_ts(body["ending_before"], "ending_before") if body.get("ending_before") else None
-    selectors = _selectors(body)
+    selectors = _selectors(body, SCHEDULE_SELECTOR_FIELDS)
 
     def wanted(rate: dict[str, Any]) -> bool:
         return _overlaps(rate, start, end) and _selector_match(store, rate, selectors)
