@@ -440,12 +440,22 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
     def same_as_recorded(self, live: dict[str, Any], recorded: dict[str, Any]) -> dict[str, Any]:
         """Recorded values the live ones equal under the diff rules (`commits: []` vs none, 3 vs 3.0,
         list order): read keeps the recorded spelling, so refresh reports only real changes."""
-        recorded = self.shape(self.strip_identity(mark_unknowns(recorded)))
-        return {
-            field: recorded[field]
-            for field in self.api_fields()
-            if field in recorded and not changed_fields(live, recorded, [field])
+        recorded = self.strip_identity(mark_unknowns(recorded))
+        # Equal as written needs no shaping (a card read back in its recorded order is); the rest is
+        # compared in canonical shape.
+        same = {
+            f: recorded[f]
+            for f in self.api_fields()
+            if recorded.get(f) is not None and recorded[f] == live.get(f)
         }
+        if len(same) == sum(1 for f in self.api_fields() if recorded.get(f) is not None):
+            return same
+        shaped = self.shape(recorded)
+        return {
+            field: shaped[field]
+            for field in self.api_fields()
+            if field in shaped and not changed_fields(live, shaped, [field])
+        } | same
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         inputs = {k: v for k, v in news.items() if k != PROVIDER_KEY and k not in COMPUTED_FIELDS}

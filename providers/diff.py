@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,14 +69,31 @@ def instant(value: str) -> datetime:
 
 
 def canonical_timestamps(value: Any, key: str | None = None) -> Any:
-    """Every RFC 3339 string in `value` (recursively) in the canonical spelling."""
+    """Every RFC 3339 string in `value` (recursively) in the canonical spelling. What needs no change is
+    returned as it is, not copied (a card's thousands of rates are mostly canonical already)."""
     if isinstance(value, str):
         return _canonical_if_time(value, key) if _may_be_time(value) else value
     if isinstance(value, dict):
-        return {k: v if type(v) in _SCALARS else canonical_timestamps(v, k) for k, v in value.items()}
+        return _rebuilt(value, lambda k, v: canonical_timestamps(v, k))
     if isinstance(value, list):
-        return [v if type(v) in _SCALARS else canonical_timestamps(v, key) for v in value]
+        return _rebuilt(value, lambda _, v: canonical_timestamps(v, key))
     return value
+
+
+def _rebuilt(container: Any, convert: Callable[[Any, Any], Any]) -> Any:
+    """`container` (a dict or list) with `convert(key or index, item)` applied to each non-scalar item:
+    the same object when nothing changed, else a copy with the changed items."""
+    out = None
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for k, v in items:
+        if type(v) in _SCALARS:
+            continue
+        new = convert(k, v)
+        if new is not v:
+            if out is None:
+                out = dict(container) if isinstance(container, dict) else list(container)
+            out[k] = new
+    return container if out is None else out
 
 
 # Leaves that hold no text: the recursive helpers skip them without a call, which keeps a rate card's
@@ -140,17 +157,17 @@ def normalize(value: Any, key: str | None = None) -> Any:
 
 def mark_unknowns(value: Any) -> Any:
     """Preview unknowns arrive as `pulumi.output.Unknown` objects in check/diff: make them the
-    wire sentinel string, which the rest of the code (and the host's serializer) understands."""
+    wire sentinel string, which the rest of the code (and the host's serializer) understands.
+    A value holding none is returned as it is (tuples become lists either way)."""
     if isinstance(value, dict):
-        return {k: v if type(v) in _TEXT_OR_SCALARS else mark_unknowns(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [v if type(v) in _TEXT_OR_SCALARS else mark_unknowns(v) for v in value]
+        return _rebuilt(value, lambda _, v: v if type(v) is str else mark_unknowns(v))
+    if isinstance(value, list):
+        return _rebuilt(value, lambda _, v: v if type(v) is str else mark_unknowns(v))
+    if isinstance(value, tuple):
+        return [mark_unknowns(v) for v in value]
     if isinstance(value, Unknown):
         return UNKNOWN
     return value
-
-
-_TEXT_OR_SCALARS = _SCALARS | {str}
 
 
 def contains_unknown(value: Any) -> bool:

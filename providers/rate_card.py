@@ -251,7 +251,9 @@ def fold_schedule(
     history (dropped). Without it, each live, not-ended segment is a rate of its own.
     """
     now = datetime.now(timezone.utc)
-    desired_starts = {rate_key(r) for r in desired or []}
+    # Declared rates come back in their declared order (a read compares equal to the state as written),
+    # the others after them by identity.
+    desired_starts = {rate_key(r): i for i, r in enumerate(desired or [])}
     groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[RateKey, dict[str, Any]]]] = {}
     for entry in entries:
         rate = entry_to_rate(entry, fiat)
@@ -278,7 +280,8 @@ def fold_schedule(
             # A tombstone is the chain's last segment (after a price change the chain starts earlier).
             if key in desired_starts or not (ended or _is_tombstone(chain["_last"])):
                 out.append((key, chain if keep_last else _strip(chain)))
-    out.sort(key=lambda keyed: keyed[0])
+    last = len(desired_starts)
+    out.sort(key=lambda keyed: (desired_starts.get(keyed[0], last), keyed[0]))
     return [chain for _, chain in out]
 
 
