@@ -9,6 +9,7 @@ indexes) lives in the host process.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
@@ -306,6 +307,11 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
 
     def configure(self, req: ConfigureRequest) -> None:
         configure_from_request(req)
+        # The host calls this once a provider is loaded. What exists by then (the SDKs, pydantic schemas)
+        # lives as long as the host: out of the cyclic collector's view, the full collections that a big
+        # rate card's allocations trigger several times per operation scan only what the operation made
+        # (a 5,000-rate read: a third less CPU). Objects are still freed by reference counting.
+        gc.freeze()
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         news, olds = mark_unknowns(news), mark_unknowns(olds or {})

@@ -336,16 +336,24 @@ def _selectors(groups: set[RateGroup]) -> list[dict[str, Any]]:
     return selectors
 
 
-def touched_groups(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> set[RateGroup]:
-    """The (product, pricing group values) of every rate added, removed or changed from `old` to `new`:
-    the only part of the schedule an update has to read and plan."""
+def touched_rates(
+    old: list[dict[str, Any]], new: list[dict[str, Any]]
+) -> tuple[set[RateGroup], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The (product, pricing group values) of every rate added, removed or changed from `old` to `new`
+    (the only part of the schedule an update has to read and plan), with the old and new rates of
+    those groups."""
     old_by = {rate_key(r): r for r in old}
     new_by = {rate_key(r): r for r in new}
-    return {
+    groups = {
         key[:2]
         for key in old_by.keys() | new_by.keys()
         if old_by.get(key) != new_by.get(key) and normalize(old_by.get(key)) != normalize(new_by.get(key))
     }
+    return (
+        groups,
+        [r for key, r in old_by.items() if key[:2] in groups],
+        [r for key, r in new_by.items() if key[:2] in groups],
+    )
 
 
 def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, Any] | None:
@@ -610,12 +618,9 @@ class RateCardProvider(MetronomeProvider[Inputs]):
             )
         if "rates" in changed:
             fiat = news.get("fiat_credit_type_id") or USD_CENTS_ID
-            old_rates, new_rates = list(olds.get("rates") or []), list(news.get("rates") or [])
             # Only the rates that changed are read and planned: one price on a card of thousands costs
             # one schedule read and one addRates. A change to most of the card reads it whole instead.
-            groups = touched_groups(old_rates, new_rates)
-            old_rates = [r for r in old_rates if rate_key(r)[:2] in groups]
-            new_rates = [r for r in new_rates if rate_key(r)[:2] in groups]
+            groups, old_rates, new_rates = touched_rates(olds.get("rates") or [], news.get("rates") or [])
             rate_count = max(len(olds.get("rates") or []), len(news.get("rates") or []))
             selected = groups if len(groups) * 2 <= rate_count else None
             entries = [
