@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -53,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import Emulator, start_emulator  # noqa: E402
+from mini_engine import scratch_project  # noqa: E402
 from provider_host import ProviderHost, provider_blob, struct  # noqa: E402
 
 from metronome_iac.catalog import Stack, dump_yaml, load_stack  # noqa: E402
@@ -598,25 +598,11 @@ class Bench:
         cli = pulumi_cli_path()
         assert cli is not None
         project = work / "project"
+        env = scratch_project(project, work / "state", self.emulator.token, PROJECT)
         stacks = project / "stacks" / self.stack.name
         stacks.mkdir(parents=True)
         for f in ("catalog.yaml", "environment.yaml"):
             shutil.copy(self.stack.path / f, stacks / f)
-        shutil.copy(REPO / "__main__.py", project / "__main__.py")
-        (project / "Pulumi.yaml").write_text(
-            f"name: {PROJECT}\nruntime:\n  name: python\n  options:\n    toolchain: pip\n"
-            f"    virtualenv: {REPO / '.venv'}\n"
-        )
-        (work / "state").mkdir()
-        env = {
-            **os.environ,
-            "PULUMI_BACKEND_URL": f"file://{work / 'state'}",
-            "PULUMI_CONFIG_PASSPHRASE": "bench-only",
-            "PULUMI_SKIP_UPDATE_CHECKS": "true",
-            "PULUMI_HOME": str(work / "pulumi-home"),
-            "METRONOME_BEARER_TOKEN": self.emulator.token,
-            "PYTHONPATH": str(REPO),
-        }
 
         def run(*args: str) -> None:
             result = subprocess.run(

@@ -21,6 +21,7 @@ state), then diffs and updates as usual; the aliased URN is not deleted.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
@@ -433,3 +434,25 @@ def make_stack_dir(root: Path, name: str | None = None, stripe: bool = False) ->
 def engine_for(emulator: Any, stack: str, project: str = PROJECT) -> MiniEngine:
     """A mini engine whose provider hosts talk to `emulator`."""
     return MiniEngine(lambda: make_host(emulator.base_url, emulator.token, project, stack), project, stack)
+
+
+def scratch_project(work: Path, state: Path, token: str, project: str = PROJECT) -> dict[str, str]:
+    """A Pulumi project in `work` running this repo's program (`__main__.py`, this repo's virtualenv)
+    with a file backend in `state`; returns the environment for `pulumi` commands. Stacks go under
+    `work/stacks/<stack>/`."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "__main__.py", work / "__main__.py")
+    (work / "Pulumi.yaml").write_text(
+        f"name: {project}\n"
+        "runtime:\n  name: python\n  options:\n    toolchain: pip\n"
+        f"    virtualenv: {REPO / '.venv'}\n"
+    )
+    state.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase",
+        "PULUMI_SKIP_UPDATE_CHECKS": "true",
+        "PULUMI_HOME": str(state.parent / "pulumi-home"),
+        "METRONOME_BEARER_TOKEN": token,
+    }

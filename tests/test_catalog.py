@@ -388,49 +388,38 @@ def test_rate_values_refused_with_their_line(
     assert len(err.problems) == 1, str(err)
 
 
-def test_flat_rate_on_a_subscription_product_needs_billing_frequency(tmp_path: Path) -> None:
-    rate = (
-        "      - product: platform_fee\n"
-        '        starting_at: "2026-01-01T00:00:00Z"\n'
-        "        rate_type: FLAT\n"
-        "        price: 10000\n"
-    )
+FEE = '      - product: platform_fee\n        starting_at: "2026-01-01T00:00:00Z"\n'
+
+
+@pytest.mark.parametrize(
+    ("rate", "field", "needle", "words", "fixed"),
+    [
+        # billing_frequency: "Required for subscription type products with Flat rate" (rate_add_many_params)
+        (
+            FEE + "        rate_type: FLAT\n        price: 10000\n",
+            "rates[6].billing_frequency",
+            "- product: platform_fee",
+            "billing_frequency",
+            ("price: 10000\n", "price: 10000\n        billing_frequency: MONTHLY\n"),
+        ),
+        # is_prorated: "Only valid for SUBSCRIPTION rate_type. Must be set to true."
+        (
+            FEE + "        rate_type: SUBSCRIPTION\n        price: 10000\n        quantity: 1\n"
+            "        is_prorated: false\n",
+            "rates[6].is_prorated",
+            "is_prorated: false",
+            "true",
+            ("is_prorated: false", "is_prorated: true"),
+        ),
+    ],
+)
+def test_subscription_rate_rules(
+    tmp_path: Path, rate: str, field: str, needle: str, words: str, fixed: tuple[str, str]
+) -> None:
     d = _with_rate(tmp_path, rate, PLATFORM_FEE_PRODUCT)
     err = _one_problem(d)
     _assert_problem(
-        err,
-        "catalog.yaml",
-        "rate card 'standard'",
-        "rates[6].billing_frequency",
-        _line_of(d / "catalog.yaml", "- product: platform_fee"),
-        "billing_frequency",
+        err, "catalog.yaml", "rate card 'standard'", field, _line_of(d / "catalog.yaml", needle), words
     )
     assert len(err.problems) == 1, str(err)
-    good = _with_rate(tmp_path / "good", rate + "        billing_frequency: MONTHLY\n", PLATFORM_FEE_PRODUCT)
-    assert load_stack(good).rate_card("standard").rates[6].billing_frequency == "MONTHLY"
-
-
-def test_is_prorated_must_be_true_where_given(tmp_path: Path) -> None:
-    rate = (
-        "      - product: platform_fee\n"
-        '        starting_at: "2026-01-01T00:00:00Z"\n'
-        "        rate_type: SUBSCRIPTION\n"
-        "        price: 10000\n"
-        "        quantity: 1\n"
-        "        is_prorated: false\n"
-    )
-    d = _with_rate(tmp_path, rate, PLATFORM_FEE_PRODUCT)
-    err = _one_problem(d)
-    _assert_problem(
-        err,
-        "catalog.yaml",
-        "rate card 'standard'",
-        "rates[6].is_prorated",
-        _line_of(d / "catalog.yaml", "is_prorated: false"),
-        "true",
-    )
-    assert len(err.problems) == 1, str(err)
-    good = _with_rate(
-        tmp_path / "good", rate.replace("is_prorated: false", "is_prorated: true"), PLATFORM_FEE_PRODUCT
-    )
-    assert load_stack(good).rate_card("standard").rates[6].is_prorated is True
+    load_stack(_with_rate(tmp_path / "fixed", rate.replace(*fixed), PLATFORM_FEE_PRODUCT))

@@ -7,7 +7,6 @@ copy of the dev stack under a unique stack name; state lives in a temp file back
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mini_engine import PROJECT, REPO, make_stack_dir
+from mini_engine import make_stack_dir, scratch_project
 
 PULUMI = shutil.which("pulumi")
 
@@ -31,23 +30,9 @@ def pulumi_cli() -> str:
 @pytest.fixture
 def project(pulumi_cli: str, tmp_path: Path, emulator: Any) -> Iterator[tuple[Path, dict[str, str], str]]:
     work = tmp_path / "project"
+    env = scratch_project(work, tmp_path / "state", emulator.token)
     (work / "stacks").mkdir(parents=True)
     stack_dir = make_stack_dir(work / "stacks")
-    shutil.copy(REPO / "__main__.py", work / "__main__.py")
-    (work / "Pulumi.yaml").write_text(
-        f"name: {PROJECT}\n"
-        "runtime:\n  name: python\n  options:\n    toolchain: pip\n"
-        f"    virtualenv: {REPO / '.venv'}\n"
-    )
-    (tmp_path / "state").mkdir()
-    env = {
-        **os.environ,
-        "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": "test-only-passphrase",
-        "PULUMI_SKIP_UPDATE_CHECKS": "true",
-        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
-        "METRONOME_BEARER_TOKEN": emulator.token,
-    }
     stack = stack_dir.name
     pulumi(work, env, "stack", "init", stack)
     pulumi(work, env, "config", "set", "metronome:baseUrl", emulator.base_url, "--stack", stack)
