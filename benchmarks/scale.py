@@ -292,7 +292,8 @@ def drive(
         running: dict[Future[tuple[str, dict[str, Any]]], str] = {}
 
         def submit(name: str) -> None:
-            running[pool.submit(step, by_name[name], ids)] = name
+            # The ids it needs, as they are now: `ids` grows under the running steps.
+            running[pool.submit(step, by_name[name], {d: ids[d] for d in by_name[name].deps})] = name
 
         for name, deps in waiting.items():
             if not deps:

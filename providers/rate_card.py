@@ -17,6 +17,10 @@ ended by adding it again with `ending_before`. This module diffs rates by that i
 
 Read folds such a chain of segments back into the one declared rate (first starting_at,
 latest values), so an update never leaves a phantom diff.
+
+An update reads and plans only the (product, pricing group values) whose rates changed, with the
+getRateSchedule selectors (`touched_rates`): a price changed on a card of thousands of rates costs one
+schedule read and one addRates. Read (refresh) reads the whole schedule, 100 segments a page.
 """
 
 from __future__ import annotations
