@@ -799,33 +799,6 @@ def _check_raw_references(v: _Validator) -> None:
                     )
 
 
-def _check_rate_overlaps(v: _Validator, doc: _Doc, path: Path_, entry: str, rates: list[Rate]) -> None:
-    """Two rates of one product and pricing group values must not be in force at the same time
-    (Metronome would hold both, and which one bills is not what the catalog says). A scheduled
-    price change ends the earlier rate where the later one starts."""
-    by_group: dict[tuple[Any, ...], list[int]] = {}
-    for j, rate in enumerate(rates):
-        group = (rate.product, tuple(sorted((rate.pricing_group_values or {}).items())))
-        by_group.setdefault(group, []).append(j)
-    for indexes in by_group.values():
-        ordered = sorted(indexes, key=lambda j: _parse_ts(rates[j].starting_at))
-        for a, b in zip(ordered, ordered[1:], strict=False):
-            earlier, later = rates[a], rates[b]
-            if earlier.starting_at == later.starting_at:
-                continue  # reported as a duplicate rate
-            start = _parse_ts(later.starting_at)
-            if earlier.ending_before is None or _parse_ts(earlier.ending_before) > start:
-                v.add(
-                    doc,
-                    path,
-                    entry,
-                    ("rates", a, "ending_before"),
-                    f"overlaps rates[{b}] (same product and pricing_group_values, starting "
-                    f"{later.starting_at}); to schedule a price change, set ending_before: "
-                    f'"{later.starting_at}" here',
-                )
-
-
 def _known(names: Iterable[str]) -> str:
     names = sorted(names)
     return f"(known: {', '.join(names)})" if names else "(none declared)"
@@ -858,6 +831,9 @@ def _check_references(
     env: dict[str, list[tuple[int, Model]]],
     single: dict[str, Model | None],
 ) -> None:
+    # The rules of what Metronome accepts in a rate, shared with the rate card provider's Check.
+    from providers.rate_rules import rate_problems, schedule_problems
+
     metrics: dict[str, BillableMetric] = {m.name: m for _, m in cat["billable_metrics"]}  # type: ignore[misc]
     products: dict[str, Product] = {p.name: p for _, p in cat["products"]}  # type: ignore[misc]
     cards: dict[str, RateCard] = {c.name: c for _, c in cat["rate_cards"]}  # type: ignore[misc]
@@ -954,7 +930,6 @@ def _check_references(
         assert isinstance(card, RateCard)
         entry, path = f"rate card '{card.name}'", ("rate_cards", i)
         custom_units = {c.custom_credit_type_id for c in card.credit_type_conversions or []}
-        seen_rates: dict[tuple[Any, ...], int] = {}
         for j, rate in enumerate(card.rates):
             loc: Path_ = ("rates", j)
             product = products.get(rate.product) if v.unique("products", rate.product) else None
@@ -978,48 +953,20 @@ def _check_references(
                         f"keys {sorted(given)} must match product '{product.name}' pricing_group_key "
                         f"{sorted(keys)}",
                     )
-            if rate.rate_type in ("FLAT", "PERCENTAGE") and rate.price is None:
-                v.add(cat_doc, path, entry, loc + ("price",), f"{rate.rate_type} rates need a price")
-            if rate.rate_type == "PERCENTAGE" and rate.price is not None and not 0 <= rate.price <= 1:
-                v.add(cat_doc, path, entry, loc + ("price",), "PERCENTAGE prices are fractions from 0 to 1")
-            if rate.rate_type in ("TIERED", "TIERED_PERCENTAGE"):
-                if not rate.tiers:
-                    v.add(cat_doc, path, entry, loc + ("tiers",), f"{rate.rate_type} rates need tiers")
-                elif any(t.size is None for t in rate.tiers[:-1]):
-                    v.add(cat_doc, path, entry, loc + ("tiers",), "every tier but the last needs a size")
-            elif rate.tiers:
-                v.add(cat_doc, path, entry, loc + ("tiers",), f"{rate.rate_type} rates take no tiers")
-            if rate.credit_type_id and rate.credit_type_id not in custom_units:
-                v.add(
-                    cat_doc,
-                    path,
-                    entry,
-                    loc + ("credit_type_id",),
-                    f"custom pricing unit '{rate.credit_type_id}' needs a credit_type_conversions entry on "
-                    "the rate card",
-                )
-            if rate.ending_before and _parse_ts(rate.ending_before) <= _parse_ts(rate.starting_at):
-                v.add(
-                    cat_doc,
-                    path,
-                    entry,
-                    loc + ("ending_before",),
-                    f"ends ({rate.ending_before}) before it starts ({rate.starting_at})",
-                )
-            # Metronome identifies a rate by product + pricing group values + start: duplicates overwrite.
-            ident = (rate.product, tuple(sorted((rate.pricing_group_values or {}).items())), rate.starting_at)
-            if ident in seen_rates:
-                v.add(
-                    cat_doc,
-                    path,
-                    entry,
-                    loc,
-                    "duplicate rate: same product, pricing_group_values and starting_at as "
-                    f"rates[{seen_rates[ident]}]",
-                )
-            else:
-                seen_rates[ident] = j
-        _check_rate_overlaps(v, cat_doc, path, entry, card.rates)
+            for field_loc, message in rate_problems(
+                rate, product_type=product.type if product else None, custom_units=custom_units
+            ):
+                v.add(cat_doc, path, entry, loc + field_loc, message)
+        schedule = [
+            (
+                (r.product, tuple(sorted((r.pricing_group_values or {}).items()))),
+                r.starting_at,
+                r.ending_before,
+            )
+            for r in card.rates
+        ]
+        for j, field_loc, message in schedule_problems(schedule):
+            v.add(cat_doc, path, entry, ("rates", j, *field_loc), message)
 
     _check_packages_alerts(v, cat_doc, cat)
     if env_doc is None:

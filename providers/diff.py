@@ -9,9 +9,10 @@ Values are compared after `normalize`, so these never show as changes:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,8 +46,11 @@ def _looks_like_time(value: str, key: str | None) -> bool:
     return bool(_TIMESTAMP.match(value) or (_is_time_key(key) and _LENIENT_TIMESTAMP.match(value)))
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_time(value: str) -> str:
-    """RFC 3339 in UTC with a Z and whole seconds (sub-second parts kept only when non-zero)."""
+    """RFC 3339 in UTC with a Z and whole seconds (sub-second parts kept only when non-zero).
+
+    Cached: a catalog spells few distinct times (a card's thousands of rates mostly share one start)."""
     text = value.strip().upper()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
@@ -58,23 +62,57 @@ def canonical_time(value: str) -> str:
     return parsed.strftime(fmt)
 
 
+@functools.lru_cache(maxsize=4096)
 def instant(value: str) -> datetime:
-    """An RFC 3339 time (any spelling canonical_time takes) as an aware UTC datetime."""
+    """An RFC 3339 time (any spelling canonical_time takes) as an aware UTC datetime (cached, immutable)."""
     return datetime.fromisoformat(canonical_time(value).replace("Z", "+00:00"))
 
 
 def canonical_timestamps(value: Any, key: str | None = None) -> Any:
-    """Every RFC 3339 string in `value` (recursively) in the canonical spelling."""
-    if isinstance(value, str) and _looks_like_time(value, key):
-        try:
-            return canonical_time(value)
-        except ValueError:
-            return value
+    """Every RFC 3339 string in `value` (recursively) in the canonical spelling. What needs no change is
+    returned as it is, not copied (a card's thousands of rates are mostly canonical already)."""
+    if isinstance(value, str):
+        return _canonical_if_time(value, key) if _may_be_time(value) else value
     if isinstance(value, dict):
-        return {k: canonical_timestamps(v, k) for k, v in value.items()}
+        return _rebuilt(value, lambda k, v: canonical_timestamps(v, k))
     if isinstance(value, list):
-        return [canonical_timestamps(v, key) for v in value]
+        return _rebuilt(value, lambda _, v: canonical_timestamps(v, key))
     return value
+
+
+def _rebuilt(container: Any, convert: Callable[[Any, Any], Any]) -> Any:
+    """`container` (a dict or list) with `convert(key or index, item)` applied to each non-scalar item:
+    the same object when nothing changed, else a copy with the changed items."""
+    out = None
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for k, v in items:
+        if type(v) in _SCALARS:
+            continue
+        new = convert(k, v)
+        if new is not v:
+            if out is None:
+                out = dict(container) if isinstance(container, dict) else list(container)
+            out[k] = new
+    return container if out is None else out
+
+
+# Leaves that hold no text: the recursive helpers skip them without a call, which keeps a rate card's
+# thousands of rates cheap.
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _may_be_time(value: str) -> bool:
+    """A quick necessary condition for both timestamp patterns (YYYY-...), before the regexes."""
+    return len(value) >= 10 and value[4] == "-"
+
+
+def _canonical_if_time(value: str, key: str | None) -> str:
+    if not _looks_like_time(value, key):
+        return value
+    try:
+        return canonical_time(value)
+    except ValueError:
+        return value
 
 
 def _number(value: float | int) -> float | int:
@@ -119,13 +157,16 @@ def normalize(value: Any, key: str | None = None) -> Any:
 
 def mark_unknowns(value: Any) -> Any:
     """Preview unknowns arrive as `pulumi.output.Unknown` objects in check/diff: make them the
-    wire sentinel string, which the rest of the code (and the host's serializer) understands."""
+    wire sentinel string, which the rest of the code (and the host's serializer) understands.
+    A value holding none is returned as it is (tuples become lists either way)."""
+    if isinstance(value, dict):
+        return _rebuilt(value, lambda _, v: v if type(v) is str else mark_unknowns(v))
+    if isinstance(value, list):
+        return _rebuilt(value, lambda _, v: v if type(v) is str else mark_unknowns(v))
+    if isinstance(value, tuple):
+        return [mark_unknowns(v) for v in value]
     if isinstance(value, Unknown):
         return UNKNOWN
-    if isinstance(value, dict):
-        return {k: mark_unknowns(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [mark_unknowns(v) for v in value]
     return value
 
 
@@ -133,24 +174,57 @@ def contains_unknown(value: Any) -> bool:
     if isinstance(value, str):
         return value == UNKNOWN
     if isinstance(value, dict):
-        return any(contains_unknown(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(contains_unknown(v) for v in value)
-    return False
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return False
+    return any(
+        v == UNKNOWN if type(v) is str else type(v) not in _SCALARS and contains_unknown(v) for v in value
+    )
 
 
 def changed_fields(olds: dict[str, Any], news: dict[str, Any], fields: Iterable[str]) -> list[str]:
     """Input fields whose normalised values differ (a field holding an unknown counts as changed)."""
-    out = []
-    for field in fields:
-        old, new = olds.get(field), news.get(field)
-        if contains_unknown(new):
-            out.append(field)
-            continue
-        o, n = normalize({field: old}).get(field), normalize({field: new}).get(field)
-        if o != n:
-            out.append(field)
-    return out
+    return [field for field in fields if field_changed(field, olds.get(field), news.get(field))]
+
+
+def field_changed(field: str, old: Any, new: Any) -> bool:
+    """Whether one field's normalised values differ; an unknown counts as a change.
+
+    Equal values are equal normalised, so only what differs as written is normalised: a list whose
+    order means nothing is compared as a multiset, items written identically paired off first (a
+    card's thousands of rates with one price changed normalise two rates, not all of them)."""
+    if contains_unknown(new):
+        return True
+    if old == new:
+        return False
+    if isinstance(old, list) and isinstance(new, list) and field not in ORDER_SENSITIVE:
+        old, new = _unmatched(old, new)
+    return normalize({field: old}).get(field) != normalize({field: new}).get(field)
+
+
+def _unmatched(old: list[Any], new: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The items of two unordered lists left once items written identically are paired off: first the
+    common head and tail (state and inputs keep one order, so an edit leaves a short middle), then
+    the middle by each item's repr (equal repr, equal value)."""
+    head = 0
+    shortest = min(len(old), len(new))
+    while head < shortest and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < shortest - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    old, new = old[head : len(old) - tail], new[head : len(new) - tail]
+    pending: dict[str, list[Any]] = {}
+    for item in old:
+        pending.setdefault(repr(item), []).append(item)
+    new_left = []
+    for item in new:
+        same = pending.get(repr(item))
+        if same:
+            same.pop()
+        else:
+            new_left.append(item)
+    return [item for items in pending.values() for item in items], new_left
 
 
 def compute_diff(

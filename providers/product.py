@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import metronome
 import pulumi
-from pulumi.dynamic import CheckFailure
+from pulumi.dynamic import CheckFailure, DiffResult
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, is_hour_aligned
@@ -184,6 +184,51 @@ def _metric_and_keys(values: Any) -> tuple[Any, ...]:
     )
 
 
+_TYPES: dict[str, str] = {}  # product id -> type: a product's type never changes (ids are UUIDs)
+_TYPES_LOCK = threading.Lock()
+_TYPE_LOOKUPS: dict[str, threading.Lock] = {}  # one look-up per product at a time
+
+
+def remember_type(product_id: str, product_type: Any) -> None:
+    """Note a product's type seen by this host (created, read or diffed), so Check needs no look-up."""
+    if (
+        isinstance(product_id, str)
+        and isinstance(product_type, str)
+        and UNKNOWN not in (product_id, product_type)
+    ):
+        with _TYPES_LOCK:
+            _TYPES[product_id] = product_type
+
+
+def product_type(product_id: str) -> str | None:
+    """The product's type: known to the host, else looked up once (concurrent checks of one product wait
+    for one look-up). None when it cannot be looked up (missing, archived, no access, API down): like
+    `metric_group_keys`, a preview-time courtesy; the API checks again when the rates are added."""
+    with _TYPES_LOCK:
+        if product_id in _TYPES:
+            return _TYPES[product_id]
+        lock = _TYPE_LOOKUPS.setdefault(product_id, threading.Lock())
+    with lock:
+        with _TYPES_LOCK:
+            if product_id in _TYPES:
+                return _TYPES[product_id]
+        base_url = ""
+        try:
+            client = get_client()
+            base_url = str(client.base_url)
+            if base_url in _LOOKUPS_OFF:
+                return None
+            product = _get(client.with_options(max_retries=1), product_id, f"Product {product_id}")
+        except Exception:  # noqa: BLE001 - no token, unreachable, 5xx after the retry: skip the courtesy
+            _LOOKUPS_OFF.add(base_url)
+            return None
+        if product is None:
+            return None
+        found = to_inputs(product)["type"]
+        remember_type(product_id, found)
+        return found
+
+
 class ProductProvider(MetronomeProvider[Inputs]):
     kind = "Product"
     entity = ENTITY
@@ -260,6 +305,23 @@ class ProductProvider(MetronomeProvider[Inputs]):
                 "to the metric (which replaces the metric)",
             )
         ]
+
+    # The host remembers every product type it sees, for the rate card's Check (`product_type`).
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        object_id = super().create_object(client, inputs, label)
+        remember_type(object_id, inputs.get("type"))
+        return object_id
+
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        live = super().read_live(client, object_id, props)
+        remember_type(object_id, (live or {}).get("type"))
+        return live
+
+    def diff_inputs(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        remember_type(_id, olds.get("type"))
+        return super().diff_inputs(_id, olds, news)
 
     def update_object(
         self,

@@ -17,12 +17,16 @@ ended by adding it again with `ending_before`. This module diffs rates by that i
 
 Read folds such a chain of segments back into the one declared rate (first starting_at,
 latest values), so an update never leaves a phantom diff.
+
+An update reads and plans only the (product, pricing group values) whose rates changed, with the
+getRateSchedule selectors (`touched_rates`): a price changed on a card of thousands of rates costs one
+schedule read and one addRates. Read (refresh) reads the whole schedule, 100 segments a page.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
@@ -31,14 +35,19 @@ import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props
+from .base import InputsBase, MetronomeProvider, Timestamp, _path, current_hour, declare_props
 from .client import USD_CENTS_ID, KindIndex, MetronomeError, get_live, kind_index, paginate, request
 from .diff import UNKNOWN, canonical_time, instant, normalize
+from .product import product_type
+from .rate_rules import rate_problems, schedule_problems
 from .schema import RequiresReplace
 
 ENTITY = "rate_card"
 RATES_PER_CALL = 1000  # one addRates call per card unless a card is huge
 SCHEDULE_FROM = "2000-01-01T00:00:00Z"  # read the whole schedule, history included
+# Selectors per getRateSchedule call when an update reads only the rates it touches. The API states no
+# limit; with about one segment per selected rate, 50 selectors fit one page of 100 (the page limit).
+SELECTORS_PER_CALL = 50
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -116,9 +125,7 @@ class Inputs(InputsBase):
         fiat = self.fiat_credit_type_id or USD_CENTS_ID
         if self.fiat_credit_type_id == USD_CENTS_ID:
             self.fiat_credit_type_id = None
-        if self.rates:
-            # Canonical order (by rate identity) so checked inputs, outputs and reads line up.
-            self.rates = sorted(self.rates, key=lambda r: rate_key(r.model_dump(mode="json")))
+        # Rates stay in their declared order (Check names them by it); diff compares them by identity.
         for rate in self.rates or []:
             if rate.credit_type_id == fiat:
                 rate.credit_type_id = None
@@ -138,9 +145,30 @@ HINTS = {
 # ---------------------------------------------------------------------------------------------
 
 
-def rate_key(rate: dict[str, Any]) -> tuple[str, str, str]:
-    pgv = json.dumps(rate.get("pricing_group_values") or {}, sort_keys=True)
-    return (rate.get("product_id", ""), pgv, normalize(rate.get("starting_at", "")))
+RateKey = tuple[str, tuple[tuple[str, str], ...], str]
+
+
+def rate_identity(
+    product_id: str | None, pricing_group_values: Mapping[str, str] | None, starting_at: str | None
+) -> RateKey:
+    """A rate's identity in Metronome: (product_id, pricing_group_values, starting_at), hashable."""
+    start = starting_at or ""
+    try:
+        start = canonical_time(start) if start != UNKNOWN else start
+    except ValueError:
+        pass  # not a time: refused by the schema, compared as written
+    return (product_id or "", tuple(sorted((pricing_group_values or {}).items())), start)
+
+
+def rate_key(rate: Mapping[str, Any]) -> RateKey:
+    """`rate_identity` of a rate in input shape (a dict)."""
+    return rate_identity(rate.get("product_id"), rate.get("pricing_group_values"), rate.get("starting_at"))
+
+
+def describe_rate(rate: Rate) -> str:
+    """A rate as the user declared it: product, pricing group values, start."""
+    groups = ", ".join(f"{k}={v}" for k, v in (rate.pricing_group_values or {}).items())
+    return f"the rate of product {rate.product_id}{f' ({groups})' if groups else ''} from {rate.starting_at}"
 
 
 def conversions_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
@@ -227,40 +255,38 @@ def fold_schedule(
     history (dropped). Without it, each live, not-ended segment is a rate of its own.
     """
     now = datetime.now(timezone.utc)
-    desired_starts = {rate_key(r) for r in desired or []}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    # Declared rates come back in their declared order (a read compares equal to the state as written),
+    # the others after them by identity.
+    desired_starts = {rate_key(r): i for i, r in enumerate(desired or [])}
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[RateKey, dict[str, Any]]]] = {}
     for entry in entries:
         rate = entry_to_rate(entry, fiat)
-        groups.setdefault(rate_key(rate)[:2], []).append(rate)
-    out: list[dict[str, Any]] = []
+        key = rate_key(rate)
+        groups.setdefault(key[:2], []).append((key, rate))
+    out: list[tuple[RateKey, dict[str, Any]]] = []
     for segments in groups.values():
-        segments.sort(key=lambda r: instant(r["starting_at"]))
-        chains: list[dict[str, Any]] = []
-        for seg in segments:
-            prev = chains[-1] if chains else None
+        segments.sort(key=lambda segment: instant(segment[1]["starting_at"]))
+        chains: list[tuple[RateKey, dict[str, Any]]] = []  # (key of the chain's first segment, chain)
+        for key, seg in segments:
             # A segment not starting at a declared start continues the previous chain: right after
             # it (a price change), or after a gap (a removed rate declared again: see
             # `plan_rate_changes`; the gap is history, when the rate was not active).
-            continues = (
-                desired is not None
-                and prev is not None
-                and rate_key(seg) not in desired_starts
-                and prev.get("ending_before")
-                and instant(prev["ending_before"]) <= instant(seg["starting_at"])
-            )
-            if continues:
-                assert prev is not None
-                chains[-1] = {**seg, "starting_at": prev["starting_at"], "_last": seg}
-            else:
-                chains.append({**seg, "_last": seg})
-        for chain in chains:
-            declared = rate_key(chain) in desired_starts
+            if chains and desired is not None and key not in desired_starts:
+                first, prev = chains[-1]
+                if prev.get("ending_before") and instant(prev["ending_before"]) <= instant(
+                    seg["starting_at"]
+                ):
+                    chains[-1] = (first, {**seg, "starting_at": prev["starting_at"], "_last": seg})
+                    continue
+            chains.append((key, {**seg, "_last": seg}))
+        for key, chain in chains:
             ended = chain.get("ending_before") and instant(chain["ending_before"]) <= now
             # A tombstone is the chain's last segment (after a price change the chain starts earlier).
-            if declared or not (ended or _is_tombstone(chain["_last"])):
-                out.append(chain if keep_last else _strip(chain))
-    out.sort(key=rate_key)
-    return out
+            if key in desired_starts or not (ended or _is_tombstone(chain["_last"])):
+                out.append((key, chain if keep_last else _strip(chain)))
+    last = len(desired_starts)
+    out.sort(key=lambda keyed: (desired_starts.get(keyed[0], last), keyed[0]))
+    return [chain for _, chain in out]
 
 
 def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
@@ -270,19 +296,67 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
 
 
 def _schedule(
-    client: metronome.Metronome, card_id: str, label: str, declared: list[dict[str, Any]] | None = None
+    client: metronome.Metronome,
+    card_id: str,
+    label: str,
+    declared: list[dict[str, Any]] | None = None,
+    groups: set[RateGroup] | None = None,
 ) -> list[dict[str, Any]]:
-    """The card's whole rate schedule: from SCHEDULE_FROM, or from the earliest declared rate if older."""
+    """The card's rate schedule from SCHEDULE_FROM (or the earliest declared rate if older): every
+    segment, or only those of `groups` (read with getRateSchedule selectors, SELECTORS_PER_CALL at a
+    time: a product's rates without pricing group values are selected by product and filtered here)."""
     starts = [r["starting_at"] for r in declared or [] if isinstance(r.get("starting_at"), str)]
     since = min([instant(SCHEDULE_FROM), *(instant(t) for t in starts if t != UNKNOWN)])
-    return list(
-        paginate(
-            client,
-            "POST",
-            "/v1/contract-pricing/rate-cards/getRateSchedule",
-            label=label,
-            body={"rate_card_id": card_id, "starting_at": _fmt(since)},
-        )
+    body: dict[str, Any] = {"rate_card_id": card_id, "starting_at": _fmt(since)}
+    path = "/v1/contract-pricing/rate-cards/getRateSchedule"
+    if groups is None:
+        return list(paginate(client, "POST", path, label=label, body=body))
+    selectors = _selectors(groups)
+    entries = []
+    for i in range(0, len(selectors), SELECTORS_PER_CALL):
+        chunk = {**body, "selectors": selectors[i : i + SELECTORS_PER_CALL]}
+        entries += [e for e in paginate(client, "POST", path, label=label, body=chunk) if _group(e) in groups]
+    return entries
+
+
+RateGroup = tuple[str, tuple[tuple[str, str], ...]]  # (product_id, pricing group values): rate_key[:2]
+
+
+def _group(entry: dict[str, Any]) -> RateGroup:
+    pgv = entry.get("pricing_group_values") or (entry.get("rate") or {}).get("pricing_group_values") or {}
+    return (entry.get("product_id") or "", tuple(sorted(pgv.items())))
+
+
+def _selectors(groups: set[RateGroup]) -> list[dict[str, Any]]:
+    """getRateSchedule selectors for `groups`, none overlapping another (so no segment comes twice): a
+    product with a rate without pricing group values is selected whole, else each group exactly."""
+    whole = {product for product, pgv in groups if not pgv}
+    selectors: list[dict[str, Any]] = [{"product_id": product} for product in sorted(whole)]
+    selectors += [
+        {"product_id": product, "pricing_group_values": dict(pgv)}
+        for product, pgv in sorted(groups)
+        if product not in whole
+    ]
+    return selectors
+
+
+def touched_rates(
+    old: list[dict[str, Any]], new: list[dict[str, Any]]
+) -> tuple[set[RateGroup], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The (product, pricing group values) of every rate added, removed or changed from `old` to `new`
+    (the only part of the schedule an update has to read and plan), with the old and new rates of
+    those groups."""
+    old_by = {rate_key(r): r for r in old}
+    new_by = {rate_key(r): r for r in new}
+    groups = {
+        key[:2]
+        for key in old_by.keys() | new_by.keys()
+        if old_by.get(key) != new_by.get(key) and normalize(old_by.get(key)) != normalize(new_by.get(key))
+    }
+    return (
+        groups,
+        [r for key, r in old_by.items() if key[:2] in groups],
+        [r for key, r in new_by.items() if key[:2] in groups],
     )
 
 
@@ -418,33 +492,6 @@ def contracts_using(client: metronome.Metronome, rate_card_id: str, label: str) 
     return hits
 
 
-def _overlaps(rates: list[Rate]) -> list[CheckFailure]:
-    """Rates of one product and pricing group values in force at the same time (Metronome would hold
-    both; which one bills is then not what was declared): the earlier one must end first."""
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, rate in enumerate(rates):
-        if UNKNOWN in (rate.product_id, rate.starting_at, rate.ending_before):
-            continue
-        groups.setdefault(rate_key(rate.model_dump(mode="json"))[:2], []).append(i)
-    failures = []
-    for indexes in groups.values():
-        ordered = sorted(indexes, key=lambda i: instant(rates[i].starting_at))
-        for a, b in zip(ordered, ordered[1:], strict=False):
-            earlier, later = rates[a], rates[b]
-            if instant(earlier.starting_at) == instant(later.starting_at):
-                continue  # a duplicate, reported as such
-            if earlier.ending_before is None or instant(earlier.ending_before) > instant(later.starting_at):
-                failures.append(
-                    CheckFailure(
-                        f"rates[{a}].ending_before",
-                        f"overlaps rates[{b}] (same product and pricing_group_values, starting "
-                        f"{later.starting_at}); to fix: end this rate where the later one starts "
-                        f"(ending_before: {later.starting_at})",
-                    )
-                )
-    return failures
-
-
 class RateCardProvider(MetronomeProvider[Inputs]):
     kind = "RateCard"
     entity = ENTITY
@@ -492,107 +539,43 @@ class RateCardProvider(MetronomeProvider[Inputs]):
         )
 
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
+        """The rules of `rate_rules` (the catalog's too), each failure naming the rate by its place in the
+        declared list. A FLAT rate's billing_frequency rule needs its product's type: looked up only for
+        the rates an update would send (new, or a changed type or frequency), once per product."""
+        rates = inputs.rates or []
+        units = {c.custom_credit_type_id for c in inputs.credit_type_conversions or []}
+        accepted = {
+            (rate_key(r), r.get("rate_type"), r.get("billing_frequency"))
+            for r in olds.get("rates") or []
+            if isinstance(r, dict)
+        }
+        keys = [rate_identity(r.product_id, r.pricing_group_values, r.starting_at) for r in rates]
         failures: list[CheckFailure] = []
-        seen: dict[tuple[str, str, str], int] = {}
-        for i, rate in enumerate(inputs.rates or []):
-            path = f"rates[{i}]"
-            kind = rate.rate_type
-            if kind in ("FLAT", "SUBSCRIPTION", "PERCENTAGE") and rate.price is None:
-                failures.append(
-                    CheckFailure(
-                        f"{path}.price",
-                        f"a {kind} rate needs a price; to fix: set price "
-                        "(in cents unless credit_type_id says otherwise)",
-                    )
-                )
-            if kind in ("TIERED", "TIERED_PERCENTAGE") and not rate.tiers:
-                failures.append(
-                    CheckFailure(
-                        f"{path}.tiers",
-                        f"a {kind} rate needs tiers; to fix: add tiers, "
-                        "e.g. [{size: 1000, price: 300}, {price: 250}]",
-                    )
-                )
-            if rate.tiers and kind not in ("TIERED", "TIERED_PERCENTAGE"):
-                failures.append(
-                    CheckFailure(
-                        f"{path}.tiers",
-                        "tiers apply to TIERED rates only; to fix: use rate_type TIERED or set price instead",
-                    )
-                )
-            if kind == "PERCENTAGE" and rate.price is not None and not 0 <= rate.price <= 1:
-                failures.append(
-                    CheckFailure(
-                        f"{path}.price",
-                        f"a PERCENTAGE price is a fraction, got {rate.price}; to fix: write 0.1 for 10%",
-                    )
-                )
-            if rate.price is not None and rate.price < 0:
-                failures.append(
-                    CheckFailure(f"{path}.price", "price must be >= 0; to fix: use a positive price")
-                )
-            tiers = rate.tiers or []
-            for j, tier in enumerate(tiers):
-                last = j == len(tiers) - 1
-                if not last and tier.size is None:
-                    failures.append(
-                        CheckFailure(
-                            f"{path}.tiers[{j}].size",
-                            "every tier but the last needs a size "
-                            "(tiers are in order, the last one is open-ended); to fix: add "
-                            "size or move this tier last",
-                        )
-                    )
-                if tier.size is not None and tier.size <= 0:
-                    failures.append(
-                        CheckFailure(
-                            f"{path}.tiers[{j}].size",
-                            "size must be > 0; to fix: use the number of units in this tier",
-                        )
-                    )
-            if rate.is_prorated is not None and kind != "SUBSCRIPTION":
-                failures.append(
-                    CheckFailure(
-                        f"{path}.is_prorated",
-                        "is_prorated applies to SUBSCRIPTION rates only; to fix: remove it",
-                    )
-                )
-            if kind == "CUSTOM" and not rate.custom_rate:
-                failures.append(
-                    CheckFailure(f"{path}.custom_rate", "a CUSTOM rate needs custom_rate; to fix: add it")
-                )
-            if rate.ending_before and UNKNOWN not in (rate.ending_before, rate.starting_at):
-                if instant(rate.ending_before) <= instant(rate.starting_at):
-                    failures.append(
-                        CheckFailure(
-                            f"{path}.ending_before",
-                            "ending_before must be after starting_at; to fix: move it later or remove it",
-                        )
-                    )
+        for i, rate in enumerate(rates):
+            kind = None
             if (
-                rate.credit_type_id
-                and rate.credit_type_id
-                not in {c.custom_credit_type_id for c in inputs.credit_type_conversions or []}
-                and rate.credit_type_id != UNKNOWN
+                rate.rate_type == "FLAT"
+                and rate.billing_frequency is None
+                and rate.product_id != UNKNOWN
+                and (keys[i], "FLAT", None) not in accepted
+            ):
+                kind = product_type(rate.product_id)
+            for field, message in rate_problems(
+                rate, product_type=kind, custom_units=None if rate.credit_type_id == UNKNOWN else units
             ):
                 failures.append(
-                    CheckFailure(
-                        f"{path}.credit_type_id",
-                        "a custom credit type needs a conversion on "
-                        "the card; to fix: add it to credit_type_conversions",
-                    )
+                    CheckFailure(_path(("rates", i, *field)), f"{describe_rate(rate)}: {message}")
                 )
-            key = rate_key(rate.model_dump(mode="json"))
-            if key in seen and UNKNOWN not in key[0]:
-                failures.append(
-                    CheckFailure(
-                        path,
-                        f"same product, pricing_group_values and starting_at as "
-                        f"rates[{seen[key]}]; to fix: merge them or change starting_at",
-                    )
-                )
-            seen.setdefault(key, i)
-        failures += _overlaps(inputs.rates or [])
+        schedule = [
+            None
+            if UNKNOWN in (r.product_id, r.starting_at, r.ending_before)
+            else (key[:2], r.starting_at, r.ending_before)
+            for r, key in zip(rates, keys, strict=True)
+        ]
+        for i, field, message in schedule_problems(schedule):
+            failures.append(
+                CheckFailure(_path(("rates", i, *field)), f"{describe_rate(rates[i])}: {message}")
+            )
         return failures
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
@@ -607,8 +590,8 @@ class RateCardProvider(MetronomeProvider[Inputs]):
         card = super().read_live(client, object_id, props)
         if card is None:
             return None
-        desired = self.shape(props).get("rates") if props else None
-        return _with_rates(client, object_id, card, desired or [], self.label(props or {}))
+        # The recorded rates as written: folding needs only their identities (`rate_key` canonicalises).
+        return _with_rates(client, object_id, card, (props or {}).get("rates") or [], self.label(props or {}))
 
     def update_object(
         self,
@@ -639,11 +622,19 @@ class RateCardProvider(MetronomeProvider[Inputs]):
             )
         if "rates" in changed:
             fiat = news.get("fiat_credit_type_id") or USD_CENTS_ID
-            old_rates = list(olds.get("rates") or [])
-            entries = _schedule(client, object_id, label, [*old_rates, *(news.get("rates") or [])])
+            # Only the rates that changed are read and planned: one price on a card of thousands costs
+            # one schedule read and one addRates. A change to most of the card reads it whole instead.
+            groups, old_rates, new_rates = touched_rates(olds.get("rates") or [], news.get("rates") or [])
+            rate_count = max(len(olds.get("rates") or []), len(news.get("rates") or []))
+            selected = groups if len(groups) * 2 <= rate_count else None
+            entries = [
+                e
+                for e in _schedule(client, object_id, label, [*old_rates, *new_rates], selected)
+                if _group(e) in groups
+            ]
             live = fold_schedule(entries, fiat, old_rates, keep_last=True)
             history = [entry_to_rate(e, fiat) for e in entries]
-            adds = plan_rate_changes(live, list(news.get("rates") or []), current_hour(), history)
+            adds = plan_rate_changes(live, new_rates, current_hour(), history)
             if adds:
                 add_rates(client, object_id, adds, label)
         return {}

@@ -407,3 +407,95 @@ def test_customer_alert_is_checked_where_it_sits(tmp_path: Path) -> None:
         _line_of(d / "environment.yaml", "- name: spend_over_5000"),  # a missing field: its entry's line
         "name a billable metric of the catalog",
     )
+
+
+# -- rates: what Metronome accepts in a rate (issue 10 item 5, issue 11 item 5) -----------------------
+
+PLATFORM_FEE_PRODUCT = "  - name: platform_fee\n    type: SUBSCRIPTION\n\n"
+
+
+def _with_rate(tmp_path: Path, rate: str, product: str = "") -> Path:
+    """The dev stack with one more rate (YAML lines under `rates:`) on the standard card, and optionally
+    one more product."""
+    d = _stack(tmp_path)
+    text = (d / "catalog.yaml").read_text()
+    if product:
+        text = text.replace("rate_cards:\n", product + "rate_cards:\n", 1)
+    (d / "catalog.yaml").write_text(text.rstrip("\n") + "\n" + rate)
+    return d
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        # Usage above the last tier would have no price.
+        (
+            (
+                "tiers: [{size: 1000, price: 1500}, {price: 1200}]",
+                "tiers: [{size: 1000, price: 1500}, {size: 5000, price: 1200}]",
+            ),
+            "rates[3].tiers[1].size",
+            "last tier",
+        ),
+        (("        price: 50\n", "        price: -50\n"), "rates[2].price", ">= 0"),
+        (
+            (
+                "tiers: [{size: 1000, price: 1500}, {price: 1200}]",
+                "tiers: [{size: 1000, price: 1500}, {price: -2}]",
+            ),
+            "rates[3].tiers[1].price",
+            ">= 0",
+        ),
+    ],
+)
+def test_rate_values_refused_with_their_line(
+    tmp_path: Path, edit: tuple[str, str], field: str, words: str
+) -> None:
+    d = _stack(tmp_path, catalog_edit=edit)
+    err = _one_problem(d)
+    _assert_problem(
+        err,
+        "catalog.yaml",
+        "rate card 'standard'",
+        field,
+        _line_of(d / "catalog.yaml", edit[1].strip().split("\n")[0]),
+        words,
+    )
+    assert len(err.problems) == 1, str(err)
+
+
+FEE = '      - product: platform_fee\n        starting_at: "2026-01-01T00:00:00Z"\n'
+
+
+@pytest.mark.parametrize(
+    ("rate", "field", "needle", "words", "fixed"),
+    [
+        # billing_frequency: "Required for subscription type products with Flat rate" (rate_add_many_params)
+        (
+            FEE + "        rate_type: FLAT\n        price: 10000\n",
+            "rates[6].billing_frequency",
+            "- product: platform_fee",
+            "billing_frequency",
+            ("price: 10000\n", "price: 10000\n        billing_frequency: MONTHLY\n"),
+        ),
+        # is_prorated: "Only valid for SUBSCRIPTION rate_type. Must be set to true."
+        (
+            FEE + "        rate_type: SUBSCRIPTION\n        price: 10000\n        quantity: 1\n"
+            "        is_prorated: false\n",
+            "rates[6].is_prorated",
+            "is_prorated: false",
+            "true",
+            ("is_prorated: false", "is_prorated: true"),
+        ),
+    ],
+)
+def test_subscription_rate_rules(
+    tmp_path: Path, rate: str, field: str, needle: str, words: str, fixed: tuple[str, str]
+) -> None:
+    d = _with_rate(tmp_path, rate, PLATFORM_FEE_PRODUCT)
+    err = _one_problem(d)
+    _assert_problem(
+        err, "catalog.yaml", "rate card 'standard'", field, _line_of(d / "catalog.yaml", needle), words
+    )
+    assert len(err.problems) == 1, str(err)
+    load_stack(_with_rate(tmp_path / "fixed", rate.replace(*fixed), PLATFORM_FEE_PRODUCT))

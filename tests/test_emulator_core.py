@@ -386,6 +386,91 @@ def test_rates_add_replace_and_get(client: metronome.Metronome) -> None:
     assert len(schedule.data) == 3
 
 
+def test_rate_schedule_selectors_as_documented(client: metronome.Metronome) -> None:
+    """getRateSchedule selectors (rate_card_retrieve_rate_schedule_params): a rate matching ANY selector
+    is returned; pricing_group_values matches exactly, partial_pricing_group_values by containment;
+    billing_frequency; a window [starting_at, ending_before); no product_tags (getRates has them)."""
+    metric_id = make_metric(client, group_keys=[["model", "region"]])
+    usage = client.v1.contracts.products.create(
+        name=uid(), type="USAGE", billable_metric_id=metric_id, pricing_group_key=["model", "region"]
+    ).data.id
+    subscription = make_product(client, type="SUBSCRIPTION", tags=["fees"])
+    card_id = client.v1.contracts.rate_cards.create(name=uid("card")).data.id
+    start = "2026-01-01T00:00:00Z"
+
+    def usage_rate(model: str, region: str, **extra) -> dict:
+        pgv = {"model": model, "region": region}
+        base = {"product_id": usage, "entitled": True, "starting_at": start, "rate_type": "FLAT", "price": 1}
+        return base | {"pricing_group_values": pgv} | extra
+
+    client.v1.contracts.rate_cards.rates.add_many(
+        rate_card_id=card_id,
+        rates=[
+            usage_rate("a", "us", ending_before="2026-06-01T00:00:00Z"),
+            usage_rate("a", "us", starting_at="2026-06-01T00:00:00Z", price=2),
+            usage_rate("a", "eu"),
+            usage_rate("b", "us"),
+            {
+                "product_id": subscription,
+                "entitled": True,
+                "starting_at": start,
+                "rate_type": "FLAT",
+                "price": 100,
+                "billing_frequency": "ANNUAL",
+            },
+        ],
+    )
+
+    def select(*selectors: dict, **window) -> list[tuple]:
+        rows = client.v1.contracts.rate_cards.retrieve_rate_schedule(
+            rate_card_id=card_id,
+            starting_at=window.pop("starting_at", start),
+            selectors=list(selectors),
+            **window,
+        ).data
+        return sorted(
+            (r.product_id == usage, tuple(sorted((r.pricing_group_values or {}).items())), r.rate.price)
+            for r in rows
+        )
+
+    a_us = (True, (("model", "a"), ("region", "us")))
+    assert select({"product_id": usage, "pricing_group_values": {"model": "a", "region": "us"}}) == [
+        (*a_us, 1.0),
+        (*a_us, 2.0),
+    ]
+    assert select({"pricing_group_values": {"model": "a"}}) == []  # exact, not containment
+    assert len(select({"partial_pricing_group_values": {"model": "a"}})) == 3
+    assert len(select({"partial_pricing_group_values": {"model": "b"}}, {"billing_frequency": "ANNUAL"})) == 2
+    assert select({"product_id": subscription}) == [(False, (), 100.0)]
+    assert len(select()) == 5  # no selectors: every rate
+    # The window: segments overlapping [starting_at, ending_before).
+    assert [p for *_, p in select({"product_id": usage}, ending_before="2026-06-01T00:00:00Z")] == [1, 1, 1]
+    assert sorted(p for *_, p in select({"product_id": usage}, starting_at="2026-07-01T00:00:00Z")) == [
+        1,
+        1,
+        2,
+    ]
+    # getRateSchedule selectors take no product_tags (getRates selectors do); limit is 1 to 100.
+    with pytest.raises(metronome.BadRequestError, match="product_tags"):
+        select({"product_tags": ["fees"]})
+    tagged = client.v1.contracts.rate_cards.rates.list(
+        rate_card_id=card_id, at="2026-02-01T00:00:00Z", selectors=[{"product_tags": ["fees"]}]
+    )
+    assert [r.product_id for r in tagged] == [subscription]
+    with pytest.raises(metronome.BadRequestError, match="limit"):
+        client.v1.contracts.rate_cards.retrieve_rate_schedule(
+            rate_card_id=card_id, starting_at=start, limit=101
+        )
+    assert (
+        len(
+            client.v1.contracts.rate_cards.retrieve_rate_schedule(
+                rate_card_id=card_id, starting_at=start, limit=100
+            ).data
+        )
+        == 5
+    )
+
+
 @pytest.mark.parametrize(
     ("rate", "field"),
     [
@@ -395,6 +480,15 @@ def test_rates_add_replace_and_get(client: metronome.Metronome) -> None:
         ({"rate_type": "PERCENTAGE", "price": 1.5}, "price"),
         ({"rate_type": "BOGUS", "price": 1}, "rate_type"),
         ({"rate_type": "FLAT", "price": 1, "ending_before": "2025-01-01T00:00:00Z"}, "ending_before"),
+        # The last tier is open-ended: usage above a sized last tier would have no price.
+        (
+            {"rate_type": "TIERED", "tiers": [{"size": 10, "price": 2}, {"size": 20, "price": 1}]},
+            "tiers[1].size",
+        ),
+        ({"rate_type": "TIERED", "tiers": [{"size": 10, "price": 2}, {"price": -1}]}, "tiers[1].price"),
+        # is_prorated: "Only valid for SUBSCRIPTION rate_type. Must be set to true." (rate_add_many_params)
+        ({"rate_type": "SUBSCRIPTION", "price": 1, "quantity": 1, "is_prorated": False}, "is_prorated"),
+        ({"rate_type": "SUBSCRIPTION", "price": 1, "quantity": -1}, "quantity"),
     ],
 )
 def test_rate_validation(client: metronome.Metronome, rate: dict, field: str) -> None:
@@ -404,6 +498,22 @@ def test_rate_validation(client: metronome.Metronome, rate: dict, field: str) ->
     with pytest.raises(metronome.BadRequestError) as err:
         client.v1.contracts.rate_cards.rates.add_many(rate_card_id=card_id, rates=[body])
     assert field in err.value.body["message"]
+
+
+def test_flat_rate_on_a_subscription_product_needs_billing_frequency(client: metronome.Metronome) -> None:
+    """billing_frequency: "Required for subscription type products with Flat rate" (rate_add_many_params)."""
+    subscription = make_product(client, type="SUBSCRIPTION")
+    card_id = client.v1.contracts.rate_cards.create(name=uid("card")).data.id
+    rate = {"product_id": subscription, "entitled": True, "starting_at": "2026-01-01T00:00:00Z"}
+    fee = {**rate, "rate_type": "FLAT", "price": 10000}
+    with pytest.raises(metronome.BadRequestError) as err:
+        client.v1.contracts.rate_cards.rates.add_many(rate_card_id=card_id, rates=[fee])
+    assert "rates[0].billing_frequency" in err.value.body["message"]
+    client.v1.contracts.rate_cards.rates.add_many(
+        rate_card_id=card_id, rates=[{**fee, "billing_frequency": "MONTHLY"}]
+    )
+    fixed = make_product(client)  # another type of product: no billing frequency needed
+    client.v1.contracts.rate_cards.rates.add_many(rate_card_id=card_id, rates=[{**fee, "product_id": fixed}])
 
 
 def test_rate_for_unknown_or_archived_product(client: metronome.Metronome) -> None:

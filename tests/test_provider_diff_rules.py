@@ -394,3 +394,59 @@ def test_a_billing_configuration_nothing_can_change_is_no_diff_and_no_drift(desi
     assert provider.diff("id-1", live, news).changes is False, why
     have, want = provider.diff_pair(live, news)
     assert "billing_provider_configuration" not in changed_fields(have, want, provider.api_fields()), why
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "changed"),
+    [
+        # Unordered lists compare as multisets, whatever the order and spelling of the items.
+        ([{"a": 1}, {"b": 2}, {"c": 3}], [{"c": 3.0}, {"a": "1"}, {"b": 2}], False),
+        ([{"a": 1}, {"b": 2}, {"c": 3}], [{"a": 1}, {"b": 5}, {"c": 3}], True),
+        ([{"a": 1}, {"a": 1}], [{"a": 1}], True),  # a duplicate item is an item
+        ([{"a": 1}], [{"a": 1}, {"a": 1.0}], True),
+        ([{"a": 1}, {"b": 2}], [{"b": 2}, {"a": 1}, {"c": None}], True),
+        ([{"a": 1}], [], True),
+        ([], None, False),
+        ([{"a": 1}, {"b": 2}], [{"a": 1}, {"b": 2}], False),
+    ],
+)
+def test_unordered_list_field_compares_what_differs(old, new, changed):
+    from providers.diff import field_changed
+
+    assert field_changed("rates", old, new) is changed
+    assert field_changed("rates", new, old) is changed
+
+
+def test_an_unknown_inside_a_list_is_a_change():
+    from providers.diff import field_changed
+
+    assert field_changed("rates", [{"a": 1}], [{"a": rpc.UNKNOWN}])
+
+
+def test_order_sensitive_list_field_keeps_its_order():
+    from providers.diff import field_changed
+
+    assert field_changed("tiers", [{"price": 1}, {"price": 2}], [{"price": 2}, {"price": 1}])
+    assert not field_changed("tiers", [{"price": 1}, {"price": 2}], [{"price": "1"}, {"price": 2.0}])
+
+
+def test_a_price_changed_in_a_big_card_is_a_change_and_nothing_else_is():
+    """One price of 5,000 changed, as state and checked inputs hold them: a change, no replacement."""
+    rates = [
+        {
+            "product_id": f"p{i // 10}",
+            "starting_at": "2026-01-01T00:00:00Z",
+            "rate_type": "FLAT",
+            "price": float(i),
+            "pricing_group_values": {"model": f"m{i % 10}"},
+            "entitled": True,
+        }
+        for i in range(5000)
+    ]
+    olds = {**CARD, "credit_type_conversions": None, "rates": rates}
+    edited = [dict(r) for r in rates]
+    edited[2500]["price"] = 1.5
+    provider = RateCardProvider()
+    assert not provider.diff("x", olds, {**olds, "rates": list(reversed(rates))}).changes
+    result = provider.diff("x", olds, {**olds, "rates": edited})
+    assert result.changes and not result.replaces

@@ -41,6 +41,7 @@ def products(host) -> dict[str, str]:
         "tokens": {"type": "USAGE", "billable_metric_id": metric_id, "pricing_group_key": ["model"]},
         "requests": {"type": "USAGE", "billable_metric_id": metric_id},
         "seat": {"type": "FIXED"},
+        "platform": {"type": "SUBSCRIPTION"},
     }.items():
         pname = unique(f"rp-{key}")
         out[key], _, _ = host.create_checked(
@@ -123,6 +124,76 @@ def test_check(host, products):
 
     bad_type = dict(host.check(R, {}, card(products, rates=[{**rates[0], "rate_type": "FLATTISH"}]))[1])
     assert "rates[0].rate_type" in bad_type
+
+
+def test_check_names_rates_as_declared(host, products):
+    """A failure names the rate by its place in the declared list, whatever order rates are kept in."""
+    small = {
+        "product_id": products["tokens"],
+        "starting_at": PAST,
+        "rate_type": "FLAT",
+        "price": -1,
+        "pricing_group_values": {"model": "small"},
+    }
+    large = {**small, "price": 300, "pricing_group_values": {"model": "large"}}
+    failures = dict(host.check(R, {}, card(products, rates=[small, large]))[1])
+    assert list(failures) == ["rates[0].price"], failures
+    assert "model" in failures["rates[0].price"] and "small" in failures["rates[0].price"]
+    failures = dict(host.check(R, {}, card(products, rates=[large, small]))[1])
+    assert list(failures) == ["rates[1].price"], failures
+
+
+def test_check_refuses_what_the_api_refuses(host, emulator, products):
+    tiered = {"product_id": products["requests"], "starting_at": PAST, "rate_type": "TIERED"}
+    open_top = dict(
+        host.check(R, {}, card(products, rates=[{**tiered, "tiers": [{"size": 10, "price": 2}]}]))[1]
+    )
+    assert "rates[0].tiers[0].size" in open_top and "last tier" in open_top["rates[0].tiers[0].size"]
+    negative_tier = [{"size": 10, "price": 2}, {"price": -1}]
+    assert "rates[0].tiers[1].price" in dict(
+        host.check(R, {}, card(products, rates=[{**tiered, "tiers": negative_tier}]))[1]
+    )
+
+    fee = {"product_id": products["platform"], "starting_at": PAST, "rate_type": "FLAT", "price": 10000}
+    failures = dict(host.check(R, {}, card(products, rates=[fee]))[1])
+    assert "rates[0].billing_frequency" in failures and "to fix" in failures["rates[0].billing_frequency"]
+    host.check_ok(R, card(products, rates=[{**fee, "billing_frequency": "MONTHLY"}]))
+    # A FLAT rate on a product of another type takes no billing frequency.
+    host.check_ok(R, card(products, rates=[{**fee, "product_id": products["seat"]}]))
+
+    seats = {**fee, "rate_type": "SUBSCRIPTION", "quantity": 1}
+    failures = dict(host.check(R, {}, card(products, rates=[{**seats, "is_prorated": False}]))[1])
+    assert "rates[0].is_prorated" in failures and "true" in failures["rates[0].is_prorated"]
+    host.check_ok(R, card(products, rates=[{**seats, "is_prorated": True}]))
+
+
+def test_check_looks_up_a_product_type_once_and_only_for_rates_it_would_send(host, fresh_emulator):
+    """The product type behind the billing_frequency rule is looked up for new or re-typed FLAT rates only
+    (a price change needs none), once per product per host: a preview costs no calls per rate."""
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as own:
+        pid, _, _ = own.create_checked(
+            P, {"identity": "metronome-iac/test/fee", "name": "fee", "type": "FIXED"}
+        )
+        other, _, _ = own.create_checked(
+            P, {"identity": "metronome-iac/test/fee2", "name": "fee2", "type": "FIXED"}
+        )
+    rates = [{"product_id": p, "starting_at": PAST, "rate_type": "FLAT", "price": 1} for p in (pid, other)]
+    inputs = {"identity": "metronome-iac/test/c", "name": "c", "rates": rates}
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as fresh:  # knows no product yet
+
+        def calls() -> int:
+            return int(fresh_emulator.admin("GET", "stats").json()["total"])
+
+        before = calls()
+        checked = fresh.check_ok(R, inputs)
+        assert calls() - before == 2  # one look-up per product
+        fresh.check_ok(R, inputs)
+        assert calls() - before == 2  # cached: a type never changes
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as later:
+        before = int(fresh_emulator.admin("GET", "stats").json()["total"])
+        repriced = {**inputs, "rates": [{**rates[0], "price": 2}, rates[1]]}
+        later.check_ok(R, repriced, olds=checked)
+        assert int(fresh_emulator.admin("GET", "stats").json()["total"]) == before
 
 
 def test_diff_rules(host, products):
@@ -340,3 +411,82 @@ def test_a_rate_from_before_2000_reads_back(host, products):
     object_id, checked, outs = host.create_checked(R, card(products, rates=[old]))
     _, read_outs = host.read(R, object_id, outs)
     assert host.diff(R, object_id, read_outs, checked).changes == "NONE", read_outs
+
+
+def test_one_price_change_reads_only_the_rates_it_touches(fresh_emulator):
+    """Changing one price on a card of many rates reads that rate's schedule (getRateSchedule selectors),
+    not the whole card page by page: one read and one addRates, whatever the card's size."""
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as h:
+        metric_id, _, _ = h.create_checked(
+            M,
+            {
+                "identity": "p/s/metric",
+                "name": "metric",
+                "aggregation_type": "SUM",
+                "aggregation_key": "tokens",
+                "property_filters": [{"name": "tokens", "exists": True}, {"name": "model", "exists": True}],
+                "group_keys": [["model"]],
+            },
+        )
+        product_id, _, _ = h.create_checked(
+            P,
+            {
+                "identity": "p/s/tokens",
+                "name": "tokens",
+                "type": "USAGE",
+                "billable_metric_id": metric_id,
+                "pricing_group_key": ["model"],
+            },
+        )
+        plain_id, _, _ = h.create_checked(P, {"identity": "p/s/fee", "name": "fee", "type": "FIXED"})
+        rates = [
+            {
+                "product_id": product_id,
+                "starting_at": PAST,
+                "rate_type": "FLAT",
+                "price": 100 + i,
+                "pricing_group_values": {"model": f"m{i:03d}"},
+            }
+            for i in range(350)
+        ]
+        rates.append({"product_id": plain_id, "starting_at": PAST, "rate_type": "FLAT", "price": 7})
+        object_id, inputs, outs = h.create_checked(
+            R, {"identity": "p/s/card", "name": "card", "rates": rates}
+        )
+
+        def stats() -> dict:
+            return fresh_emulator.admin("GET", "stats").json()
+
+        for edited_index in (200, 350):  # a rate with pricing group values, then one without
+            edited = [dict(r) for r in inputs["rates"]]
+            edited[edited_index]["price"] += 1
+            before = stats()
+            news = h.check_ok(R, {**inputs, "rates": edited}, olds=outs)
+            assert h.diff(R, object_id, outs, news).changed
+            outs = h.update(R, object_id, outs, news)
+            after = stats()
+            routes = {k: v - before["by_route"].get(k, 0) for k, v in after["by_route"].items()}
+            assert after["total"] - before["total"] <= 3, routes
+            assert routes.get("POST /v1/contract-pricing/rate-cards/getRateSchedule") == 1, routes
+            inputs = news
+
+            _, read_outs = h.read(R, object_id, outs)
+            assert h.diff(R, object_id, read_outs, news).changes == "NONE"
+            live = fresh_emulator.client().v1.contracts.rate_cards.retrieve_rate_schedule(
+                rate_card_id=object_id,
+                starting_at=PAST,
+                selectors=[
+                    {
+                        k: v
+                        for k, v in edited[edited_index].items()
+                        if k in ("product_id", "pricing_group_values")
+                    }
+                ],
+            )
+            prices = sorted(
+                e.rate.price
+                for e in live.data
+                if e.pricing_group_values == edited[edited_index].get("pricing_group_values")
+                and e.ending_before is None
+            )
+            assert prices == [edited[edited_index]["price"]]

@@ -41,6 +41,7 @@ from metronome_iac.emulator.common import (
     req_ts,
     store_of,
     str_dict,
+    str_list,
 )
 from metronome_iac.emulator.routers.products import current_state
 from metronome_iac.emulator.store import USD_CENTS_ID, Store, now_iso
@@ -150,6 +151,8 @@ def _rate_values(store: Store, body: dict[str, Any], prefix: str, *, commit: boo
                 item["size"] = size
             elif i != len(tiers) - 1:
                 raise bad(f"{tp}size is required on every tier but the last")
+            if size is not None and i == len(tiers) - 1:
+                raise bad(f"{tp}size must not be set on the last tier (it is open-ended)")
             checked.append(item)
         out["tiers"] = checked
     if commit:
@@ -157,10 +160,14 @@ def _rate_values(store: Store, body: dict[str, Any], prefix: str, *, commit: boo
     if rate_type == "CUSTOM":
         out["custom_rate"] = req(body, "custom_rate", dict, prefix)
     copy_optional(out, body, ("quantity",), float, prefix)
+    if rate_type == "SUBSCRIPTION" and out.get("quantity", 0) < 0:
+        raise bad(f"{prefix}quantity must be >= 0 for SUBSCRIPTION rates")
     if body.get("is_prorated") is not None:
         out["is_prorated"] = opt(body, "is_prorated", bool, prefix)
         if rate_type != "SUBSCRIPTION":
             raise bad(f"{prefix}is_prorated is only allowed on SUBSCRIPTION rates")
+        if not out["is_prorated"]:
+            raise bad(f"{prefix}is_prorated must be true")
     return out
 
 
@@ -198,6 +205,8 @@ def validate_rate(
     rate["credit_type_id"] = ct_id
     if body.get("billing_frequency") is not None:
         rate["billing_frequency"] = enum(body["billing_frequency"], FREQUENCIES, prefix + "billing_frequency")
+    elif rate["rate_type"] == "FLAT" and product.get("type") == "SUBSCRIPTION":
+        raise bad(f"{prefix}billing_frequency is required for a FLAT rate on a SUBSCRIPTION product")
     if body.get("commit_rate") is not None:
         check_type(body["commit_rate"], dict, prefix + "commit_rate")
         rate["commit_rate"] = _rate_values(store, body["commit_rate"], prefix + "commit_rate.", commit=True)
@@ -269,10 +278,31 @@ def _selector_match(store: Store, rate: dict[str, Any], selectors: list[dict[str
     return False
 
 
-def _selectors(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+# Selector fields per endpoint: getRates' selectors (rate_list_params.Selector) take product_tags,
+# getRateSchedule's (rate_card_retrieve_rate_schedule_params.Selector) do not.
+SCHEDULE_SELECTOR_FIELDS = (
+    "product_id",
+    "billing_frequency",
+    "pricing_group_values",
+    "partial_pricing_group_values",
+)
+RATES_SELECTOR_FIELDS = (*SCHEDULE_SELECTOR_FIELDS, "product_tags")
+
+
+def _selectors(body: dict[str, Any], fields: tuple[str, ...]) -> list[dict[str, Any]] | None:
     sels = opt(body, "selectors", list)
     for i, sel in enumerate(sels or []):
+        prefix = f"selectors[{i}]."
         check_type(sel, dict, f"selectors[{i}]")
+        unknown = sorted(set(sel) - set(fields))
+        if unknown:
+            raise bad(f"{prefix}{unknown[0]} is not a selector field here (allowed: {', '.join(fields)})")
+        opt(sel, "product_id", str, prefix)
+        if sel.get("billing_frequency") is not None:
+            enum(sel["billing_frequency"], FREQUENCIES, prefix + "billing_frequency")
+        str_dict(sel, "pricing_group_values", prefix)
+        str_dict(sel, "partial_pricing_group_values", prefix)
+        str_list(sel, "product_tags", prefix)
     return sels
 
 
@@ -389,7 +419,7 @@ async def get_rates(request: Request) -> JSONResponse:
     cursor, limit = page_args(request)
     card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id")
     at = parse_ts(req(body, "at"), "at")
-    selectors = _selectors(body)
+    selectors = _selectors(body, RATES_SELECTOR_FIELDS)
     items, nxt = store.list_page(
         RATE,
         cursor=cursor,
@@ -409,7 +439,7 @@ async def get_rate_schedule(request: Request) -> JSONResponse:
     card = get_or_404(store, KIND, req(body, "rate_card_id"), "rate_card_id")
     start = parse_ts(req(body, "starting_at"), "starting_at")
     end = parse_ts(body["ending_before"], "ending_before") if body.get("ending_before") else None
-    selectors = _selectors(body)
+    selectors = _selectors(body, SCHEDULE_SELECTOR_FIELDS)
 
     def wanted(rate: dict[str, Any]) -> bool:
         return _overlaps(rate, start, end) and _selector_match(store, rate, selectors)
