@@ -55,7 +55,9 @@ from .identity import resource_name_of
 from .schema import RequiresReplace, replacement_rules, replacing_fields
 
 # Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
-NON_API_FIELDS = frozenset({"adopt", "identity", "allow_replacement", "update_starting_at"})
+NON_API_FIELDS = frozenset(
+    {"adopt", "identity", "allow_replacement", "allow_reinvoice", "update_starting_at"}
+)
 # Outputs computed by the provider (never inputs).
 COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed"})
 # Set by read when the live `iac_identity` tag is gone or wrong (edited by hand): the next up re-tags.

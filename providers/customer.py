@@ -10,6 +10,7 @@ from pulumi.dynamic import CheckFailure
 
 from .base import InputsBase, MetronomeProvider, declare_props
 from .client import MetronomeError, get_live, paginate, request
+from .contract_api import active_contracts
 from .schema import RequiresReplace
 
 ENTITY = "customer"
@@ -64,7 +65,7 @@ def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, A
     return get_live(client, "GET", f"/v1/customers/{object_id}", label=label)
 
 
-def _list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]]:
+def list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]]:
     return list(paginate(client, "GET", "/v1/customers", label="Customer listing", params=params))
 
 
@@ -77,7 +78,7 @@ class CustomerProvider(MetronomeProvider[Inputs]):
     delete_before_replace = DELETE_BEFORE_REPLACE
     # API calls used by MetronomeProvider's create-once / read / archive
     get_raw = staticmethod(_get)
-    list_raw = staticmethod(_list_raw)
+    list_raw = staticmethod(list_raw)
     to_inputs = staticmethod(to_inputs)
     create_path = "/v1/customers"
     create_fields = ("name", "ingest_aliases", "external_id")
@@ -113,7 +114,7 @@ class CustomerProvider(MetronomeProvider[Inputs]):
 
     def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         # The listing filters by alias server-side: one call, no index needed.
-        hits = [o["id"] for o in _list_raw(client, ingest_alias=value) if not o.get("archived_at")]
+        hits = [o["id"] for o in list_raw(client, ingest_alias=value) if not o.get("archived_at")]
         if len(hits) > 1:
             raise MetronomeError(f"{label}: several live customers have ingest alias {value!r}: {hits}")
         return hits[0] if hits else None
@@ -146,8 +147,6 @@ class CustomerProvider(MetronomeProvider[Inputs]):
     def archive_object(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
     ) -> None:
-        from .contract import active_contracts
-
         in_use = active_contracts(client, object_id, label)
         if in_use:
             names = ", ".join(f"{c.get('name') or '(unnamed)'} ({c['id']})" for c in in_use)

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import COMPUTED_FIELDS, InputsBase, MetronomeProvider, declare_props
 from .client import MetronomeError, archive, get_client, paginate, raw_request, request, retry_after_seconds
 from .config import get_settings
+from .contract_api import active_contracts
 from .diff import PROVIDER_KEY, UNKNOWN, compute_diff, contains_unknown
 
 KIND = "StripeIntegration"
@@ -453,8 +454,6 @@ def blocked_replacements(
     """{customer_id: [(configuration to be archived, the active contracts billed through it)]}, only
     where there are such contracts (active: not archived, not ended). One contract listing per customer
     that has something to archive."""
-    from .contract import active_contracts
-
     replaced = {cid: configs for cid, configs in replaced_configurations(wanted, live).items() if configs}
 
     def look(customer_id: str) -> tuple[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
