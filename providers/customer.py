@@ -49,13 +49,25 @@ DELETE_BEFORE_REPLACE = True
 # ---------------------------------------------------------------------------------------------
 
 
-def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+def to_inputs(obj: dict[str, Any], declared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A customer in input shape. `external_id` is read back only where it can have been declared:
+    when none is given, Metronome fills in the first ingest alias (docs, create a customer) or the id,
+    and keeps that value when the aliases change later, so a live external_id is taken as declared when
+    `declared` (the state or the desired inputs) names one, or, without `declared`, when it is neither the
+    id nor one of the aliases."""
     out: dict[str, Any] = {"name": obj.get("name")}
     if obj.get("ingest_aliases"):
         out["ingest_aliases"] = list(obj["ingest_aliases"])
-    # Metronome echoes the id as external_id when none was given: that is not a declared value.
-    if obj.get("external_id") and obj.get("external_id") != obj.get("id"):
-        out["external_id"] = obj["external_id"]
+    live_external = obj.get("external_id")
+    if declared is not None:
+        if live_external and declared.get("external_id"):
+            out["external_id"] = live_external
+    elif (
+        live_external
+        and live_external != obj.get("id")
+        and live_external not in (obj.get("ingest_aliases") or [])
+    ):
+        out["external_id"] = live_external
     if obj.get("custom_fields"):
         out["custom_fields"] = dict(obj["custom_fields"])
     return out
@@ -111,6 +123,12 @@ class CustomerProvider(MetronomeProvider[Inputs]):
                 "give the new customer other aliases",
                 err.status_code,
             ) from None
+
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        obj = _get(client, object_id, self.label(props or {}))
+        return to_inputs(obj, props or {}) if obj else None
 
     def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         # The listing filters by alias server-side: one call, no index needed.
