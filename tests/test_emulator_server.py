@@ -182,12 +182,18 @@ def test_unusable_db_is_one_error_line(
     assert "Traceback" not in err
 
 
+ACCOUNT_KNOBS = {"contract_editing": True, "contract_item_limit": 100}
+
+
 def test_config_echoes_seed(fresh_emulator: Emulator) -> None:
-    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1}; both answer all three.
-    assert fresh_emulator.admin("GET", "config").json() == {"fail_rate": 0.0, "latency_ms": 0.0, "seed": None}
+    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1} (and the account kind's
+    # knobs); both answer all of them.
+    got = fresh_emulator.admin("GET", "config").json()
+    assert got == {"fail_rate": 0.0, "latency_ms": 0.0, "seed": None, **ACCOUNT_KNOBS}
     posted = fresh_emulator.admin("POST", "config", json={"fail_rate": 0.1, "latency_ms": 50, "seed": 1})
-    assert posted.json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1}
-    assert fresh_emulator.admin("GET", "config").json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1}
+    assert posted.json() == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1, **ACCOUNT_KNOBS}
+    got = fresh_emulator.admin("GET", "config").json()
+    assert got == {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1, **ACCOUNT_KNOBS}
     assert fresh_emulator.admin("POST", "config", json={"seed": "x"}).status_code == 400
     fresh_emulator.admin("POST", "config", json={"fail_rate": 0, "latency_ms": 0})
 
