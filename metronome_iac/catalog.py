@@ -244,6 +244,11 @@ class Stripe(Model):
     expected_account_id: str = Field(pattern=r"^acct_[A-Za-z0-9]+$")
     collection_method: CollectionMethod = "charge_automatically"
     go_live: bool = False
+    # Invoices sent to Stripe stay drafts there (true) or auto-advance (false). Metronome's own default,
+    # when nothing sets it, is drafts; the stack always sets it.
+    leave_invoices_in_draft: bool = False
+    # With several Stripe accounts connected to Metronome: the delivery method id of this one.
+    delivery_method_id: str | None = None
 
 
 class Customer(Model):
@@ -379,6 +384,9 @@ class Contract(Model):
     discounts: list[Discount] | None = None
     custom_fields: dict[str, str] | None = None
     allow_replacement: bool = False
+    # A change that drops a commit or credit and adds one in its place invoices it again: refused
+    # unless meant.
+    allow_reinvoice: bool = False
     adopt: dict[str, str] | None = None
 
     @property

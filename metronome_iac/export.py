@@ -362,6 +362,7 @@ def export_account(
                 "uniqueness_key",
                 "billing_provider_configuration",
                 "allow_replacement",
+                "allow_reinvoice",
             )
             try:
                 contract = _built(

@@ -684,8 +684,11 @@ class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
     {"uniqueness_key": ...}) takes over a live contract of `customer_id`. `allow_replacement`
     (default false): changing customer_id, rate_card_id or starting_at (or removing a discount)
     replaces the contract, which archives the old one and voids its invoices; check refuses that
-    unless allow_replacement is true. Other changes go through /v2/contracts/edit with a
-    uniqueness key per edit. Deleting archives with void_invoices=true.
+    unless allow_replacement is true. `allow_reinvoice` (default false): a change that would archive a
+    commit or credit and add one in its place (invoicing or granting it again) is refused unless true.
+    Other changes go through /v2/contracts/edit with a uniqueness key per edit (or, on an account
+    without contract editing, /v1/contracts/amend and updateEndDate). Deleting archives with
+    void_invoices=true.
     """
 
     customer_id: pulumi.Output[str]
@@ -721,6 +724,7 @@ class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
         billing_provider_configuration: pulumi.Input[dict] | None = None,
         custom_fields: pulumi.Input[dict] | None = None,
         allow_replacement: pulumi.Input[bool] | None = None,
+        allow_reinvoice: pulumi.Input[bool] | None = None,
         adopt: pulumi.Input[dict] | None = None,
     ) -> None:
         props = declare_props(
@@ -739,6 +743,7 @@ class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
                 billing_provider_configuration=billing_provider_configuration,
                 custom_fields=custom_fields,
                 allow_replacement=allow_replacement,
+                allow_reinvoice=allow_reinvoice,
                 adopt=adopt,
             ),
             computed=("uniqueness_key",),

@@ -116,6 +116,7 @@ def test_export_writes_live_stripe_links_and_adopting_them_changes_nothing(
         "expected_account_id": ACCOUNT_ID,
         "collection_method": "charge_automatically",
         "go_live": True,
+        "leave_invoices_in_draft": False,  # Metronome does not show it: written out, to be reviewed
     }
     customers = {c["adopt"]["id"]: c for c in env["customers"]}
     assert customers[ids["acme"]]["stripe_customer_id"] == ids["acme_stripe"]
