@@ -51,7 +51,7 @@ from .diff import (
     mark_unknowns,
     normalize,
 )
-from .identity import resource_name_of
+from .identity import identity_forms, resource_name_of
 from .schema import RequiresReplace, replacement_rules, replacing_fields
 
 # Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
@@ -393,7 +393,7 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
         desired = self.shape(self.strip_identity(inputs))
         differing = changed_fields(live, desired, self.api_fields())
         report = [f"{f}: desired {describe(desired.get(f))}, live {describe(live.get(f))}" for f in differing]
-        if self.tagged and owner and owner != inputs.get("identity"):
+        if self.tagged and owner and owner not in identity_forms(inputs.get("identity") or ""):
             report.append(
                 f"{IDENTITY_FIELD}: managed until now as {owner}, which will see it as drift or missing: "
                 "take it out of that stack's state with `pulumi state delete` (removing it from that "

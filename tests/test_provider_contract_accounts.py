@@ -228,3 +228,49 @@ def test_a_named_commit_follows_a_replaced_product_in_place(fresh_emulator):
         assert h.diff(K, object_id, outs, more).changes == "SOME"
         fewer = h.check_ok(K, {**moved, "commits": []}, olds=moved)
         assert h.diff(K, object_id, outs, fewer).changes == "SOME"
+
+
+# -- field limits --------------------------------------------------------------------------------------
+
+
+def test_long_resource_names_give_bounded_stable_keys_and_tags(fresh_emulator):
+    """Metronome takes a contract uniqueness_key of 1-128 characters and custom field values of at most
+    200 (the emulator refuses more, as Metronome does): a long resource name still creates, and the same
+    identity gives the same key, so a retried create takes its contract over."""
+    long_name = "contract-" + "x" * 180
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as h:
+        refs = setup(h)
+        news = contract(refs, identity=f"metronome-iac/test/{long_name}")
+        object_id, inputs, outs = h.create_checked(K, news)
+        key = outs["uniqueness_key"]
+        assert len(key) <= 126 and key.startswith("iac:metronome-iac/test/contract-x")  # room for "~N"
+        assert h.create(K, inputs)[0] == object_id  # same key: the retried create takes it over
+        # A tagged kind: the iac_identity custom field value stays within 200 characters.
+        name = "customer-" + "y" * 250
+        customer_id, _, _ = h.create_checked(C, {"identity": f"metronome-iac/test/{name}", "name": "long"})
+        tag = fresh_emulator.client().v1.customers.retrieve(customer_id=customer_id).data.custom_fields
+        assert len(tag["iac_identity"]) <= 200
+        assert h.create(C, {"identity": f"metronome-iac/test/{name}", "name": "long"})[0] == customer_id
+
+
+def test_emulator_field_limits(fresh_emulator):
+    """uniqueness_key 1-128, ingest aliases (and external_id) 1-128, custom field values up to 200."""
+    import metronome
+
+    client = fresh_emulator.client(max_retries=0)
+    with pytest.raises(metronome.BadRequestError, match="ingest_aliases\\[0\\] must be 1 to 128"):
+        client.v1.customers.create(name="a", ingest_aliases=["a" * 129])
+    customer = client.v1.customers.create(name="a", ingest_aliases=["a" * 128]).data
+    with pytest.raises(metronome.BadRequestError, match="must be 1 to 128"):
+        client.v1.customers.set_ingest_aliases(customer_id=customer.id, ingest_aliases=[""])
+    with pytest.raises(metronome.BadRequestError, match="uniqueness_key must be 1 to 128"):
+        client.v1.contracts.create(customer_id=customer.id, starting_at=START, uniqueness_key="k" * 129)
+    client.v1.contracts.create(customer_id=customer.id, starting_at=START, uniqueness_key="k" * 128)
+    client.v1.custom_fields.add_key(entity="customer", key="note", enforce_uniqueness=False)
+    with pytest.raises(metronome.BadRequestError, match="at most 200 characters"):
+        client.v1.custom_fields.set_values(
+            entity="customer", entity_id=customer.id, custom_fields={"note": "n" * 201}
+        )
+    client.v1.custom_fields.set_values(
+        entity="customer", entity_id=customer.id, custom_fields={"note": "n" * 200}
+    )
