@@ -831,9 +831,7 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         self, inputs: dict[str, Any], label: str, going_live: bool, olds: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         client = get_client()
-        delivery_method_id = stripe_delivery_method(
-            client, inputs["expected_account_id"], label, inputs.get("stripe_delivery_method_id")
-        )
+        delivery_method_id = self._delivery_method(client, inputs, label)
         wanted = desired_configurations(inputs)
         outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
@@ -859,6 +857,20 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         return outs
 
     @staticmethod
+    def _delivery_method(client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str | None:
+        """The Stripe connection in use. Before go-live nothing is set through it: one that cannot be told
+        apart from another yet (several Stripe accounts, no setting) is left open (None) until then."""
+        try:
+            return stripe_delivery_method(
+                client, inputs["expected_account_id"], label, inputs.get("stripe_delivery_method_id")
+            )
+        except MetronomeError as err:
+            if inputs.get("go_live") or "several Stripe accounts" not in str(err):
+                raise
+            print(f"warning: {err}", file=sys.stderr, flush=True)
+            return None
+
+    @staticmethod
     def _account(inputs: dict[str, Any], label: str) -> dict[str, str]:
         """{"stripe_account_id": ...} once the key is checked; nothing while checks are skipped."""
         if stripe_checks_skipped(inputs.get("go_live")):
@@ -882,9 +894,7 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         inputs = self._inputs(props)
         label = self.label(inputs)
         client = get_client()
-        delivery_method_id = stripe_delivery_method(
-            client, inputs["expected_account_id"], label, inputs.get("stripe_delivery_method_id")
-        )
+        delivery_method_id = self._delivery_method(client, inputs, label)
         outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
             wanted = desired_configurations(inputs)
