@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 CATALOG_FILE = "catalog.yaml"
 ENVIRONMENT_FILE = "environment.yaml"
@@ -83,8 +91,23 @@ def _timestamp(value: Any) -> Any:
     return text + "Z"
 
 
+def _on_the_hour(value: str) -> str:
+    """Product updates take effect on an hour boundary (SDK ProductUpdateParams.starting_at: "It must be
+    on an hour boundary (e.g. 1:00, not 1:30)"); no other Metronome time has such a rule."""
+    if value[14:19] != "00:00" or len(value) != 20:
+        raise ValueError(
+            f"'{value}' is not on an hour boundary (Metronome refuses it): use e.g. {value[:14]}00:00Z"
+        )
+    return value
+
+
 Timestamp = Annotated[str, BeforeValidator(_timestamp)]
+HourTimestamp = Annotated[str, AfterValidator(_on_the_hour), BeforeValidator(_timestamp)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# Metronome's limits: an ingest alias (and the deprecated external_id) 1-128 characters (docs: create a
+# customer, set ingest aliases); a custom field value at most 200 (docs: set custom field values).
+Alias = Annotated[str, Field(min_length=1, max_length=128)]
+CustomFields = dict[str, Annotated[str, Field(max_length=200)]]
 
 
 class Model(BaseModel):
@@ -120,7 +143,7 @@ class BillableMetric(Model):
     event_type_filter: EventTypeFilter | None = None
     property_filters: list[PropertyFilter] | None = None
     group_keys: list[list[str]] | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -153,7 +176,7 @@ class Product(Model):
     is_refundable: bool | None = None
     composite_products: list[str] | None = None  # catalog names (COMPOSITE only)
     composite_tags: list[str] | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -212,7 +235,7 @@ class RateCard(Model):
     credit_type_conversions: list[CreditTypeConversion] | None = None
     aliases: list[RateCardAlias] | None = None
     rates: list[Rate] = Field(default_factory=list)
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -232,7 +255,7 @@ class Catalog(Model):
 
 class Settings(Model):
     # Hour-aligned time used for in-place product updates (Metronome versions products by time).
-    product_update_starting_at: Timestamp | None = None
+    product_update_starting_at: HourTimestamp | None = None
     # Default payment terms for contracts that do not set their own.
     net_payment_terms_days: int | None = Field(default=None, ge=0)
 
@@ -255,11 +278,11 @@ class Customer(Model):
     name: Name
     display_name: str | None = None
     previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
-    ingest_aliases: list[str] = Field(default_factory=list)
-    external_id: str | None = None
+    ingest_aliases: list[Alias] = Field(default_factory=list)
+    external_id: Alias | None = None
     stripe_customer_id: str | None = Field(default=None, pattern=r"^cus_[A-Za-z0-9]+$")
     stripe_collection_method: CollectionMethod | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -382,7 +405,7 @@ class Contract(Model):
     credits: list[Credit] | None = None
     overrides: list[Override] | None = None
     discounts: list[Discount] | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     allow_replacement: bool = False
     # A change that drops a commit or credit and adds one in its place invoices it again: refused
     # unless meant.
