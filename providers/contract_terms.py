@@ -533,20 +533,39 @@ def money_of(item: dict[str, Any]) -> tuple[float, str]:
     return access, ("granted" if "type" not in item else "invoiced")
 
 
+def _window(item: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The span of a grant's access schedule (None when it cannot be told, e.g. a preview unknown)."""
+    try:
+        items = (item.get("access_schedule") or {}).get("schedule_items") or []
+        return min(instant(i["starting_at"]) for i in items), max(instant(i["ending_before"]) for i in items)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _same_grant(dropped: dict[str, Any], added: dict[str, Any]) -> bool:
+    """`added` stands for `dropped` again: the same name; or, unless both are named (two distinct grants),
+    the same product or type over an overlapping access period. (Last year's commit dropped and next
+    year's added is a renewal, not a re-add.)"""
+    if dropped.get("name") and added.get("name"):
+        return normalize(dropped["name"]) == normalize(added["name"])
+    if dropped.get("type") != added.get("type") and dropped.get("product_id") != added.get("product_id"):
+        return False
+    a, b = _window(dropped), _window(added)
+    return a is None or b is None or (a[0] < b[1] and b[0] < a[1])
+
+
 def reinvoiced(plan: TermsPlan) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """(field, dropped live item, added item) for each commit or credit the plan would drop and add
-    again: the customer would be invoiced (or granted) the added one's amount a second time. Pairs by
-    name, then by type, then in order; pure additions and pure removals are not re-adds."""
+    again: the customer would be invoiced (or granted) the added one's amount a second time. Pure
+    additions, pure removals and renewals (another grant, another period) are not re-adds."""
     out = []
     for name in MONEY_TERMS:
         dropped = list(plan.drops.get(name) or [])
         for added in plan.adds.get(name) or []:
-            if not dropped:
-                break
-            hit = next((d for d in dropped if d.get("name") and d.get("name") == added.get("name")), None)
-            hit = hit or next((d for d in dropped if d.get("type") == added.get("type")), None) or dropped[0]
-            dropped.remove(hit)
-            out.append((name, hit, added))
+            hit = next((d for d in dropped if _same_grant(d, added)), None)
+            if hit is not None:
+                dropped.remove(hit)
+                out.append((name, hit, added))
     return out
 
 

@@ -190,6 +190,33 @@ def test_a_commit_dropped_and_readded_is_refused_at_preview_with_its_amount(fres
             assert "re-invoicing" in reason and "10000 invoiced again" in reason, case
             assert f"Contract '{inputs['identity'].rsplit('/', 1)[-1]}'" in reason, case
             assert "allow_reinvoice: true" in reason, case
+        # Renewals are no re-adds: last year's commit dropped, next year's (another period) added.
+        next_year = {
+            "product_id": refs["p1"],
+            "type": "PREPAID",
+            "access_schedule": {
+                "schedule_items": [
+                    {"amount": 8000, "starting_at": YEAR_END, "ending_before": "2028-01-01T00:00:00Z"}
+                ]
+            },
+            "invoice_schedule": {"schedule_items": [{"timestamp": YEAR_END, "amount": 8000}]},
+        }
+        renewal = h.check_ok(K, {**inputs, "commits": [next_year]}, olds=inputs)
+        assert h.diff(K, object_id, outs, renewal).changes == "SOME"
+        # A credit granted again: refused the same way, naming what would be granted.
+        credit = {
+            "product_id": refs["p1"],
+            "access_schedule": {
+                "schedule_items": [{"amount": 700, "starting_at": START, "ending_before": YEAR_END}]
+            },
+        }
+        with_credit = h.check_ok(K, {**inputs, "credits": [credit]}, olds=inputs)
+        credit_outs = {**outs, "credits": with_credit["credits"]}
+        moved_credit = h.check_ok(
+            K, {**with_credit, "credits": [{**credit, "product_id": refs["p2"]}]}, olds=with_credit
+        )
+        with pytest.raises(ProviderError, match="700 granted again"):
+            h.diff(K, object_id, credit_outs, moved_credit)
         # Applied regardless (preview skipped): refused against the live contract before anything is sent.
         moved = h.check_ok(K, {**inputs, "commits": cases["product changed"]}, olds=inputs)
         with pytest.raises(ProviderError, match="invoiced again"):
