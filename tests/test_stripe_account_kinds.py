@@ -11,16 +11,10 @@ import pytest
 from conftest import Emulator
 from fake_stripe import FakeStripe
 from provider_host import ProviderError
-from test_stripe_integration import Host, base_inputs, live_configs, make_customers
+from test_stripe_integration import Host, base_inputs, fake_stripe, live_configs, make_customers
 
 UPDATE_CONFIG = "POST /v1/customers/{customer_id}/updateConfig"
-
-
-@pytest.fixture(scope="module")
-def fake_stripe() -> Iterator[FakeStripe]:
-    fake = FakeStripe()
-    yield fake
-    fake.stop()
+__all__ = ["fake_stripe"]  # the local Stripe fixture, shared with test_stripe_integration
 
 
 @pytest.fixture
