@@ -2,7 +2,8 @@
 
 This module is the resource and its provider; the contract's terms (commits, credits, overrides,
 discounts: schema, read-back, edit building, the money rule) are in `contract_terms.py`, its billing
-provider configuration in `contract_billing.py`, and the reads of contracts others share in
+provider configuration in `contract_billing.py`, how a change reaches Metronome on either kind of
+account (edit or amendment) in `contract_changes.py`, and the reads of contracts others share in
 `contract_api.py`.
 
 Contracts have a `uniqueness_key`: creates send "iac:<identity>#<fingerprint>" and a 409 means the
@@ -16,7 +17,6 @@ account has one or the other: the SDK's `contracts.amend` docstring). The kind i
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Annotated, Any
 
 import metronome
@@ -24,37 +24,30 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, DiffResult
 
 from . import contract_api
-from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props
-from .client import MetronomeError, archive, client_key, data_of, raw_request, request
+from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
+from .client import MetronomeError, archive, raw_request
 from .config import get_settings
 from .contract_billing import (
     BPC,
-    BPC_ID,
     BillingProviderConfiguration,
     archived_configuration_warning,
     configuration_change_refused,
     configuration_changes,
     has_ended,
-    is_bound,
 )
+from .contract_changes import apply_change, contract_editing, preview_refusals
 from .contract_terms import (
     Commit,
     Credit,
     Discount,
     Override,
-    TermsPlan,
-    amend_changes,
     discounts_only_added,
-    edit_changes,
-    plan_terms,
-    reinvoice_refused,
-    reinvoiced,
     strip_ids,
     to_terms,
 )
 from .customer import list_raw as list_customers
-from .diff import UNKNOWN, canonical_time, changed_fields, compute_diff, describe, instant, normalize
-from .identity import contract_uniqueness_key, edit_uniqueness_key
+from .diff import UNKNOWN, canonical_time, changed_fields, compute_diff, describe
+from .identity import contract_uniqueness_key
 from .schema import RequiresReplace, replacement_rules
 from .schema import replacing_fields as replacing_by_rules
 
@@ -139,114 +132,6 @@ def replacement_refused(field: str, old: dict[str, Any], new: dict[str, Any]) ->
 
 def replacing_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return replacing_by_rules(REPLACEMENT_RULES, old, new, changed_fields(old, new, REPLACEMENT_RULES))
-
-
-# ---------------------------------------------------------------------------------------------
-# Account kind: contract editing (/v2/contracts/edit) or amendments (/v1/contracts/amend)
-# ---------------------------------------------------------------------------------------------
-
-MISSING = object()
-# What an amendment cannot carry, by the edit key that would have carried it.
-AMEND_CANNOT = {
-    "update_contract_name": "change the contract's name",
-    "update_net_payment_terms_days": "change net_payment_terms_days",
-    "add_billing_provider_configuration_update": "add a billing provider configuration to the contract",
-}
-_EDITING_LOCK = threading.Lock()
-_EDITING: dict[str, bool] = {}  # learned per account (base URL) in this host
-
-
-def contract_editing(client: metronome.Metronome) -> bool | None:
-    """Whether the account has contract editing: the setting `metronome:contractEditing`, else what this
-    host learned from an edit refused as not enabled; None while unknown (an edit is tried first)."""
-    setting = get_settings().contract_editing
-    if setting is not None:
-        return setting
-    with _EDITING_LOCK:
-        return _EDITING.get(client_key(client))
-
-
-def learn_contract_editing(client: metronome.Metronome, enabled: bool) -> None:
-    with _EDITING_LOCK:
-        _EDITING[client_key(client)] = enabled
-
-
-def editing_not_enabled(err: MetronomeError) -> bool:
-    """An edit refused because the account has no contract editing ("Contract editing must be enabled to
-    use this endpoint", SDK edit docstring; the exact answer is not documented: a 4xx naming editing)."""
-    text = str(err).lower()
-    return (
-        err.status_code in (400, 403, 404)
-        and "editing" in text
-        and ("not enabled" in text or "disabled" in text)
-    )
-
-
-def amend_refused(label: str, cannot: list[str]) -> str:
-    return (
-        f"{label}: this Metronome account has no contract editing, and amendments (/v1/contracts/amend) "
-        f"only add commits, credits, overrides and discounts, with /v1/contracts/updateEndDate moving the "
-        f"end; this change would also {'; '.join(cannot)}, which they cannot do. Nothing was changed. To "
-        "fix: revert those changes; or end this contract (ending_before) and start a new one with the new "
-        "terms; or ask Metronome to enable contract editing and set metronome:contractEditing: on"
-    )
-
-
-def _scalar_changes(live: dict[str, Any], news: dict[str, Any], changed: list[str]) -> dict[str, Any]:
-    """The edit keys for the contract's own fields (name, end, payment terms) that differ from live."""
-    edit: dict[str, Any] = {}
-    if normalize(live.get("name")) != normalize(news.get("name")):
-        edit["update_contract_name"] = news.get("name") or ""  # cleared explicitly, not null
-    if normalize(live.get("ending_before")) != normalize(news.get("ending_before")):
-        edit["update_contract_end_date"] = news.get("ending_before")  # None = open-ended
-    if "net_payment_terms_days" in changed:
-        edit["update_net_payment_terms_days"] = news.get("net_payment_terms_days")
-    return edit
-
-
-def _billing_change(
-    live_obj: dict[str, Any], live: dict[str, Any], news: dict[str, Any], changed: list[str], label: str
-) -> dict[str, Any]:
-    """The edit key that binds the declared billing provider configuration (going live: none -> one);
-    a change to another one is refused here, against the live contract, before anything is sent."""
-    bound = live_obj.get("customer_billing_provider_configuration")
-    if BPC not in changed or not news.get(BPC):
-        return {}
-    if not bound:
-        return {
-            "add_billing_provider_configuration_update": {
-                "billing_provider_configuration": news[BPC],
-                "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
-            }
-        }
-    if bound.get("archived_at"):
-        print(archived_configuration_warning(label, bound["id"]), file=sys.stderr, flush=True)
-    elif not is_bound(bound, news[BPC]) and not has_ended(news):
-        live_bpc = live.get(BPC) or {BPC_ID: bound.get("id")}
-        raise MetronomeError(f"{label}: {configuration_change_refused(live_bpc, news[BPC])}")
-    return {}
-
-
-def preview_refusals(
-    old: dict[str, Any], new: dict[str, Any], editing: bool | None, label: str
-) -> str | None:
-    """What a preview can already refuse, from the recorded terms: a commit or credit dropped and re-added
-    (unless allow_reinvoice), and, on an account known to have no contract editing, what an amendment
-    cannot do."""
-    plan = plan_terms(old, new)
-    pairs = reinvoiced(plan)
-    if pairs and not new.get("allow_reinvoice"):
-        return reinvoice_refused(label, pairs)
-    if editing is not False:
-        return None
-    _, cannot = amend_changes(plan)
-    if normalize(old.get("name")) != normalize(new.get("name")):
-        cannot.append(AMEND_CANNOT["update_contract_name"])
-    if normalize(old.get("net_payment_terms_days")) != normalize(new.get("net_payment_terms_days")):
-        cannot.append(AMEND_CANNOT["update_net_payment_terms_days"])
-    if new.get(BPC) and not old.get(BPC):
-        cannot.append(AMEND_CANNOT["add_billing_provider_configuration_update"])
-    return amend_refused(label, cannot) if cannot else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,117 +436,8 @@ class ContractProvider(MetronomeProvider[Inputs]):
             raise MetronomeError(
                 f"{label}: contract {object_id} is archived or missing; refresh and recreate it"
             )
-        live = to_inputs(live_obj, news)
-        plan = plan_terms(live, news, live_obj)
-        pairs = reinvoiced(plan)
-        if pairs and not news.get("allow_reinvoice"):  # refused at preview (diff); checked here on live
-            raise MetronomeError(reinvoice_refused(label, pairs))
-        scalars = _scalar_changes(live, news, changed)
-        billing = _billing_change(live_obj, live, news, changed, label)
-        terms, cannot = edit_changes(plan)
-        if cannot:
-            raise MetronomeError(
-                f"{label}: existing {', '.join(cannot)} cannot be done by an edit; "
-                "replace the contract (allow_replacement: true)"
-            )
-        edit = {**scalars, **terms, **billing}
-        if not edit:
-            return {}
-        if contract_editing(client) is not False:
-            try:
-                self._send_edit(client, object_id, news, edit, label)
-                return {}
-            except MetronomeError as err:
-                if not editing_not_enabled(err) or contract_editing(client) is True:
-                    raise
-                learn_contract_editing(client, False)
-                print(
-                    f"{label}: contract editing is not enabled on this account: using /v1/contracts/amend "
-                    "(set metronome:contractEditing: off to see what amendments cannot do at preview)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        self._amend(client, object_id, live_obj, news, plan, {**scalars, **billing}, label)
+        apply_change(client, object_id, live_obj, to_inputs(live_obj, news), news, changed, label)
         return {}
-
-    def _send_edit(
-        self,
-        client: metronome.Metronome,
-        object_id: str,
-        news: dict[str, Any],
-        edit: dict[str, Any],
-        label: str,
-    ) -> None:
-        body = {"customer_id": news["customer_id"], "contract_id": object_id, **edit}
-        body["uniqueness_key"] = edit_uniqueness_key(
-            object_id, {"edit": edit, "seq": self._edit_count(client, body, label)}
-        )
-        try:
-            request(client, "POST", "/v2/contracts/edit", label=label, body=body)
-        except MetronomeError as err:
-            if err.status_code != 409:
-                raise
-            print(f"{label}: edit {body['uniqueness_key']} was already applied", file=sys.stderr)
-
-    @staticmethod
-    def _amend(
-        client: metronome.Metronome,
-        object_id: str,
-        live_obj: dict[str, Any],
-        news: dict[str, Any],
-        plan: TermsPlan,
-        other: dict[str, Any],
-        label: str,
-    ) -> None:
-        """The change on an account without contract editing: an amendment adds terms, the end date moves
-        through updateEndDate; anything else is refused before anything is sent."""
-        body, cannot = amend_changes(plan)
-        cannot += [AMEND_CANNOT[k] for k in other if k in AMEND_CANNOT]
-        if cannot:
-            raise MetronomeError(amend_refused(label, cannot))
-        ids = {"customer_id": news["customer_id"], "contract_id": object_id}
-        end = other.get("update_contract_end_date", MISSING)
-        later = end is not MISSING and (
-            end is None
-            or not live_obj.get("ending_before")
-            or instant(end) > instant(live_obj["ending_before"])
-        )
-        if later:  # moved out first, so terms added past the old end fit
-            request(
-                client, "POST", "/v1/contracts/updateEndDate", label=label, body={**ids, "ending_before": end}
-            )
-        if body:
-            start = max(instant(live_obj["starting_at"]), instant(current_hour()))
-            amendment = {**ids, "starting_at": start.strftime("%Y-%m-%dT%H:%M:%SZ"), **body}
-            # Amendments take no uniqueness key: never replayed blindly. A failed one is found (or not)
-            # by the next `up`, which computes what to add against the live contract again.
-            try:
-                raw_request(client, "POST", "/v1/contracts/amend", body=amendment, max_retries=0)
-            except metronome.APIError as err:
-                raise MetronomeError(
-                    f"{MetronomeError.from_api(label, err)} (the amendment may or may not have been applied: "
-                    "run `pulumi up` again, which reads the contract and adds only what is missing)",
-                    getattr(err, "status_code", None),
-                ) from None
-        if end is not MISSING and not later:
-            request(
-                client, "POST", "/v1/contracts/updateEndDate", label=label, body={**ids, "ending_before": end}
-            )
-
-    @staticmethod
-    def _edit_count(client: metronome.Metronome, body: dict[str, Any], label: str) -> int:
-        """How many edits the contract has had: makes a repeated identical change a new edit."""
-        try:
-            history = request(
-                client,
-                "POST",
-                "/v2/contracts/getEditHistory",
-                label=label,
-                body={"customer_id": body["customer_id"], "contract_id": body["contract_id"]},
-            )
-        except MetronomeError:
-            return -1
-        return len(data_of(history) or [])
 
     def archive_object(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str

@@ -8,11 +8,13 @@ contract, before any edit is sent); on a contract that has ended it is ignored (
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .client import MetronomeError
 from .diff import contains_unknown, describe, instant, normalize
 
 
@@ -82,3 +84,26 @@ def is_bound(bound: dict[str, Any], want: dict[str, Any]) -> bool:
     if want.get(BPC_ID):
         return bound.get("id") == want[BPC_ID]
     return all(bound.get(k) == want[k] for k in ("billing_provider", "delivery_method") if want.get(k))
+
+
+def billing_change(
+    live_obj: dict[str, Any], live: dict[str, Any], news: dict[str, Any], changed: list[str], label: str
+) -> dict[str, Any]:
+    """The edit key that binds the declared billing provider configuration (going live: none -> one);
+    a change to another one is refused here, against the live contract, before anything is sent."""
+    bound = live_obj.get("customer_billing_provider_configuration")
+    if BPC not in changed or not news.get(BPC):
+        return {}
+    if not bound:
+        return {
+            "add_billing_provider_configuration_update": {
+                "billing_provider_configuration": news[BPC],
+                "schedule": {"effective_at": "START_OF_CURRENT_PERIOD"},
+            }
+        }
+    if bound.get("archived_at"):
+        print(archived_configuration_warning(label, bound["id"]), file=sys.stderr, flush=True)
+    elif not is_bound(bound, news[BPC]) and not has_ended(news):
+        live_bpc = live.get(BPC) or {BPC_ID: bound.get("id")}
+        raise MetronomeError(f"{label}: {configuration_change_refused(live_bpc, news[BPC])}")
+    return {}
