@@ -168,9 +168,11 @@ def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -
 def list_objects(client: metronome.Metronome, customer_id: str) -> list[tuple[str, dict[str, Any]]]:
     """The customer's active contracts, input-shaped (uniqueness_key kept as an extra key)."""
     out = []
-    for c in contract_api.list_raw(client, customer_id, f"Contract listing for {customer_id}"):
+    label = f"Contract listing for {customer_id}"
+    for c in contract_api.list_raw(client, customer_id, label):
         if c.get("archived_at"):
             continue
+        c = contract_api.with_full_lists(client, c, label)
         shaped = strip_ids(to_inputs(c))
         if c.get("uniqueness_key"):
             shaped["uniqueness_key"] = c["uniqueness_key"]

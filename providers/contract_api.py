@@ -59,10 +59,14 @@ def get(client: metronome.Metronome, customer_id: str, contract_id: str, label: 
     """
     body = {"customer_id": customer_id, "contract_id": contract_id}
     contract = get_live(client, "POST", "/v2/contracts/get", label=label, body=body)
-    more = (contract or {}).get("has_more") or {}
+    return with_full_lists(client, contract, label) if contract else None
+
+
+def with_full_lists(client: metronome.Metronome, contract: dict[str, Any], label: str) -> dict[str, Any]:
+    """`contract` (a get's or a listing's) with the commits and credits its `has_more` says were cut."""
+    more = contract.get("has_more") or {}
     for field, path, include in FULL_LISTS:
         if more.get(field):
-            assert contract is not None
             contract[field] = [
                 item
                 for item in paginate(
@@ -70,11 +74,11 @@ def get(client: metronome.Metronome, customer_id: str, contract_id: str, label: 
                     "POST",
                     path,
                     label=label,
-                    body={"customer_id": customer_id, include: True, "include_archived": True},
+                    body={"customer_id": contract["customer_id"], include: True, "include_archived": True},
                     limit=GRANT_PAGE_LIMIT,
                     cursor_in_body="next_page",
                 )
-                if (item.get("contract") or {}).get("id") == contract_id
+                if (item.get("contract") or {}).get("id") == contract["id"]
             ]
     return contract
 

@@ -14,6 +14,7 @@ from conftest import Emulator, start_emulator
 from provider_host import UNKNOWN, ProviderError, ProviderHost, unique
 
 from providers.contract import ContractProvider as K
+from providers.contract import list_objects
 from providers.customer import CustomerProvider as C
 from providers.product import ProductProvider as P
 from providers.rate_card import RateCardProvider as R
@@ -151,6 +152,9 @@ def test_a_truncated_contract_get_is_read_in_full(fresh_emulator):
         assert got.data.has_more.commits and len(got.data.commits) == 2
         _, refreshed = h.read(K, object_id, outs)
         assert len(refreshed["commits"]) == 4
+        # The listing export and drift read is completed the same way.
+        listed = dict(list_objects(fresh_emulator.client(), refs["customer"]))
+        assert len(listed[object_id]["commits"]) == 4
         assert h.diff(K, object_id, refreshed, inputs).changes == "NONE"
         fewer = h.check_ok(K, {**inputs, "commits": commits[:3], "name": "renamed"}, olds=inputs)
         h.update(K, object_id, outs, fewer)
