@@ -608,8 +608,11 @@ def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report
 
     delivery_method_id: str | None = None
     if stripe_connections(client):
-        # Several connected Stripe accounts: the one naming expected_account_id (else an error, as in up).
-        delivery_method_id = stripe_delivery_method(client, stripe.expected_account_id, label)
+        # Several connected Stripe accounts: stripe.delivery_method_id, else the one naming
+        # expected_account_id (else an error, as in up).
+        delivery_method_id = stripe_delivery_method(
+            client, stripe.expected_account_id, label, stripe.delivery_method_id
+        )
     else:
         report.missing.append(
             {
