@@ -305,3 +305,26 @@ def test_emulator_field_limits(fresh_emulator):
     client.v1.custom_fields.set_values(
         entity="customer", entity_id=customer.id, custom_fields={"note": "n" * 200}
     )
+
+
+def test_parallel_updates_learn_the_account_kind_once_and_add_nothing_twice(fresh_emulator):
+    """The engine runs independent updates at once (the host serves 4 calls): on an account without
+    contract editing every one of them ends up amending its contract exactly once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fresh_emulator.admin("POST", "config", json={"contract_editing": False})
+    with ProviderHost(fresh_emulator.base_url, fresh_emulator.token) as h:
+        refs = setup(h)
+        made = [h.create_checked(K, contract(refs)) for _ in range(6)]
+
+        def add_commit(entry):
+            object_id, inputs, outs = entry
+            news = {**inputs, "commits": [*inputs["commits"], commit(refs["p2"], 5, name="extra")]}
+            h.update(K, object_id, outs, h.check_ok(K, news, olds=inputs))
+            return object_id
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            done = list(pool.map(add_commit, made))
+    for object_id in done:
+        live, got = active(fresh_emulator, refs, object_id)
+        assert sorted(c.name for c in live) == ["extra", "prepaid"] and len(got.amendments) == 1
