@@ -29,7 +29,7 @@ from metronome_iac.catalog_packages import (
     check_notification,
     check_package,
 )
-from metronome_iac.catalog_types import Model, Name, Timestamp
+from metronome_iac.catalog_types import Alias, CustomFields, HourTimestamp, Model, Name, Timestamp
 from metronome_iac.catalog_types import parse_ts as _parse_ts
 
 CATALOG_FILE = "catalog.yaml"
@@ -110,7 +110,7 @@ class BillableMetric(Model):
     # hand): `metronome-iac reconcile` compares the two per customer and window. Never sent to Metronome,
     # so changing it changes nothing live. One metric per meter.
     stripe_meter: str | None = Field(default=None, pattern=r"^mtr_[A-Za-z0-9_]+$")
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -143,7 +143,7 @@ class Product(Model):
     is_refundable: bool | None = None
     composite_products: list[str] | None = None  # catalog names (COMPOSITE only)
     composite_tags: list[str] | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -202,7 +202,7 @@ class RateCard(Model):
     credit_type_conversions: list[CreditTypeConversion] | None = None
     aliases: list[RateCardAlias] | None = None
     rates: list[Rate] = Field(default_factory=list)
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     adopt: dict[str, str] | None = None
 
     @property
@@ -226,7 +226,7 @@ class Catalog(Model):
 
 class Settings(Model):
     # Hour-aligned time used for in-place product updates (Metronome versions products by time).
-    product_update_starting_at: Timestamp | None = None
+    product_update_starting_at: HourTimestamp | None = None
     # Default payment terms for contracts that do not set their own.
     net_payment_terms_days: int | None = Field(default=None, ge=0)
 
@@ -242,17 +242,22 @@ class Stripe(Model):
     # of this stack (its record, stacks/<stack>/reconcile.json) passed over at least this many whole days
     # ending at most 2 days before the preview. It only gates the switch: once live it changes nothing.
     require_reconciled_days: int | None = Field(default=None, ge=1)
+    # Invoices sent to Stripe stay drafts there (true) or auto-advance (false). Metronome's own default,
+    # when nothing sets it, is drafts; the stack always sets it.
+    leave_invoices_in_draft: bool = False
+    # With several Stripe accounts connected to Metronome: the delivery method id of this one.
+    delivery_method_id: str | None = None
 
 
 class Customer(Model):
     name: Name
     display_name: str | None = None
     previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
-    ingest_aliases: list[str] = Field(default_factory=list)
-    external_id: str | None = None
+    ingest_aliases: list[Alias] = Field(default_factory=list)
+    external_id: Alias | None = None
     stripe_customer_id: str | None = Field(default=None, pattern=r"^cus_[A-Za-z0-9]+$")
     stripe_collection_method: CollectionMethod | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     alerts: list[Alert] | None = None  # this customer's alerts (catalog_packages.py)
     adopt: dict[str, str] | None = None
 
@@ -376,8 +381,11 @@ class Contract(Model):
     credits: list[Credit] | None = None
     overrides: list[Override] | None = None
     discounts: list[Discount] | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: CustomFields | None = None
     allow_replacement: bool = False
+    # A change that drops a commit or credit and adds one in its place invoices it again: refused
+    # unless meant.
+    allow_reinvoice: bool = False
     adopt: dict[str, str] | None = None
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _timestamp(value: Any) -> Any:
@@ -28,8 +28,23 @@ def _timestamp(value: Any) -> Any:
     return text + "Z"
 
 
+def _on_the_hour(value: str) -> str:
+    """Product updates take effect on an hour boundary (SDK ProductUpdateParams.starting_at: "It must be
+    on an hour boundary (e.g. 1:00, not 1:30)"); no other Metronome time has such a rule."""
+    if value[14:19] != "00:00" or len(value) != 20:
+        raise ValueError(
+            f"'{value}' is not on an hour boundary (Metronome refuses it): use e.g. {value[:14]}00:00Z"
+        )
+    return value
+
+
 Timestamp = Annotated[str, BeforeValidator(_timestamp)]
+HourTimestamp = Annotated[str, AfterValidator(_on_the_hour), BeforeValidator(_timestamp)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# Metronome's limits: an ingest alias (and the deprecated external_id) 1-128 characters (docs: create a
+# customer, set ingest aliases); a custom field value at most 200 (docs: set custom field values).
+Alias = Annotated[str, Field(min_length=1, max_length=128)]
+CustomFields = dict[str, Annotated[str, Field(max_length=200)]]
 
 
 class Model(BaseModel):

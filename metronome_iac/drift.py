@@ -406,12 +406,14 @@ class _Matcher:
     def match(
         self, name: str, adopt: dict[str, str] | None, previous_names: list[str] | None = None
     ) -> tuple[str | None, dict[str, Any] | None]:
+        from providers.identity import identity_forms
+
         # The current name first, then each previous name: an entry renamed in the catalog matches its
         # object before the rename is applied (old tag) and after (new tag).
         for candidate in [name, *(previous_names or [])]:
             identity = self.prefix + candidate
             for object_id, obj in self.live:
-                if object_id not in self.claimed and _tag_base(identity_of(obj)) == identity:
+                if object_id not in self.claimed and _tag_base(identity_of(obj)) in identity_forms(identity):
                     self.claimed.add(object_id)
                     return object_id, obj
         if adopt:
@@ -763,8 +765,11 @@ def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report
 
     delivery_method_id: str | None = None
     if stripe_connections(client):
-        # Several connected Stripe accounts: the one naming expected_account_id (else an error, as in up).
-        delivery_method_id = stripe_delivery_method(client, stripe.expected_account_id, label)
+        # Several connected Stripe accounts: stripe.delivery_method_id, else the one naming
+        # expected_account_id (else an error, as in up).
+        delivery_method_id = stripe_delivery_method(
+            client, stripe.expected_account_id, label, stripe.delivery_method_id
+        )
     else:
         report.missing.append(
             {

@@ -179,10 +179,12 @@ def _stripe_links(
     billing_refs: dict[str, dict[str, str | None]],
     live: bool,
     warn: Callable[[str], None],
+    delivery_methods: set[str] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """{customer_id: (stripe_customer_id, collection method)} from each customer's active Stripe
     billing provider configuration. `billing_refs`: {customer_id: {contract name: configuration id the
-    contract invoices through}}; `live`: the links will be exported with go_live true."""
+    contract invoices through}}; `live`: the links will be exported with go_live true. The delivery
+    method ids of the exported configurations are added to `delivery_methods`."""
     from providers.stripe_integration import stripe_configurations
 
     active = stripe_configurations(client, sorted(customer_names), None, "export", missing_ok=True)
@@ -201,6 +203,8 @@ def _stripe_links(
             )
             continue
         links[customer_id] = (stripe_customer_id, method)
+        if delivery_methods is not None and chosen.get("delivery_method_id"):
+            delivery_methods.add(chosen["delivery_method_id"])
         if len(configs) > 1:
             others = ", ".join(c["id"] for c in configs if c is not chosen)
             warn(
@@ -402,6 +406,7 @@ def export_account(
                 "uniqueness_key",
                 "billing_provider_configuration",
                 "allow_replacement",
+                "allow_reinvoice",
             )
             try:
                 contract = _built(
@@ -435,13 +440,24 @@ def export_account(
 
     # Stripe links, and with Stripe connected the StripeIntegration: live already, so go_live true
     # (false would leave the live configurations unmanaged while the stack claims Stripe is not in use).
-    connected = bool(live["stripe_connections"])
+    connections = live["stripe_connections"]
+    connected = bool(connections)
+    used: set[str] = set()
     with progress.task("reading customers' Stripe configurations", len(ids["customers"])) as task:
-        links = _stripe_links(client, ids["customers"], billing_refs, connected, warn)
+        links = _stripe_links(client, ids["customers"], billing_refs, connected, warn, used)
         task.advance(len(ids["customers"]))
     stripe = None
     if links and connected:
         stripe = Stripe(expected_account_id=stripe_account or ACCOUNT_PLACEHOLDER, go_live=True)
+        if len(connections) > 1:  # configurations must then name their Stripe connection
+            if len(used) == 1:
+                stripe.delivery_method_id = next(iter(used))
+            else:
+                warn(
+                    f"several Stripe accounts are connected and the exported configurations use "
+                    f"{len(used)} of them ({', '.join(sorted(used))}): set stripe.delivery_method_id to "
+                    "the one this stack manages"
+                )
     elif links:
         warn(
             f"{len(links)} customer(s) have Stripe configurations but Stripe is not connected to the "

@@ -175,6 +175,7 @@ def contract_inputs(
             "discounts": _with_product_ids(k.discounts, product_ids),
             "custom_fields": k.custom_fields,
             "allow_replacement": k.allow_replacement or None,
+            "allow_reinvoice": k.allow_reinvoice or None,
             "adopt": k.adopt,
         }
     )
@@ -201,6 +202,8 @@ def stripe_inputs(stack: Stack, customer_ids: Mapping[str, Any]) -> dict[str, An
         "collection_method": stripe.collection_method,
         "go_live": stripe.go_live,
         "customers": customers,
+        "leave_invoices_in_draft": stripe.leave_invoices_in_draft,
+        "stripe_delivery_method_id": stripe.delivery_method_id,
     }
     if stripe.require_reconciled_days is not None:  # the go-live condition and its evidence
         inputs["require_reconciled_days"] = stripe.require_reconciled_days

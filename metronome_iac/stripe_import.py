@@ -252,8 +252,9 @@ _START = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[
 
 def rates_start(text: str) -> str:
     """argparse type for --rates-starting-at: a date (midnight UTC) or an RFC 3339 time (with an offset;
-    without one, UTC) on a whole hour, as Metronome's rates and contracts start. Returns
-    `YYYY-MM-DDTHH:MM:SSZ` in UTC."""
+    without one, UTC). Any instant: Metronome's docs put no hour rule on rates, contracts or access
+    schedules (only on product updates; docs/emulator-fidelity.md, "Timestamps"). Returns it in UTC with
+    a Z (`YYYY-MM-DDTHH:MM:SSZ`, fractions kept)."""
     example = "e.g. 2026-01-01 or 2026-01-01T00:00:00Z"
     try:
         if not _START.fullmatch(text.strip()):
@@ -262,12 +263,7 @@ def rates_start(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date or an RFC 3339 time ({example})") from None
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-    if when.minute or when.second or when.microsecond:
-        hour = when.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not on a whole hour (UTC): rates and contracts start on the hour; use e.g. {hour}"
-        )
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def map_meter(meter: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -597,7 +593,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--rates-starting-at",
         type=rates_start,
         metavar="WHEN",
-        help="start of the imported rates and contracts, on a whole hour: a date (midnight UTC) or an "
+        help="start of the imported rates and contracts: a date (midnight UTC) or an "
         "RFC 3339 time, e.g. 2026-01-01 or 2026-01-01T00:00:00Z; without an offset, UTC "
         "(default: this month's start, UTC)",
     )

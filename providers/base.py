@@ -53,11 +53,13 @@ from .diff import (
     mark_unknowns,
     normalize,
 )
-from .identity import create_key, resource_name_of, stamped, unstamped
+from .identity import create_key, identity_forms, resource_name_of, stamped, unstamped
 from .schema import RequiresReplace, replacement_rules, replacing_fields
 
 # Inputs the project adds that Metronome never stores: carried from state on read, never diffed.
-NON_API_FIELDS = frozenset({"adopt", "identity", "allow_replacement", "update_starting_at"})
+NON_API_FIELDS = frozenset(
+    {"adopt", "identity", "allow_replacement", "allow_reinvoice", "update_starting_at"}
+)
 # Outputs computed by the provider (never inputs).
 COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed"})
 # Set by read when the live `iac_identity` tag is gone or wrong (edited by hand): the next up re-tags.
@@ -420,7 +422,7 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
         desired = self.shape(self.strip_identity(inputs))
         differing = changed_fields(live, desired, self.api_fields())
         report = [f"{f}: desired {describe(desired.get(f))}, live {describe(live.get(f))}" for f in differing]
-        if self.tagged and owner and owner != inputs.get("identity"):
+        if self.tagged and owner and owner not in identity_forms(inputs.get("identity") or ""):
             report.append(
                 f"{IDENTITY_FIELD}: managed until now as {owner}, which will see it as drift or missing: "
                 "take it out of that stack's state with `pulumi state delete` (removing it from that "

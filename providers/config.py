@@ -19,6 +19,20 @@ class ProviderSettings:
     # repr=False: settings may end up in a traceback or a log line; the token must not.
     token: str | None = field(default=None, repr=False)
     stripe_api_key: str | None = field(default=None, repr=False)
+    # `metronome:contractEditing`: whether the account has contract editing (/v2/contracts/edit) or
+    # amendments (/v1/contracts/amend); None: not set, learned from the first edit.
+    contract_editing: bool | None = None
+
+
+ON_OFF = {"on": True, "true": True, "enabled": True, "off": False, "false": False, "disabled": False}
+
+
+def _on_off(key: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value.strip().lower() not in ON_OFF:
+        raise ValueError(f"{key} must be on or off, not {value!r}")
+    return ON_OFF[value.strip().lower()]
 
 
 _LOCK = threading.Lock()
@@ -40,6 +54,10 @@ def configure_from_request(req: Any) -> ProviderSettings:
         base_url=_get(config, "metronome:baseUrl") or os.environ.get("METRONOME_BASE_URL") or None,
         token=_get(config, "metronome:apiToken") or os.environ.get("METRONOME_BEARER_TOKEN") or None,
         stripe_api_key=_get(config, "stripe:apiKey") or os.environ.get("STRIPE_API_KEY") or None,
+        contract_editing=_on_off(
+            "metronome:contractEditing",
+            _get(config, "metronome:contractEditing") or os.environ.get("METRONOME_CONTRACT_EDITING"),
+        ),
     )
     global _SETTINGS
     with _LOCK:
@@ -59,6 +77,7 @@ def get_settings() -> ProviderSettings:
         base_url=os.environ.get("METRONOME_BASE_URL") or None,
         token=os.environ.get("METRONOME_BEARER_TOKEN") or None,
         stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,
+        contract_editing=_on_off("METRONOME_CONTRACT_EDITING", os.environ.get("METRONOME_CONTRACT_EDITING")),
     )
 
 

@@ -10,6 +10,7 @@ from pulumi.dynamic import CheckFailure
 
 from .base import InputsBase, MetronomeProvider, declare_props, tagged_in
 from .client import MetronomeError, get_live, paginate, request
+from .contract_api import active_contracts
 from .schema import RequiresReplace
 
 ENTITY = "customer"
@@ -48,13 +49,25 @@ DELETE_BEFORE_REPLACE = True
 # ---------------------------------------------------------------------------------------------
 
 
-def to_inputs(obj: dict[str, Any]) -> dict[str, Any]:
+def to_inputs(obj: dict[str, Any], declared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A customer in input shape. `external_id` is read back only where it can have been declared:
+    when none is given, Metronome fills in the first ingest alias (docs, create a customer) or the id,
+    and keeps that value when the aliases change later, so a live external_id is taken as declared when
+    `declared` (the state or the desired inputs) names one, or, without `declared`, when it is neither the
+    id nor one of the aliases."""
     out: dict[str, Any] = {"name": obj.get("name")}
     if obj.get("ingest_aliases"):
         out["ingest_aliases"] = list(obj["ingest_aliases"])
-    # Metronome echoes the id as external_id when none was given: that is not a declared value.
-    if obj.get("external_id") and obj.get("external_id") != obj.get("id"):
-        out["external_id"] = obj["external_id"]
+    live_external = obj.get("external_id")
+    if declared is not None:
+        if live_external and declared.get("external_id"):
+            out["external_id"] = live_external
+    elif (
+        live_external
+        and live_external != obj.get("id")
+        and live_external not in (obj.get("ingest_aliases") or [])
+    ):
+        out["external_id"] = live_external
     if obj.get("custom_fields"):
         out["custom_fields"] = dict(obj["custom_fields"])
     return out
@@ -64,7 +77,7 @@ def _get(client: metronome.Metronome, object_id: str, label: str) -> dict[str, A
     return get_live(client, "GET", f"/v1/customers/{object_id}", label=label)
 
 
-def _list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]]:
+def list_raw(client: metronome.Metronome, **params: Any) -> list[dict[str, Any]]:
     return list(paginate(client, "GET", "/v1/customers", label="Customer listing", params=params))
 
 
@@ -77,7 +90,7 @@ class CustomerProvider(MetronomeProvider[Inputs]):
     delete_before_replace = DELETE_BEFORE_REPLACE
     # API calls used by MetronomeProvider's create-once / read / archive
     get_raw = staticmethod(_get)
-    list_raw = staticmethod(_list_raw)
+    list_raw = staticmethod(list_raw)
     to_inputs = staticmethod(to_inputs)
     create_path = "/v1/customers"
     create_fields = ("name", "ingest_aliases", "external_id")
@@ -116,9 +129,15 @@ class CustomerProvider(MetronomeProvider[Inputs]):
         aliases = inputs.get("ingest_aliases") or []
         return tagged_in(_list_raw(client, ingest_alias=aliases[0]) if aliases else _list_raw(client), tag)
 
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        obj = _get(client, object_id, self.label(props or {}))
+        return to_inputs(obj, props or {}) if obj else None
+
     def find_live(self, client: metronome.Metronome, key: str, value: str, label: str) -> str | None:
         # The listing filters by alias server-side: one call, no index needed.
-        hits = [o["id"] for o in _list_raw(client, ingest_alias=value) if not o.get("archived_at")]
+        hits = [o["id"] for o in list_raw(client, ingest_alias=value) if not o.get("archived_at")]
         if len(hits) > 1:
             raise MetronomeError(f"{label}: several live customers have ingest alias {value!r}: {hits}")
         return hits[0] if hits else None
@@ -151,8 +170,6 @@ class CustomerProvider(MetronomeProvider[Inputs]):
     def archive_object(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any], label: str
     ) -> None:
-        from .contract import active_contracts
-
         in_use = active_contracts(client, object_id, label)
         if in_use:
             names = ", ".join(f"{c.get('name') or '(unnamed)'} ({c['id']})" for c in in_use)

@@ -9,6 +9,11 @@
   (`create_key`). A tagged object is created with its tag stamped with the host's token
   (`stamped`: "<identity>#<fingerprint>#<token>"), so the same create from another host run sends
   other parameters under the same key; `unstamped` gives the tag back for comparisons.
+- Keys and tags are bounded, stably: a contract's uniqueness_key is 1-128 characters, a custom field
+  value at most 200 ("There is a 200 character limit on custom field values", API reference: set custom
+  field values), the host's stamp included. An identity too long for its room keeps its start (project
+  and stack) and ends with a hash of the whole, so the same identity always gives the same key
+  (`identity_forms` lists both spellings).
 """
 
 from __future__ import annotations
@@ -30,11 +35,35 @@ __all__ = [
     "create_key",
     "edit_uniqueness_key",
     "fingerprint",
+    "identity_forms",
     "identity_tag",
     "resource_name_of",
     "stamped",
     "unstamped",
 ]
+
+
+UNIQUENESS_KEY_MAX = 128
+CUSTOM_FIELD_VALUE_MAX = 200
+FINGERPRINT_LENGTH = 10
+KEY_PREFIX = "iac:"
+STAMP_LENGTH = 1 + 8  # "#<host token>" on a created object's tag (`stamped`)
+# Room for the identity: the key less "iac:", "#<fingerprint>" and the "~N" suffix a create adds after
+# archived contracts; the tag less "#<fingerprint>" and the host's stamp.
+CONTRACT_IDENTITY_ROOM = UNIQUENESS_KEY_MAX - len(KEY_PREFIX) - 1 - FINGERPRINT_LENGTH - 2
+TAG_IDENTITY_ROOM = CUSTOM_FIELD_VALUE_MAX - 1 - FINGERPRINT_LENGTH - STAMP_LENGTH
+
+
+def bounded(identity: str, room: int) -> str:
+    """`identity` if it fits in `room` characters, else its start and a hash of the whole (stable)."""
+    if len(identity) <= room:
+        return identity
+    return identity[: room - 9] + "~" + hashlib.sha256(identity.encode()).hexdigest()[:8]
+
+
+def identity_forms(identity: str) -> set[str]:
+    """How `identity` may be spelled before the '#' of a live tag or key (in full, or bounded)."""
+    return {identity, bounded(identity, CONTRACT_IDENTITY_ROOM), bounded(identity, TAG_IDENTITY_ROOM)}
 
 
 def compute_identity(resource_name: str) -> str:
@@ -53,17 +82,19 @@ def _digest(value: Any, length: int) -> str:
 def fingerprint(inputs: dict[str, Any], fields: list[str] | tuple[str, ...]) -> str:
     """A short hash of the create-time values of `fields` (those that force replacement, or a
     contract's identifying terms)."""
-    return _digest({k: inputs.get(k) for k in fields}, 10)
+    return _digest({k: inputs.get(k) for k in fields}, FINGERPRINT_LENGTH)
 
 
 def identity_tag(identity: str, inputs: dict[str, Any], fields: list[str] | tuple[str, ...]) -> str:
-    return f"{identity}#{fingerprint(inputs, fields)}"
+    """The `iac_identity` custom field value: at most 200 characters."""
+    return f"{bounded(identity, TAG_IDENTITY_ROOM)}#{fingerprint(inputs, fields)}"
 
 
 def contract_uniqueness_key(
     identity: str, inputs: dict[str, Any], fields: list[str] | tuple[str, ...]
 ) -> str:
-    return "iac:" + identity_tag(identity, inputs, fields)
+    """A contract's uniqueness key: at most 128 characters, with room for a "~N" suffix."""
+    return f"{KEY_PREFIX}{bounded(identity, CONTRACT_IDENTITY_ROOM)}#{fingerprint(inputs, fields)}"
 
 
 def edit_uniqueness_key(contract_id: str, edit: dict[str, Any]) -> str:

@@ -480,13 +480,13 @@ def _only_end_differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def contracts_using(client: metronome.Metronome, rate_card_id: str, label: str) -> list[dict[str, Any]]:
     """Active contracts on this rate card (scans customers' contracts: only done when archiving)."""
-    from . import contract, customer
+    from . import contract_api, customer
 
     hits = []
     for customer_id, _ in customer.list_objects(client):
         hits += [
             c
-            for c in contract.active_contracts(client, customer_id, label)
+            for c in contract_api.active_contracts(client, customer_id, label)
             if c.get("rate_card_id") == rate_card_id
         ]
     return hits

@@ -44,13 +44,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import COMPUTED_FIELDS, InputsBase, MetronomeProvider, declare_props
 from .client import MetronomeError, archive, get_client, paginate, raw_request, request, retry_after_seconds
 from .config import get_settings
+from .contract_api import active_contracts
 from .diff import PROVIDER_KEY, UNKNOWN, compute_diff, contains_unknown
 
 KIND = "StripeIntegration"
 BATCH_SIZE = 100  # configurations per setCustomerBillingProviderConfigurations call
 LOOKUP_WORKERS = 8  # concurrent per-customer look-ups (Stripe customers, Metronome configurations)
 MAX_SET_ATTEMPTS = 6
-DELIVERY_METHOD = "direct_to_billing_provider"
+IDEMPOTENT_RETRIES = 10  # per-customer idempotent calls made for every customer at go-live
 CONNECT_HINT = (
     "Stripe is not connected to this Metronome account. Connect it once in the Metronome dashboard: "
     "Settings > Integrations > Stripe (the API cannot make this connection), then run `pulumi up` again."
@@ -208,6 +209,15 @@ class Inputs(InputsBase):
     # ago. Neither field is diffed: they gate the switch and change nothing in Metronome.
     require_reconciled_days: int | None = Field(default=None, ge=1)
     reconciliation: ReconcileRecord | None = None
+    # Whether invoices Metronome sends to Stripe stay drafts there. Unset, Metronome leaves them in draft
+    # (updateConfig docstring: "defaults to true if unset"): so it is set explicitly on each customer at
+    # go-live, and shown in the plan.
+    leave_invoices_in_draft: bool = False
+    # The Stripe connection's delivery method (listConfiguredBillingProviders). Needed when several
+    # Stripe accounts are connected and none can be told apart by expected_account_id: configurations
+    # must then name it (set_billing_configurations docstring). The output `delivery_method_id` is the one
+    # in use.
+    stripe_delivery_method_id: str | None = None
 
 
 HINTS = {
@@ -215,6 +225,7 @@ HINTS = {
     "stripe_customer_id": "use the Stripe customer id (cus_...)",
     "collection_method": "use charge_automatically or send_invoice",
     "customer_id": "pass the Metronome customer id (e.g. a Customer resource's id)",
+    "stripe_delivery_method_id": "use a Stripe delivery_method_id from /v1/listConfiguredBillingProviders",
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -422,8 +433,14 @@ def missing_stripe_customers(stripe_ids: Iterable[str], label: str) -> list[tupl
 # ---------------------------------------------------------------------------------------------
 
 
-def stripe_delivery_method(client: metronome.Metronome, expected_account_id: str, label: str) -> str:
-    """The delivery method id of the Stripe connection; fails with the dashboard step when there is none."""
+def stripe_delivery_method(
+    client: metronome.Metronome, expected_account_id: str, label: str, wanted: str | None = None
+) -> str:
+    """The delivery method id of the Stripe connection; fails with the dashboard step when there is none.
+
+    `wanted` (the `stripe_delivery_method_id` input) must be one of the connected Stripe ones. Without it, the
+    only one; with several connected, the one whose configuration names `expected_account_id`, else an
+    error asking for the setting."""
     # A plain {data, next_page} response with the cursor in the body, and no page size.
     listing = paginate(
         client,
@@ -436,15 +453,24 @@ def stripe_delivery_method(client: metronome.Metronome, expected_account_id: str
     methods = [m for m in listing if m.get("billing_provider") == "stripe"]
     if not methods:
         raise MetronomeError(f"{label}: {CONNECT_HINT}")
+    ids = [m["delivery_method_id"] for m in methods]
+    if wanted:
+        if wanted not in ids:
+            raise MetronomeError(
+                f"{label}: delivery_method_id {wanted} is not a connected Stripe account's delivery method "
+                f"(connected: {ids}); to fix: set stripe.delivery_method_id to one of them"
+            )
+        return wanted
     if len(methods) == 1:
         return methods[0]["delivery_method_id"]
     # Several Stripe accounts connected: pick the one whose configuration names the expected account.
-    for m in methods:
-        if expected_account_id in str(m.get("delivery_method_configuration") or {}):
-            return m["delivery_method_id"]
-    ids = [m["delivery_method_id"] for m in methods]
+    named = [m for m in methods if expected_account_id in str(m.get("delivery_method_configuration") or {})]
+    if len(named) == 1:
+        return named[0]["delivery_method_id"]
     raise MetronomeError(
-        f"{label}: several Stripe accounts are connected ({ids}) and none names {expected_account_id}"
+        f"{label}: several Stripe accounts are connected to this Metronome account ({ids}) and none can be "
+        f"told to be {expected_account_id}; to fix: set stripe.delivery_method_id in environment.yaml "
+        "(the StripeIntegration's delivery_method_id) to the one Metronome lists for that account"
     )
 
 
@@ -498,6 +524,51 @@ def stripe_configurations(
         return dict(pool.map(look, customer_ids))
 
 
+def missing_customers(client: metronome.Metronome, customer_ids: list[str], label: str) -> list[str]:
+    """The ids of `customer_ids` that are no Metronome customer (archived ones count as existing)."""
+
+    def gone(customer_id: str) -> str | None:
+        try:
+            request(client, "GET", f"/v1/customers/{customer_id}", label=label)
+        except MetronomeError as err:
+            if err.status_code in (400, 404):
+                return customer_id
+            raise
+        return None
+
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+        return sorted(c for c in pool.map(gone, customer_ids) if c is not None)
+
+
+def customers_missing(ids: list[str]) -> str:
+    return (
+        f"Metronome customer(s) {', '.join(ids)} do not exist, so no Stripe configuration was set for them. "
+        "To fix: reference the "
+        "customers' ids as Metronome has them (a Customer resource's id), or remove them from customers"
+    )
+
+
+def set_leave_in_draft(client: metronome.Metronome, customer_ids: list[str], leave: bool, label: str) -> None:
+    """Set each customer's `leave_stripe_invoices_in_draft` (updateConfig), so invoices reach Stripe as the
+    stack says and not by Metronome's default (drafts)."""
+
+    def one(customer_id: str) -> None:
+        # Idempotent, and one per customer at go-live: more patience than one read gets.
+        try:
+            raw_request(
+                client,
+                "POST",
+                f"/v1/customers/{customer_id}/updateConfig",
+                body={"leave_stripe_invoices_in_draft": leave},
+                max_retries=IDEMPOTENT_RETRIES,
+            )
+        except metronome.APIError as err:
+            raise MetronomeError.from_api(label, err) from None
+
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
+        list(pool.map(one, customer_ids))
+
+
 def existing_configurations(
     client: metronome.Metronome, wanted: list[dict[str, str]], delivery_method_id: str, label: str
 ) -> dict[str, str]:
@@ -536,8 +607,6 @@ def blocked_replacements(
     """{customer_id: [(configuration to be archived, the active contracts billed through it)]}, only
     where there are such contracts (active: not archived, not ended). One contract listing per customer
     that has something to archive."""
-    from .contract import active_contracts
-
     replaced = {cid: configs for cid, configs in replaced_configurations(wanted, live).items() if configs}
 
     def look(customer_id: str) -> tuple[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
@@ -586,7 +655,8 @@ def set_configurations(
                     {
                         "customer_id": w["customer_id"],
                         "billing_provider": "stripe",
-                        "delivery_method": DELIVERY_METHOD,
+                        # Named by id: with several Stripe accounts connected Metronome requires it.
+                        "delivery_method_id": delivery_method_id,
                         "configuration": {
                             "stripe_customer_id": w["stripe_customer_id"],
                             "stripe_collection_method": w["collection_method"],
@@ -602,14 +672,19 @@ def set_configurations(
             except metronome.RateLimitError as err:
                 sleep(retry_after_seconds(err.response) or delay)
             except (metronome.APIConnectionError, metronome.InternalServerError) as err:
-                if attempt == MAX_SET_ATTEMPTS - 1:
-                    raise MetronomeError.from_api(label, err) from None
-                sleep(retry_after_seconds(getattr(err, "response", None)) or delay)
                 again = existing_configurations(client, batch, delivery_method_id, label)
                 found.update(again)
                 batch = [w for w in batch if w["customer_id"] not in again]
                 if not batch:
                     break
+                # Metronome answers a set naming an unknown customer with a 500 (and its configurations
+                # with [], not 404: reported): a customer that does not exist is said so, not retried.
+                missing = missing_customers(client, [w["customer_id"] for w in batch], label)
+                if missing:
+                    raise MetronomeError(f"{label}: {customers_missing(missing)}") from None
+                if attempt == MAX_SET_ATTEMPTS - 1:
+                    raise MetronomeError.from_api(label, err) from None
+                sleep(retry_after_seconds(getattr(err, "response", None)) or delay)
             except metronome.APIError as err:
                 raise MetronomeError.from_api(label, err) from None
             else:
@@ -795,9 +870,13 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
             return None
         client = get_client()
         try:
-            delivery_method_id = stripe_delivery_method(client, new["expected_account_id"], label)
-        except MetronomeError:
-            return None  # not connected: `up` fails with the dashboard step before setting anything
+            delivery_method_id = stripe_delivery_method(
+                client, new["expected_account_id"], label, new.get("stripe_delivery_method_id")
+            )
+        except MetronomeError as err:
+            if CONNECT_HINT in str(err):
+                return None  # not connected: `up` fails with the dashboard step before setting anything
+            return str(err)
         try:
             live = stripe_configurations(
                 client, [w["customer_id"] for w in touched], delivery_method_id, label, missing_ok=True
@@ -839,9 +918,11 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         return result
 
     # create / read / update: no single Metronome object, so these are written out rather than hooked.
-    def _apply(self, inputs: dict[str, Any], label: str, going_live: bool) -> dict[str, Any]:
+    def _apply(
+        self, inputs: dict[str, Any], label: str, going_live: bool, olds: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         client = get_client()
-        delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
+        delivery_method_id = self._delivery_method(client, inputs, label)
         wanted = desired_configurations(inputs)
         outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
@@ -849,6 +930,13 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
                 client, wanted, delivery_method_id, label, going_live=going_live
             )
             outs["go_live_pending"] = []
+            # Going live, or the setting changed: every customer; otherwise the customers just added.
+            before = olds or {}
+            done = set((before.get("billing_provider_configuration_ids") or {}) if not going_live else ())
+            if bool(before.get("leave_invoices_in_draft")) != bool(inputs.get("leave_invoices_in_draft")):
+                done = set()
+            todo = [w["customer_id"] for w in wanted if w["customer_id"] not in done]
+            set_leave_in_draft(client, todo, bool(inputs.get("leave_invoices_in_draft")), label)
         else:
             outs["billing_provider_configuration_ids"] = {}
             outs["go_live_pending"] = [NOT_VERIFIED] if stripe_checks_skipped(False) else []
@@ -858,6 +946,20 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
                 for w in wanted
             ]
         return outs
+
+    @staticmethod
+    def _delivery_method(client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str | None:
+        """The Stripe connection in use. Before go-live nothing is set through it: one that cannot be told
+        apart from another yet (several Stripe accounts, no setting) is left open (None) until then."""
+        try:
+            return stripe_delivery_method(
+                client, inputs["expected_account_id"], label, inputs.get("stripe_delivery_method_id")
+            )
+        except MetronomeError as err:
+            if inputs.get("go_live") or "several Stripe accounts" not in str(err):
+                raise
+            print(f"warning: {err}", file=sys.stderr, flush=True)
+            return None
 
     @staticmethod
     def _account(inputs: dict[str, Any], label: str) -> dict[str, str]:
@@ -877,13 +979,13 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         if refused:
             raise MetronomeError(f"{self.label(inputs)}: " + "; ".join(why for _, why in refused))
         going_live = self._inputs(olds).get("go_live") is not True
-        return UpdateResult(self._apply(inputs, self.label(inputs), going_live))
+        return UpdateResult(self._apply(inputs, self.label(inputs), going_live, olds))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         inputs = self._inputs(props)
         label = self.label(inputs)
         client = get_client()
-        delivery_method_id = stripe_delivery_method(client, inputs["expected_account_id"], label)
+        delivery_method_id = self._delivery_method(client, inputs, label)
         outs = {**inputs, "delivery_method_id": delivery_method_id, **self._account(inputs, label)}
         if inputs.get("go_live"):
             wanted = desired_configurations(inputs)
@@ -932,6 +1034,8 @@ class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="Strip
     While `go_live` is false nothing is set on any customer (`go_live_pending` lists what would be);
     turning it on sets each customer's Stripe configuration; turning it off again is refused.
     `billing_provider_configuration_ids` ({customer_id: configuration id}) is what contracts reference.
+    `leave_invoices_in_draft` (default false: invoices auto-advance in Stripe) is set on every customer at
+    go-live; `stripe_delivery_method_id` names the Stripe connection when several are connected.
     """
 
     billing_provider_configuration_ids: pulumi.Output[dict]
@@ -950,6 +1054,8 @@ class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="Strip
         customers: pulumi.Input[list] | None = None,
         require_reconciled_days: pulumi.Input[int] | None = None,
         reconciliation: pulumi.Input[dict] | None = None,
+        leave_invoices_in_draft: pulumi.Input[bool] = False,
+        stripe_delivery_method_id: pulumi.Input[str] | None = None,
     ) -> None:
         props = declare_props(
             resource_name,
@@ -960,6 +1066,8 @@ class StripeIntegration(pulumi.dynamic.Resource, module="metronome", name="Strip
                 customers=customers if customers is not None else [],
                 require_reconciled_days=require_reconciled_days,
                 reconciliation=reconciliation,
+                leave_invoices_in_draft=leave_invoices_in_draft,
+                stripe_delivery_method_id=stripe_delivery_method_id,
             ),
             computed=OUTPUTS,
         )

@@ -499,3 +499,43 @@ def test_subscription_rate_rules(
     )
     assert len(err.problems) == 1, str(err)
     load_stack(_with_rate(tmp_path / "fixed", rate.replace(*fixed), PLATFORM_FEE_PRODUCT))
+
+
+def test_one_rule_for_times_only_product_updates_on_the_hour(tmp_path: Path) -> None:
+    """Metronome's docs put an hour rule on product updates only: an off-hour product_update_starting_at
+    is refused with file and line; an off-hour contract start and access schedule load as given."""
+    d = _stack(
+        tmp_path,
+        env_edit=(
+            "  net_payment_terms_days: 30",
+            "  net_payment_terms_days: 30\n  product_update_starting_at: 2026-01-01T00:30:00Z",
+        ),
+    )
+    err = _one_problem(d)
+    (p,) = err.problems
+    assert p.field == "product_update_starting_at" and "not on an hour boundary" in p.message
+    assert p.line == _line_of(d / "environment.yaml", "product_update_starting_at")
+    d = _stack(
+        tmp_path / "b",
+        env_edit=('starting_at: "2026-01-01T00:00:00Z"', 'starting_at: "2026-01-01T00:30:15Z"'),
+    )
+    assert load_stack(d).environment.contracts[0].starting_at == "2026-01-01T00:30:15Z"
+
+
+def test_metronome_field_limits_are_checked_at_load(tmp_path: Path) -> None:
+    """Ingest aliases and external_id 1-128 characters, custom field values at most 200 (Metronome's)."""
+    long_alias = "a" * 129
+    d = _stack(tmp_path, env_edit=("ingest_aliases: [globex]", f"ingest_aliases: [{long_alias}]"))
+    _assert_problem(
+        _one_problem(d),
+        "environment.yaml",
+        "customer 'globex'",
+        "ingest_aliases[0]",
+        _line_of(d / "environment.yaml", long_alias),
+        "at most 128",
+    )
+    d = _stack(
+        tmp_path / "b", env_edit=("external_id: globex-crm-4711", "custom_fields: {note: " + "n" * 201 + "}")
+    )
+    err = _one_problem(d)
+    assert any("at most 200" in p.message and p.entry == "customer 'globex'" for p in err.problems), str(err)

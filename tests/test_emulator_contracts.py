@@ -94,14 +94,14 @@ def test_contract_v1_lifecycle(world: World) -> None:
     assert cur.overrides[0].multiplier == 0.9 and cur.discounts[0].schedule.schedule_items[0].amount == 10
     assert got.initial.commits[0].id == cur.commits[0].id and got.amendments == []
 
-    c.v1.contracts.amend(
-        customer_id=world.customer_id,
-        contract_id=contract_id,
-        starting_at=START,
-        commits=[commit(world.product_id, 500)],
-    )
-    got = c.v1.contracts.retrieve(customer_id=world.customer_id, contract_id=contract_id).data
-    assert len(got.current.commits) == 2 and len(got.amendments) == 1 and len(got.initial.commits) == 1
+    # An account with contract editing has no amendments (the amend path: test_account_kinds.py).
+    with pytest.raises(metronome.BadRequestError, match="editing is enabled"):
+        c.v1.contracts.amend(
+            customer_id=world.customer_id,
+            contract_id=contract_id,
+            starting_at=START,
+            commits=[commit(world.product_id, 500)],
+        )
 
     c.v1.contracts.update_end_date(customer_id=world.customer_id, contract_id=contract_id)
     got = c.v1.contracts.retrieve(customer_id=world.customer_id, contract_id=contract_id).data

@@ -182,13 +182,23 @@ def test_unusable_db_is_one_error_line(
     assert "Traceback" not in err
 
 
+ACCOUNT_KNOBS = {"contract_editing": True, "contract_item_limit": 100}
+
+
 def test_config_echoes_seed(fresh_emulator: Emulator) -> None:
-    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1, ...}; both answer all.
+    # README: GET|POST config take {"fail_rate": 0.1, "latency_ms": 50, "seed": 1} (and the idempotency
+    # window and the account kind's knobs); both answer all of them.
     day = 24 * 3600.0
-    knobs = {"fail_rate": 0.0, "latency_ms": 0.0, "seed": None, "idempotency_ttl_s": day}
-    assert fresh_emulator.admin("GET", "config").json() == knobs
+    got = fresh_emulator.admin("GET", "config").json()
+    assert got == {
+        "fail_rate": 0.0,
+        "latency_ms": 0.0,
+        "seed": None,
+        "idempotency_ttl_s": day,
+        **ACCOUNT_KNOBS,
+    }
     posted = fresh_emulator.admin("POST", "config", json={"fail_rate": 0.1, "latency_ms": 50, "seed": 1})
-    set_ = {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1, "idempotency_ttl_s": day}
+    set_ = {"fail_rate": 0.1, "latency_ms": 50.0, "seed": 1, "idempotency_ttl_s": day, **ACCOUNT_KNOBS}
     assert posted.json() == set_
     assert fresh_emulator.admin("GET", "config").json() == set_
     assert fresh_emulator.admin("POST", "config", json={"seed": "x"}).status_code == 400

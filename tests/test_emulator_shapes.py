@@ -199,11 +199,14 @@ def test_shapes_match_sdk_models(raw: Raw) -> None:
         },
     )["data"]["id"]
     ids = {"customer_id": customer_id, "contract_id": contract_id}
+    # Amendments exist on accounts without contract editing: the same account, switched for the call.
+    raw("POST", "/_emulator/config", {"contract_editing": False})
     raw(
         "POST",
         "/v1/contracts/amend",
         {**ids, "starting_at": START, "credits": [{"product_id": product_id, "access_schedule": window}]},
     )
+    raw("POST", "/_emulator/config", {"contract_editing": True})
     raw(
         "POST",
         "/v2/contracts/edit",

@@ -116,6 +116,7 @@ def test_export_writes_live_stripe_links_and_adopting_them_changes_nothing(
         "expected_account_id": ACCOUNT_ID,
         "collection_method": "charge_automatically",
         "go_live": True,
+        "leave_invoices_in_draft": False,  # Metronome does not show it: written out, to be reviewed
     }
     customers = {c["adopt"]["id"]: c for c in env["customers"]}
     assert customers[ids["acme"]]["stripe_customer_id"] == ids["acme_stripe"]
@@ -215,3 +216,21 @@ def test_bad_stripe_account_is_an_error(
     assert export(emulator, tmp_path / "x", monkeypatch, "--stripe-account", "acct-nope") == 1
     assert "--stripe-account" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_export_names_the_stripe_connection_when_several_are_connected(
+    fresh_emulator: Any, fake_stripe: FakeStripe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several Stripe accounts connected, configurations must name their delivery method: the export
+    writes the one the customers' configurations use as stripe.delivery_method_id."""
+    from metronome_iac.emulator.routers.billing_providers import STRIPE_DELIVERY_METHOD_ID
+
+    make_stripe_account(fresh_emulator, fake_stripe)
+    response = fresh_emulator.admin(
+        "POST", "billing-providers", json={"billing_provider": "stripe", "account_id": "acct_1Another"}
+    )
+    assert response.status_code == 200, response.text
+    out = tmp_path / "exported"
+    assert export(fresh_emulator, out, monkeypatch, "--stripe-account", ACCOUNT_ID) == 0
+    env = yaml.safe_load((out / "environment.yaml").read_text())
+    assert env["stripe"]["delivery_method_id"] == STRIPE_DELIVERY_METHOD_ID

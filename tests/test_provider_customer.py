@@ -114,3 +114,52 @@ def test_identity_tag_removed_by_hand_is_put_back_by_the_next_up(host, emulator)
     assert host.diff(C, object_id, again, inputs).changes == "NONE"
     # Untouched, the tag is not looked at twice: no diff.
     assert host.diff(C, object_id, outs, inputs).changes == "NONE"
+
+
+def test_the_external_id_metronome_fills_in_is_not_a_declared_value(host, emulator):
+    """Real Metronome answers a customer created without external_id with its first ingest alias as
+    external_id (docs, create a customer). Refresh, adopt and drift must not take that for a declared
+    external_id, which forces replacement (archiving the customer)."""
+    from providers.customer import CustomerProvider
+
+    client = emulator.client()
+    object_id, inputs, outs = host.create_checked(C, customer())
+    live = client.v1.customers.retrieve(customer_id=object_id).data
+    assert live.external_id == inputs["ingest_aliases"][0]  # the emulator does as Metronome does
+
+    _, refreshed = host.read(C, object_id, outs)  # refresh
+    assert "external_id" not in refreshed
+    d = host.diff(C, object_id, refreshed, inputs)
+    assert (d.changes, d.replaces) == ("NONE", [])
+    # The aliases change later; the external_id Metronome filled in stays the old first alias.
+    moved = host.check_ok(C, {**inputs, "ingest_aliases": [inputs["name"] + "-other"]}, olds=inputs)
+    outs = host.update(C, object_id, outs, moved)
+    _, refreshed = host.read(C, object_id, outs)
+    assert host.diff(C, object_id, refreshed, moved).replaces == []
+
+    # Adopt (by alias) a customer made by hand without external_id: no replacement, nothing to report.
+    name = unique("by-hand")
+    hand = client.v1.customers.create(name=name, ingest_aliases=[f"{name}-alias"]).data
+    adopted_id, adopted = host.create(
+        C,
+        host.check_ok(
+            C,
+            {
+                "identity": f"metronome-iac/test/{name}",
+                "name": name,
+                "ingest_aliases": [f"{name}-alias"],
+                "adopt": {"ingest_alias": f"{name}-alias"},
+            },
+        ),
+    )
+    assert adopted_id == hand.id and adopted["adopt_report"] == []
+
+    # Drift reads through the provider the same way (read_live projected on the desired inputs).
+    provider = CustomerProvider()
+    have, want = provider.diff_pair(provider.read_live(client, object_id, moved), moved)
+    assert "external_id" not in have and have.get("ingest_aliases") == want.get("ingest_aliases")
+
+    # A declared external_id is read back and compared.
+    declared_id, declared_in, declared_out = host.create_checked(C, customer(external_id=unique("ext")))
+    _, back = host.read(C, declared_id, declared_out)
+    assert back["external_id"] == declared_in["external_id"]

@@ -599,8 +599,9 @@ def test_typo_fails_before_any_api_call(world: World) -> None:
     assert_all_same(world.plan(), "plan after the typos are fixed")
 
 
-def test_provider_check_failure_changes_nothing(tmp_path: Path, fresh_emulator: Any) -> None:
-    """A value only the provider can judge (an update time off the hour) fails at plan; nothing is written."""
+def test_off_hour_update_time_fails_at_load_changes_nothing(tmp_path: Path, fresh_emulator: Any) -> None:
+    """An update time off the hour (Metronome refuses it for product updates) fails when the catalog
+    loads, naming the file and line; nothing is written."""
     world = World(tmp_path, fresh_emulator)
     world.up()
     before = world.writes_total()
@@ -608,7 +609,7 @@ def test_provider_check_failure_changes_nothing(tmp_path: Path, fresh_emulator: 
     world.catalog(
         lambda c: find(c["products"], "output_tokens_product").update(display_name="Generated tokens")
     )
-    with pytest.raises(EngineError, match="not on an hour boundary"):
+    with pytest.raises(CatalogError, match=r"environment.yaml:\d+: settings.*not on an hour boundary"):
         world.plan()
     assert world.writes_total() == before
 

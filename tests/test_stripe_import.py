@@ -334,11 +334,20 @@ def test_program_declares_the_imported_stack(imported: dict) -> None:
     assert yaml.safe_load((imported["out"] / "environment.yaml").read_text())["stripe"]["go_live"] is False
 
 
+def test_rates_starting_at_off_the_hour_is_taken_as_given() -> None:
+    """Metronome's docs put no hour rule on rates, contract starts or access schedules (only product
+    updates must be on the hour), so an off-hour start is taken as the API takes it (fidelity ledger)."""
+    from metronome_iac.stripe_import import rates_start
+
+    assert rates_start("2026-01-01T00:30:00Z") == "2026-01-01T00:30:00Z"
+    assert rates_start("2026-01-01T01:30:15+01:00") == "2026-01-01T00:30:15Z"
+    assert rates_start("2026-01-01") == "2026-01-01T00:00:00Z"
+
+
 @pytest.mark.parametrize(
     ("value", "why"),
     [
         ("yesterday", "is not a date or an RFC 3339 time"),
-        ("2026-01-01T00:30:00Z", "is not on a whole hour"),
         ("2026-13-01", "is not a date or an RFC 3339 time"),
     ],
 )

@@ -276,8 +276,8 @@ def test_set_call_failing_after_processing_is_not_replayed_blindly() -> None:
             return httpx.Response(200, json={"data": stored[body["customer_id"]]})
         made = []
         for i, item in enumerate(body["data"]):
+            assert item["delivery_method_id"] == "dm"  # named by id: required with several Stripe accounts
             config = {"id": f"cfg-{item['customer_id']}-{i}", "billing_provider": "stripe", **item}
-            config.pop("delivery_method")
             stored[item["customer_id"]].append(config)
             made.append(config)
         if calls.count(request.url.path) == 1:

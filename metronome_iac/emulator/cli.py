@@ -44,6 +44,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stripe-connected", action="store_true", help="start with a Stripe account connected to the account"
     )
+    parser.add_argument(
+        "--contract-editing",
+        choices=("on", "off"),
+        default="on",
+        help="on: contracts change through /v2/contracts/edit; off: through /v1/contracts/amend (default on)",
+    )
 
 
 def open_store(db: str) -> Store:
@@ -116,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         fail_rate=args.fail_rate,
         seed=args.seed,
         stripe_connected=args.stripe_connected,
+        contract_editing=args.contract_editing == "on",
     )
     try:
         store = open_store(args.db)

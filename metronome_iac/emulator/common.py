@@ -363,6 +363,10 @@ CUSTOM_FIELD_ENTITIES = (
 )
 
 
+# API reference, Set custom field values: "There is a 200 character limit on custom field values."
+CUSTOM_FIELD_VALUE_MAX = 200
+
+
 # Custom-field entities whose objects are stored under another document kind. Contract-pricing
 # products are the entity `contract_product` ("Product (Contracts)" in the dashboard); the entity
 # `product` means the legacy plans' products, which the emulator does not model.
@@ -379,6 +383,8 @@ def check_custom_fields(
     check_type(values, dict, field)
     for key, value in values.items():
         check_type(value, str, f"{field}.{key}")
+        if len(value) > CUSTOM_FIELD_VALUE_MAX:
+            raise bad(f"{field}.{key}: custom field values are at most {CUSTOM_FIELD_VALUE_MAX} characters")
         spec = store.custom_field_key(entity, key)
         if spec is None:
             raise bad(f"{field}: custom field key '{key}' is not registered for entity '{entity}'")

@@ -15,6 +15,13 @@ class Settings:
     fail_rate: float = 0.0
     seed: int | None = None
     stripe_connected: bool = False
+    # Account kind: contract editing (/v2/contracts/edit) or amendments (/v1/contracts/amend), never both
+    # (SDK `contracts.amend` docstring: "Once contract editing is enabled, access to this endpoint will be
+    # removed"; `contracts.edit`: "Contract editing must be enabled to use this endpoint").
+    contract_editing: bool = True
+    # How many commits (and credits) a contract get returns before cutting the list short with
+    # `has_more` (ContractV2.HasMore). Metronome does not document the number: assumed.
+    contract_item_limit: int = 100
     # How long an answer stays kept under its Idempotency-Key: Metronome guarantees at least 24 h.
     idempotency_ttl_s: float = 24 * 3600.0
 

@@ -46,6 +46,8 @@ def _config(settings: Settings) -> dict:
         "latency_ms": settings.latency_ms,
         "seed": settings.seed,
         "idempotency_ttl_s": settings.idempotency_ttl_s,
+        "contract_editing": settings.contract_editing,
+        "contract_item_limit": settings.contract_item_limit,
     }
 
 
@@ -76,14 +78,38 @@ async def set_config(request: Request) -> JSONResponse:
             raise bad("seed must be an integer or null")
         settings.seed = seed
         request.app.state.rng = random.Random(seed)
+    if "contract_editing" in body:
+        settings.contract_editing = check_type(body["contract_editing"], bool, "contract_editing")
+    if "contract_item_limit" in body:
+        limit = check_type(body["contract_item_limit"], int, "contract_item_limit")
+        if limit < 1:
+            raise bad("contract_item_limit must be >= 1")
+        settings.contract_item_limit = limit
     return JSONResponse(_config(settings))
 
 
 @router.post("/billing-providers")
 async def billing_providers(request: Request) -> JSONResponse:
-    """Connect or disconnect Stripe on the account (the real API cannot; it is done in the dashboard)."""
+    """Connect or disconnect Stripe on the account (the real API cannot; it is done in the dashboard).
+
+    With `account_id` ("acct_..."), connect (or disconnect) a further Stripe account: each is a delivery
+    method of its own, and with several connected a configuration must name its `delivery_method_id`."""
+    from metronome_iac.emulator.routers.billing_providers import connect_stripe_account
+
     body = await json_body(request)
     enum(body.get("billing_provider"), ["stripe"], "billing_provider")
     connected = check_type(body.get("connected", True), bool, "connected")
-    store_of(request).set_setting("stripe_connected", connected)
-    return JSONResponse({"billing_provider": "stripe", "connected": connected})
+    account = body.get("account_id")
+    if account is None:
+        store_of(request).set_setting("stripe_connected", connected)
+        return JSONResponse({"billing_provider": "stripe", "connected": connected})
+    check_type(account, str, "account_id")
+    method_id = connect_stripe_account(store_of(request), account, connected)
+    return JSONResponse(
+        {
+            "billing_provider": "stripe",
+            "connected": connected,
+            "account_id": account,
+            "delivery_method_id": method_id,
+        }
+    )

@@ -30,19 +30,44 @@ def stable_delivery_method_id(billing_provider: str, delivery_method: str) -> st
 STRIPE_DELIVERY_METHOD_ID = stable_delivery_method_id("stripe", "direct_to_billing_provider")
 
 
+def stripe_accounts(store: Store) -> list[str]:
+    """Further Stripe accounts connected (`POST /_emulator/billing-providers` with an account_id)."""
+    return list(store.setting("stripe_accounts", []))
+
+
 def stripe_connected(store: Store) -> bool:
-    return bool(store.setting("stripe_connected", False))
+    return bool(store.setting("stripe_connected", False)) or bool(stripe_accounts(store))
+
+
+def connect_stripe_account(store: Store, account_id: str, connected: bool) -> str:
+    """Connect (or disconnect) a further Stripe account; its delivery method id (stable per account)."""
+    accounts = [a for a in stripe_accounts(store) if a != account_id] + ([account_id] if connected else [])
+    store.set_setting("stripe_accounts", accounts)
+    return stable_delivery_method_id("stripe", f"direct_to_billing_provider:{account_id}")
 
 
 def configured(store: Store) -> list[dict[str, Any]]:
     methods = []
-    if stripe_connected(store):
+    if store.setting("stripe_connected", False):
         methods.append(
             {
                 "billing_provider": "stripe",
                 "delivery_method": "direct_to_billing_provider",
                 "delivery_method_id": STRIPE_DELIVERY_METHOD_ID,
                 "delivery_method_configuration": {},
+            }
+        )
+    for account in stripe_accounts(store):
+        # What the listing says of a Stripe connection is not documented ("secrets omitted"): the account
+        # id here is assumed, so the provider also takes the delivery method id as a setting.
+        methods.append(
+            {
+                "billing_provider": "stripe",
+                "delivery_method": "direct_to_billing_provider",
+                "delivery_method_id": stable_delivery_method_id(
+                    "stripe", f"direct_to_billing_provider:{account}"
+                ),
+                "delivery_method_configuration": {"stripe_account_id": account},
             }
         )
     for doc in store.all(KIND):
@@ -71,9 +96,18 @@ def resolve_delivery(store: Store, provider: str, item: dict[str, Any], prefix: 
     if method is None:
         raise bad(f"{prefix}delivery_method or delivery_method_id is required")
     enum(method, DELIVERY_METHODS, prefix + "delivery_method")
-    for m in configured(store):
-        if m["billing_provider"] == provider and m["delivery_method"] == method:
-            return method, m["delivery_method_id"]
+    matching = [
+        m for m in configured(store) if m["billing_provider"] == provider and m["delivery_method"] == method
+    ]
+    if len(matching) > 1:
+        # SDK set_billing_configurations docstring: "Must use the `delivery_method_id` if you have multiple
+        # Stripe accounts connected to Metronome." (the answer's wording is assumed)
+        ids = ", ".join(m["delivery_method_id"] for m in matching)
+        raise bad(
+            f"{prefix}delivery_method_id is required: several {provider} accounts are connected ({ids})"
+        )
+    for m in matching:
+        return method, m["delivery_method_id"]
     return method, stable_delivery_method_id(provider, method)
 
 

@@ -68,6 +68,12 @@ EDIT_FIELDS = {
     "allow_contract_ending_before_finalized_invoice",
 }
 CREATE_ONLY = ("rate_card_id", "rate_card_alias", "starting_at", "package_id", "package_alias")
+UNIQUENESS_KEY_MAX = 128  # issue 10 item 6, from Metronome's create-a-contract reference (assumed here)
+EDITING_OFF = (
+    "Contract editing is not enabled for this client: use /v1/contracts/amend, or contact Metronome to "
+    "enable contract editing"
+)
+AMEND_OFF = "Contract amendments are not available once contract editing is enabled: use /v2/contracts/edit"
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -200,13 +206,33 @@ def v1_view(contract: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def v2_view(contract: dict[str, Any]) -> dict[str, Any]:
+def check_uniqueness_key(body: dict[str, Any]) -> str | None:
+    key = opt(body, "uniqueness_key")
+    if key is not None and not 1 <= len(key) <= UNIQUENESS_KEY_MAX:
+        raise bad(f"uniqueness_key must be 1 to {UNIQUENESS_KEY_MAX} characters (got {len(key)})")
+    return key
+
+
+def editing_enabled(request: Request) -> bool:
+    return request.app.state.settings.contract_editing
+
+
+def v2_view(contract: dict[str, Any], item_limit: int | None = None) -> dict[str, Any]:
+    """ContractV2; with `item_limit`, commits and credits past it are left out and `has_more` says so."""
+    terms = dict(contract["terms"])
+    has_more = {}
+    for field in ("commits", "credits"):
+        items = terms.get(field) or []
+        has_more[field] = item_limit is not None and len(items) > item_limit
+        if has_more[field]:
+            terms[field] = items[:item_limit]
     return {
         "id": contract["id"],
         "customer_id": contract["customer_id"],
         "created_at": contract["created_at"],
         "created_by": contract["created_by"],
-        **contract["terms"],
+        **terms,
+        "has_more": has_more,
         "archived_at": contract.get("archived_at"),
         "custom_fields": contract.get("custom_fields") or {},
         "uniqueness_key": contract.get("uniqueness_key"),
@@ -226,7 +252,7 @@ async def create(request: Request) -> JSONResponse:
     starting_at = req_ts(body, "starting_at")
     ending_before = opt_ts(body, "ending_before")
     _check_end(starting_at, ending_before)
-    key = opt(body, "uniqueness_key")
+    key = check_uniqueness_key(body)
     with store.tx():
         get_or_404(store, "customer", customer_id, "customer_id", live=True)
         if key is not None:
@@ -367,6 +393,8 @@ async def list_contracts(request: Request) -> JSONResponse:
 async def amend(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
+    if editing_enabled(request):
+        raise bad(AMEND_OFF)
     refuse_frozen(body, (*CREATE_ONLY[:2], "ending_before", "uniqueness_key"), "by an amendment")
     starting_at = req_ts(body, "starting_at")
     with store.tx():
@@ -429,14 +457,16 @@ async def update_end_date(request: Request) -> JSONResponse:
 async def retrieve_v2(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
-    return data(v2_view(get_contract(store, req(body, "customer_id"), req(body, "contract_id"))))
+    contract = get_contract(store, req(body, "customer_id"), req(body, "contract_id"))
+    return data(v2_view(contract, request.app.state.settings.contract_item_limit))
 
 
 @router.post("/v2/contracts/list")
 async def list_v2(request: Request) -> JSONResponse:
     store = store_of(request)
     items, nxt = _list(store, await json_body(request))
-    return JSONResponse({"data": [v2_view(c) for c in items], "cursor": nxt})
+    limit = request.app.state.settings.contract_item_limit
+    return JSONResponse({"data": [v2_view(c, limit) for c in items], "cursor": nxt})
 
 
 def _ref(ref: Any, field: str) -> Any:
@@ -505,10 +535,12 @@ def _update_grant(store: Store, grant: dict[str, Any], change: dict[str, Any], p
 async def edit(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
+    if not editing_enabled(request):
+        raise bad(EDITING_OFF)
     unknown = sorted(set(body) - EDIT_FIELDS)
     if unknown:
         raise bad(f"{', '.join(unknown)}: not accepted by /v2/contracts/edit (start a new contract instead)")
-    key = opt(body, "uniqueness_key")
+    key = check_uniqueness_key(body)
     with store.tx():
         contract = _live_contract(store, body)
         state = contract["terms"]

@@ -66,6 +66,15 @@ def resolve_customer(store: Store, id_or_alias: str) -> dict[str, Any] | None:
     return store.get(KIND, owner) if owner else None
 
 
+ALIAS_MAX = 128  # docs (create a customer, set ingest aliases): "Required string length: 1 - 128"
+
+
+def check_aliases(aliases: list[str], field: str) -> None:
+    for i, alias in enumerate(aliases):
+        if not 1 <= len(alias) <= ALIAS_MAX:
+            raise bad(f"{field}[{i}] must be 1 to {ALIAS_MAX} characters (got {len(alias)})")
+
+
 def _claim_aliases(store: Store, customer_id: str, aliases: list[str], field: str) -> None:
     for alias in aliases:
         owner = store.key_owner(ALIAS_SCOPE, alias)
@@ -168,7 +177,10 @@ async def create(request: Request) -> JSONResponse:
     aliases = str_list(body, "ingest_aliases") or []
     if len(set(aliases)) != len(aliases):
         raise bad("ingest_aliases must not repeat an alias")
+    check_aliases(aliases, "ingest_aliases")
     external_id = opt(body, "external_id")
+    if external_id is not None and not 1 <= len(external_id) <= ALIAS_MAX:
+        raise bad(f"external_id must be 1 to {ALIAS_MAX} characters (got {len(external_id)})")
     with store.tx():
         now = now_iso()
         customer: dict[str, Any] = {
@@ -192,7 +204,13 @@ async def create(request: Request) -> JSONResponse:
                 )
             customer["billing_configs"][ptype] = _legacy_config(legacy, "billing_config.")
         customer = store.insert(KIND, customer)
-        customer["external_id"] = external_id or customer["id"]
+        # Unset, Metronome answers the first ingest alias as external_id (docs, create a customer: the
+        # example sends ingest_aliases ["team@example.com"] and gets external_id "team@example.com");
+        # with no alias either, the customer's id (assumed).
+        customer["external_id"] = external_id or (aliases[0] if aliases else customer["id"])
+        # Only an external_id given at creation is an alias of its own (kept when the aliases change);
+        # the defaulted one is a copy of the first alias (assumed).
+        customer["explicit_external_id"] = external_id
         if external_id and external_id not in aliases:
             _claim_aliases(store, customer["id"], [external_id], "external_id")
         _claim_aliases(store, customer["id"], aliases, "ingest_aliases")
@@ -221,7 +239,7 @@ async def list_customers(request: Request) -> JSONResponse:
     def wanted(c: dict[str, Any]) -> bool:
         return (
             (not ids or c["id"] in ids)
-            and (alias is None or alias in c["ingest_aliases"] or c.get("external_id") == alias)
+            and (alias is None or alias in c["ingest_aliases"] or c.get("explicit_external_id") == alias)
             and (not sf_ids or c.get("salesforce_account_id") in sf_ids)
         )
 
@@ -254,10 +272,11 @@ async def set_ingest_aliases(customer_id: str, request: Request) -> JSONResponse
     aliases = str_list(body, "ingest_aliases")
     if aliases is None:
         raise bad("ingest_aliases is required")
+    check_aliases(aliases, "ingest_aliases")
     with store.tx():
         customer = get_or_404(store, KIND, customer_id, "customer_id")
         keep = set(aliases) | (
-            {customer["external_id"]} if customer.get("external_id") != customer_id else set()
+            {customer["explicit_external_id"]} if customer.get("explicit_external_id") else set()
         )
         for old in customer["ingest_aliases"]:
             if old not in keep:
@@ -384,7 +403,8 @@ async def get_configurations(request: Request) -> JSONResponse:
     store = store_of(request)
     body = await json_body(request)
     customer_id = req(body, "customer_id")
-    get_or_404(store, KIND, customer_id, "customer_id")
+    # An unknown customer answers 200 with no configurations, not 404 (reported: the community Metronome
+    # Terraform provider's API notes), as does a customer that has none.
     flt = "ALL" if opt(body, "include_archived", bool) else "NOT_ARCHIVED"
     return data([config_view(c) for c in store.all(CONFIG, parent=customer_id, archive_filter=flt)])
 
