@@ -127,7 +127,7 @@ class CustomerProvider(MetronomeProvider[Inputs]):
     def find_tagged(self, client: metronome.Metronome, tag: str, inputs: dict[str, Any]) -> str | None:
         # An alias is held by one customer at most: the listing filtered by it is one call.
         aliases = inputs.get("ingest_aliases") or []
-        return tagged_in(_list_raw(client, ingest_alias=aliases[0]) if aliases else _list_raw(client), tag)
+        return tagged_in(list_raw(client, ingest_alias=aliases[0]) if aliases else list_raw(client), tag)
 
     def read_live(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
