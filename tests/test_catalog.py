@@ -421,7 +421,12 @@ def _with_rate(tmp_path: Path, rate: str, product: str = "") -> Path:
     text = (d / "catalog.yaml").read_text()
     if product:
         text = text.replace("rate_cards:\n", product + "rate_cards:\n", 1)
-    (d / "catalog.yaml").write_text(text.rstrip("\n") + "\n" + rate)
+    # The standard card is the last of `rate_cards:`: its rates end where the next top-level section starts.
+    start = text.index("rate_cards:\n")
+    following = [text.find(f"\n{key}:", start) for key in ("packages", "alerts", "notifications")]
+    end = min((i for i in following if i != -1), default=len(text))
+    text = text[:end].rstrip("\n") + "\n" + rate + text[end:]
+    (d / "catalog.yaml").write_text(text)
     return d
 
 

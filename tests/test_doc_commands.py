@@ -98,6 +98,7 @@ def not_run(command: DocCommand) -> str | None:
             "drift": "needs the Pulumi CLI and the stack's state",
             "test": "is the test suite itself",
             "pulumi-cli": "is scripts/pulumi-cli.sh, which the `pulumi_cli` test fixture runs",
+            "bench": "is the whole benchmark table; test_benchmark_targets.py runs its smallest size",
         }.get(args[0])
     if program == ".venv/bin/pytest":
         return "is part of the test suite (`make test` runs it)"
@@ -194,7 +195,13 @@ def serve(command: DocCommand, checkout: Path, env: dict[str, str]) -> None:
 
 # ------------------------------------------------------------------------------------------- well formed
 
-PULUMI_SETTINGS = {"metronome:baseUrl", "metronome:apiToken", "stripe:apiKey", "stripe:apiBase"}
+PULUMI_SETTINGS = {
+    "metronome:baseUrl",
+    "metronome:apiToken",
+    "metronome:contractEditing",
+    "stripe:apiKey",
+    "stripe:apiBase",
+}
 
 
 def well_formed(command: DocCommand, checkout: Path, pulumi_cli: str) -> None:
