@@ -15,6 +15,8 @@ import pytest
 from conftest import Emulator, start_emulator
 from pulumi_cli import PulumiProject
 
+from providers import notification
+
 
 @pytest.fixture(scope="module")
 def emulator_for_cli() -> Iterator[Emulator]:
@@ -249,7 +251,16 @@ def test_object_archived_by_hand_leaves_the_state_at_refresh(project: PulumiProj
 def test_destroy_archives_every_object(project: PulumiProject) -> None:
     state = {
         kind: project.resources(kind)
-        for kind in ("BillableMetric", "Product", "RateCard", "Customer", "Contract")
+        for kind in (
+            "BillableMetric",
+            "Product",
+            "RateCard",
+            "Customer",
+            "Contract",
+            "Package",
+            "Alert",
+            "Notification",
+        )
     }
     assert all(state.values()), state
     project.run("destroy", "--yes")
@@ -265,5 +276,14 @@ def test_destroy_archives_every_object(project: PulumiProject) -> None:
             contract_id=res["id"], customer_id=res["outputs"]["customer_id"]
         )
         assert contract.data.archived_at, name
+    for name, res in state["Package"].items():
+        assert client.v1.packages.retrieve(package_id=res["id"]).data.archived_at, name
+    for name, res in state["Notification"].items():
+        assert notification.read_object(client, res["id"]) is None, name  # None: archived
+    any_customer = next(iter(state["Customer"].values()))["id"]
+    for name, res in state["Alert"].items():
+        customer_id = res["outputs"].get("customer_id") or any_customer
+        alert = client.v1.customers.alerts.retrieve(customer_id=customer_id, alert_id=res["id"]).data
+        assert alert.alert.status == "archived", name
     live_cards = {card.id for card in client.v1.contracts.rate_cards.list()}
     assert not live_cards & {res["id"] for res in state["RateCard"].values()}
