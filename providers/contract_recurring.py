@@ -339,7 +339,8 @@ def _pairs(
     for t in wanted:
         hit = next((i for i in free if normalize(project(shaped[i], t)) == normalize(t)), None)
         if hit is None:
-            hit = next((i for i in free if same_term(field, shaped[i], t)), None)
+            found = counterpart(field, [shaped[i] for i in free], t)
+            hit = next((i for i in free if shaped[i] is found), None)
         if hit is None:
             rest.append(t)
         else:
@@ -382,6 +383,8 @@ def to_recurring_terms(contract: dict[str, Any], desired: dict[str, Any] | None 
             else:
                 item = _subscription_to_inputs(raw, template) if field == "subscriptions" else shaped[i]
                 value = project(item, template)
+                if field == "subscriptions":  # the quantities always (a change made by hand shows)
+                    value.update({k: item[k] for k in ("initial_quantity", "quantity_schedule") if k in item})
                 if template.get("temporary_id"):
                     value["temporary_id"] = template["temporary_id"]
                     if field == "subscriptions" and raw.get("id"):
@@ -414,10 +417,10 @@ def _strip_id(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k != "_id"}
 
 
-def same_term(field: str, have: dict[str, Any], want: dict[str, Any]) -> bool:
-    """`want` declares the term `have` is: the same name; or, both unnamed, the same product (and billing
-    frequency) and start (a start left out matches any)."""
-    if have.get("name") or want.get("name"):
+def same_term(field: str, have: dict[str, Any], want: dict[str, Any], by_name: bool = True) -> bool:
+    """`want` declares the term `have` is: the same name; or (`by_name` false: a renamed term), the same
+    product (and billing frequency) and start (a start left out matches any)."""
+    if by_name and (have.get("name") or want.get("name")):
         return normalize(have.get("name")) == normalize(want.get("name"))
     if field == "subscriptions":
         a, b = have.get("subscription_rate") or {}, want.get("subscription_rate") or {}
@@ -431,6 +434,15 @@ def same_term(field: str, have: dict[str, Any], want: dict[str, Any]) -> bool:
     return want.get("starting_at") is None or normalize(have.get("starting_at")) == normalize(
         want["starting_at"]
     )
+
+
+def counterpart(field: str, have: list[dict[str, Any]], want: dict[str, Any]) -> dict[str, Any] | None:
+    """The live term a changed declared one stands for: by name, else (renamed) by product and start."""
+    for by_name in (True, False):
+        hit = next((h for h in have if same_term(field, h, want, by_name)), None)
+        if hit is not None:
+            return hit
+    return None
 
 
 def end_time(item: dict[str, Any], now: datetime | None = None) -> str | None:
@@ -534,7 +546,7 @@ def plan_recurring(
         for item in want.get(field) or []:
             hit = next((h for h in remaining if normalize(_strip_id(h)) == normalize(item)), None)
             if hit is None:
-                hit = next((h for h in remaining if same_term(field, h, item)), None)
+                hit = counterpart(field, remaining, item)
                 change = None
                 if hit is not None:
                     if field == "subscriptions":
