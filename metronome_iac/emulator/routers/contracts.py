@@ -239,10 +239,11 @@ async def create(request: Request) -> JSONResponse:
             owner = store.key_owner(KEY_SCOPE, key)
             if owner is not None:
                 raise conflict(f"uniqueness_key: '{key}' was already used by contract '{owner}'")
+        if body.get("package_id") is not None or body.get("package_alias") is not None:
+            refuse_beside_package(body)
         package = _package(store, body, starting_at)
         contract_id = new_id()
         if package is not None:
-            refuse_beside_package(body)
             state = package_terms.provision(store, package, starting_at, contract_id)
         else:
             state = _terms(store, body, starting_at, contract_id)
