@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from metronome_iac.catalog_contracts import check_contract
 from metronome_iac.catalog_packages import ADOPT_KEYS as PACKAGE_ADOPT_KEYS
 from metronome_iac.catalog_packages import CATALOG_SECTIONS as PACKAGE_SECTIONS
 from metronome_iac.catalog_packages import LABELS as PACKAGE_LABELS
@@ -341,12 +342,21 @@ class OverrideTier(Model):
     size: float | None = None
 
 
+class OverrideSpecifier(Model):
+    product: str | None = None  # catalog name
+    product_tags: list[str] | None = None
+    pricing_group_values: dict[str, str] | None = None
+    presentation_group_values: dict[str, str] | None = None
+    billing_frequency: Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"] | None = None
+
+
 class Override(Model):
     starting_at: Timestamp
     ending_before: Timestamp | None = None
     type: Literal["OVERWRITE", "MULTIPLIER", "TIERED"]
     product: str | None = None
     applicable_product_tags: list[str] | None = None
+    override_specifiers: list[OverrideSpecifier] | None = None  # instead of product / tags
     multiplier: float | None = Field(default=None, ge=0)
     overwrite_rate: OverwriteRate | None = None
     tiers: list[OverrideTier] | None = None
@@ -357,8 +367,11 @@ class Override(Model):
 
     @model_validator(mode="after")
     def _scoped(self) -> Override:
-        if self.product is None and not self.applicable_product_tags:
-            raise ValueError("an override applies to a product or to applicable_product_tags: set one")
+        if self.product is None and not self.applicable_product_tags and not self.override_specifiers:
+            raise ValueError(
+                "an override applies to a product, to applicable_product_tags or to override_specifiers: "
+                "set one"
+            )
         return self
 
 
@@ -373,7 +386,9 @@ class Contract(Model):
     display_name: str | None = None
     previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     customer: str  # catalog name of a customer
-    rate_card: str  # catalog name of a rate card
+    rate_card: str | None = None  # catalog name of a rate card
+    # Made from a package instead (a package's catalog name or alias): takes its rate card and terms.
+    package: str | None = None
     starting_at: Timestamp
     ending_before: Timestamp | None = None
     net_payment_terms_days: int | None = Field(default=None, ge=0)
@@ -381,10 +396,17 @@ class Contract(Model):
     credits: list[Credit] | None = None
     overrides: list[Override] | None = None
     discounts: list[Discount] | None = None
+    # Terms in metronome-sdk's shapes, catalog names for products (checked in catalog_contracts.py).
+    scheduled_charges: list[dict[str, Any]] | None = None
+    subscriptions: list[dict[str, Any]] | None = None
+    recurring_commits: list[dict[str, Any]] | None = None
+    recurring_credits: list[dict[str, Any]] | None = None
+    spend_threshold_configuration: dict[str, Any] | None = None
+    prepaid_balance_threshold_configuration: dict[str, Any] | None = None
+    usage_statement_schedule: dict[str, Any] | None = None
     custom_fields: CustomFields | None = None
     allow_replacement: bool = False
-    # A change that drops a commit or credit and adds one in its place invoices it again: refused
-    # unless meant.
+    # A change that drops a term and adds one in its place bills it again: refused unless meant.
     allow_reinvoice: bool = False
     adopt: dict[str, str] | None = None
 
@@ -1022,6 +1044,14 @@ def _check_references(
             v.add(env_doc, path, entry, ("customer",), f"unknown customer '{k.customer}' {_known(customers)}")
         if v.dangling("rate_cards", k.rate_card):
             v.add(env_doc, path, entry, ("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
+        check_contract(
+            k,
+            v.declared,
+            products,
+            cards,
+            [p for _, p in cat["packages"]],
+            lambda loc, msg, p=path, e=entry: v.add(env_doc, p, e, loc, msg),
+        )
         if k.ending_before and _parse_ts(k.ending_before) <= _parse_ts(k.starting_at):
             v.add(
                 env_doc,
@@ -1060,6 +1090,8 @@ def _check_references(
                     )
         for j, o in enumerate(k.overrides or []):
             product_ref(("overrides", j, "product"), o.product)
+            for n, spec in enumerate(o.override_specifiers or []):
+                product_ref(("overrides", j, "override_specifiers", n, "product"), spec.product)
             if o.ending_before and _parse_ts(o.ending_before) <= _parse_ts(o.starting_at):
                 v.add(
                     env_doc,
