@@ -13,7 +13,10 @@ PACKAGE_CONTRACT = '''  - name: piedpiper_self_serve
     customer: piedpiper
     package: self-serve
     starting_at: "2026-06-01T00:00:00Z"'''
-FEE = "      - name: Platform fee\n        subscription_rate: {product: platform_fee, billing_frequency: MONTHLY}"
+FEE = (
+    "      - name: Platform fee\n"
+    "        subscription_rate: {product: platform_fee, billing_frequency: MONTHLY}"
+)
 
 
 def test_a_package_contract_takes_only_what_metronome_allows(tmp_path: Path) -> None:
@@ -120,9 +123,8 @@ def test_the_dev_stack_declares_a_fee_and_a_package_contract() -> None:
     stack = load_stack(REPO / "stacks" / "dev")
     by_name = {k.name: k for k in stack.environment.contracts}
     assert by_name["acme_2026"].subscriptions[0]["subscription_rate"]["product"] == "platform_fee"
-    assert (
-        by_name["piedpiper_self_serve"].package == "self-serve" and by_name["piedpiper_self_serve"].rate_card is None
-    )
+    signup = by_name["piedpiper_self_serve"]
+    assert signup.package == "self-serve" and signup.rate_card is None
     fee = [r for r in stack.rate_card("standard").rates if r.product == "platform_fee"]
     assert fee and fee[0].rate_type == "FLAT" and fee[0].billing_frequency == "MONTHLY"
     assert FEE in (REPO / "stacks" / "dev" / "environment.yaml").read_text()
