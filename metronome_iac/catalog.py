@@ -1047,6 +1047,7 @@ def _check_references(
         check_contract(
             k,
             v.declared,
+            v.unknown,
             products,
             cards,
             [p for _, p in cat["packages"]],

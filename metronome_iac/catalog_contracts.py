@@ -129,20 +129,23 @@ def _check_subscriptions(
 def check_contract(
     k: Any,
     declared: Mapping[str, set[str]],
+    unknown: set[str],
     products: Mapping[str, Any],
     cards: Mapping[str, Any],
     packages: list[Any],
     report: Report,
 ) -> None:
-    """The checks of one contract entry beyond its schema (see the module docstring)."""
+    """The checks of one contract entry beyond its schema (see the module docstring). `unknown`: sections
+    whose file could not be read (a reference into them is not reported: that file's error is the cause)."""
     if k.package is not None:
-        if "packages" in declared:
+        if "packages" not in unknown:
             _check_package(k, packages, report)
         return
     if k.rate_card is None:
         report(("rate_card",), "a contract needs a rate card, or a package to be made from; to fix: set one")
-    for field in TERMS:
-        _product_refs(getattr(k, field), (field,), declared.get("products", set()), report)
+    if "products" not in unknown:
+        for field in TERMS:
+            _product_refs(getattr(k, field), (field,), declared.get("products", set()), report)
     _check_subscriptions(k, products, cards, report)
     from providers.contract import ContractProvider
 

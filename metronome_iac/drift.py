@@ -23,6 +23,7 @@ import argparse
 import importlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -359,14 +360,19 @@ def describe_failure(err: Exception, url: str | None, source: str, token_setting
 # matching
 
 
+_IMPORTS = threading.Lock()
+
+
 def provider_module(section: str) -> Any:
-    return importlib.import_module(KINDS[section][0])
+    """The section's provider module. Imported one at a time: a listing thread importing one provider
+    module while another thread runs the package's `__init__` (which imports them all) can deadlock."""
+    with _IMPORTS:
+        return importlib.import_module(KINDS[section][0])
 
 
 def _provider_class(section: str) -> Any:
     """The section's provider class: `<Resource>Provider` in the resource's module."""
-    module_name, resource = KINDS[section]
-    return getattr(importlib.import_module(module_name), f"{resource}Provider")
+    return getattr(provider_module(section), f"{KINDS[section][1]}Provider")
 
 
 def identity_of(live: dict[str, Any]) -> str | None:
