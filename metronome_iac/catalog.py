@@ -31,7 +31,6 @@ from metronome_iac.catalog_packages import (
     check_package,
 )
 from metronome_iac.catalog_types import Alias, CustomFields, HourTimestamp, Model, Name, Timestamp
-from metronome_iac.catalog_types import parse_ts as _parse_ts
 
 CATALOG_FILE = "catalog.yaml"
 ENVIRONMENT_FILE = "environment.yaml"
@@ -1040,69 +1039,14 @@ def _check_references(
     for i, k in env["contracts"]:
         assert isinstance(k, Contract)
         entry, path = f"contract '{k.name}'", ("contracts", i)
-        if v.dangling("customers", k.customer):
-            v.add(env_doc, path, entry, ("customer",), f"unknown customer '{k.customer}' {_known(customers)}")
-        if v.dangling("rate_cards", k.rate_card):
-            v.add(env_doc, path, entry, ("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
         check_contract(
             k,
-            v.declared,
+            v.dangling,
             v.unknown,
-            products,
-            cards,
+            {"customers": customers, "products": products, "rate_cards": cards},
             [p for _, p in cat["packages"]],
             lambda loc, msg, p=path, e=entry: v.add(env_doc, p, e, loc, msg),
         )
-        if k.ending_before and _parse_ts(k.ending_before) <= _parse_ts(k.starting_at):
-            v.add(
-                env_doc,
-                path,
-                entry,
-                ("ending_before",),
-                f"the contract ends ({k.ending_before}) before it starts ({k.starting_at})",
-            )
-
-        def product_ref(loc: Path_, ref: str | None) -> None:
-            if v.dangling("products", ref):
-                v.add(env_doc, path, entry, loc, f"unknown product '{ref}' {_known(products)}")  # noqa: B023
-
-        for section in ("commits", "credits"):
-            for j, item in enumerate(getattr(k, section) or []):
-                loc = (section, j)
-                product_ref(loc + ("product",), item.product)
-                for n, ref in enumerate(item.applicable_products or []):
-                    product_ref(loc + ("applicable_products", n), ref)
-                for n, si in enumerate(item.access_schedule.schedule_items):
-                    if _parse_ts(si.ending_before) <= _parse_ts(si.starting_at):
-                        v.add(
-                            env_doc,
-                            path,
-                            entry,
-                            loc + ("access_schedule", "schedule_items", n, "ending_before"),
-                            f"ends ({si.ending_before}) before it starts ({si.starting_at})",
-                        )
-                if section == "commits" and item.type == "POSTPAID" and item.invoice_schedule is None:
-                    v.add(
-                        env_doc,
-                        path,
-                        entry,
-                        loc + ("invoice_schedule",),
-                        "POSTPAID commits need an invoice_schedule (the true-up)",
-                    )
-        for j, o in enumerate(k.overrides or []):
-            product_ref(("overrides", j, "product"), o.product)
-            for n, spec in enumerate(o.override_specifiers or []):
-                product_ref(("overrides", j, "override_specifiers", n, "product"), spec.product)
-            if o.ending_before and _parse_ts(o.ending_before) <= _parse_ts(o.starting_at):
-                v.add(
-                    env_doc,
-                    path,
-                    entry,
-                    ("overrides", j, "ending_before"),
-                    f"ends ({o.ending_before}) before it starts ({o.starting_at})",
-                )
-        for j, d in enumerate(k.discounts or []):
-            product_ref(("discounts", j, "product"), d.product)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -128,24 +128,40 @@ def _check_subscriptions(
 
 def check_contract(
     k: Any,
-    declared: Mapping[str, set[str]],
+    dangling: Callable[[str, Any], bool],
     unknown: set[str],
-    products: Mapping[str, Any],
-    cards: Mapping[str, Any],
+    entries: Mapping[str, Mapping[str, Any]],
     packages: list[Any],
     report: Report,
 ) -> None:
-    """The checks of one contract entry beyond its schema (see the module docstring). `unknown`: sections
-    whose file could not be read (a reference into them is not reported: that file's error is the cause)."""
+    """The checks of one contract entry beyond its schema (see the module docstring). `dangling(section,
+    name)`: the name is declared nowhere in the section, and that is the first cause to report;
+    `unknown`: sections whose file could not be read; `entries`: the valid customers, products and rate
+    cards by name."""
+    products, cards = entries["products"], entries["rate_cards"]
+    if dangling("customers", k.customer):
+        report(("customer",), f"unknown customer '{k.customer}' {_known(entries['customers'])}")
+    if dangling("rate_cards", k.rate_card):
+        report(("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
+    if k.ending_before and parse_ts(k.ending_before) <= parse_ts(k.starting_at):
+        report(
+            ("ending_before",), f"the contract ends ({k.ending_before}) before it starts ({k.starting_at})"
+        )
     if k.package is not None:
         if "packages" not in unknown:
             _check_package(k, packages, report)
         return
     if k.rate_card is None:
         report(("rate_card",), "a contract needs a rate card, or a package to be made from; to fix: set one")
+
+    def product_ref(loc: Loc, ref: Any) -> None:
+        if dangling("products", ref):
+            report(loc, f"unknown product '{ref}' {_known(products)}")
+
+    _check_grants(k, product_ref, report)
     if "products" not in unknown:
         for field in TERMS:
-            _product_refs(getattr(k, field), (field,), declared.get("products", set()), report)
+            _product_refs(getattr(k, field), (field,), set(products), report)
     _check_subscriptions(k, products, cards, report)
     from providers.contract import ContractProvider
 
@@ -156,6 +172,35 @@ def check_contract(
         **{f: with_product_ids(getattr(k, f), _Placeholders()) for f in TERMS if getattr(k, f) is not None},
     }
     _check_with_provider(ContractProvider(), inputs, report)
+
+
+def _check_grants(k: Any, product_ref: Callable[[Loc, Any], Any], report: Report) -> None:
+    """Commits, credits, overrides and discounts (typed catalog models): references and dates."""
+    for section in ("commits", "credits"):
+        for j, item in enumerate(getattr(k, section) or []):
+            loc = (section, j)
+            product_ref(loc + ("product",), item.product)
+            for n, ref in enumerate(item.applicable_products or []):
+                product_ref(loc + ("applicable_products", n), ref)
+            for n, si in enumerate(item.access_schedule.schedule_items):
+                if parse_ts(si.ending_before) <= parse_ts(si.starting_at):
+                    report(
+                        loc + ("access_schedule", "schedule_items", n, "ending_before"),
+                        f"ends ({si.ending_before}) before it starts ({si.starting_at})",
+                    )
+            if section == "commits" and item.type == "POSTPAID" and item.invoice_schedule is None:
+                report(loc + ("invoice_schedule",), "POSTPAID commits need an invoice_schedule (the true-up)")
+    for j, o in enumerate(k.overrides or []):
+        product_ref(("overrides", j, "product"), o.product)
+        for n, spec in enumerate(o.override_specifiers or []):
+            product_ref(("overrides", j, "override_specifiers", n, "product"), spec.product)
+        if o.ending_before and parse_ts(o.ending_before) <= parse_ts(o.starting_at):
+            report(
+                ("overrides", j, "ending_before"),
+                f"ends ({o.ending_before}) before it starts ({o.starting_at})",
+            )
+    for j, d in enumerate(k.discounts or []):
+        product_ref(("discounts", j, "product"), d.product)
 
 
 def contract_terms(k: Any, product_ids: Mapping[str, Any]) -> dict[str, Any]:
