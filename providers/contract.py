@@ -1,15 +1,15 @@
 """Contract: a Metronome contract binding a customer to a rate card (plus commits, credits, ...).
 
 This module is the resource and its provider. The contract's terms are modules of their own: one-off terms
-(commits, credits, overrides, discounts, scheduled charges) in `contract_terms.py`; subscriptions and
-recurring commits and credits in `contract_recurring.py`; threshold billing and the statement schedule in
-`contract_thresholds.py`; the money rule over all of them in `contract_money.py`. Its billing provider
-configuration is in `contract_billing.py`, how a change reaches Metronome on either kind of account (edit
-or amendment) in `contract_changes.py`, and the reads of contracts others share in `contract_api.py`.
+(commits, credits, overrides, discounts, scheduled charges) in `contract_terms.py`; subscriptions in
+`contract_subscriptions.py`, read and planned with recurring commits and credits in
+`contract_recurring.py`; threshold billing and the statement schedule in `contract_thresholds.py`; the
+money rule over all of them in `contract_money.py`. Its billing provider configuration is in
+`contract_billing.py`, how a change reaches Metronome on either kind of account (edit or amendment) in
+`contract_changes.py`, and the reads of contracts others share in `contract_api.py`.
 
-A contract made from a package (`package_id` or `package_alias`, metronome-sdk 4.12 ContractCreateParams)
-takes its rate card and terms from the package: it is created with the customer, start and custom fields
-only, and only those are read back and compared (its terms are the package's, not the stack's to edit).
+A contract made from a package (`package_id` or `package_alias`) takes its rate card and terms from the
+package: `contract_package.py` says what it takes and what reads back.
 
 Contracts have a `uniqueness_key`: creates send "iac:<identity>#<fingerprint>" and a 409 means the
 contract already exists, so it is found by that key and taken over. Changes are computed against the
@@ -41,8 +41,10 @@ from .contract_billing import (
     has_ended,
 )
 from .contract_changes import apply_change, contract_editing, preview_refusals
-from .contract_recurring import RecurringCommit, RecurringCredit, Subscription, to_recurring_terms
+from .contract_package import made_from_package, package_contract_inputs, package_failures
+from .contract_recurring import RecurringCommit, RecurringCredit, to_recurring_terms
 from .contract_recurring import problems as recurring_problems
+from .contract_subscriptions import Subscription
 from .contract_terms import (
     Commit,
     Credit,
@@ -137,10 +139,6 @@ REPLACEMENT_RULES = replacement_rules(Inputs)
 ALWAYS_REPLACE = tuple(f for f, rule in REPLACEMENT_RULES.items() if rule.unless is None)
 # Fields the uniqueness key's fingerprint covers: what identifies this contract.
 IDENTITY_FIELDS = ("customer_id", "rate_card_id", "starting_at")
-PACKAGE_FIELDS = ("package_id", "package_alias", "package")
-# What a contract made from a package takes (SDK ContractCreateParams.package_id: "only customer_id,
-# starting_at, package_id, uniqueness_key, transition, and custom_fields are allowed").
-PACKAGE_CONTRACT_FIELDS = frozenset({"customer_id", "starting_at", "custom_fields", *PACKAGE_FIELDS})
 
 
 def certain_replacements(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -176,10 +174,6 @@ def replacing_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def made_from_package(inputs: dict[str, Any]) -> bool:
-    return any(inputs.get(f) for f in PACKAGE_FIELDS)
-
-
 def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ContractV2 in input shape (list items keep `_id`; strip with `strip_ids`).
 
@@ -191,11 +185,7 @@ def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -
         "starting_at": contract.get("starting_at"),
     }
     if made_from_package(desired or {}) or (desired is None and contract.get("package_id")):
-        package = {f: (desired or {}).get(f) for f in PACKAGE_FIELDS if (desired or {}).get(f)}
-        out.update(package or {"package_id": contract["package_id"]})
-        if contract.get("custom_fields"):
-            out["custom_fields"] = dict(contract["custom_fields"])
-        return out
+        return {**out, **package_contract_inputs(contract, desired)}
     for field in ("rate_card_id", "ending_before", "name", "net_payment_terms_days"):
         if contract.get(field) is not None:
             out[field] = contract[field]
@@ -323,7 +313,7 @@ class ContractProvider(MetronomeProvider[Inputs]):
                         "the product into a specifier, or drop the specifiers",
                     )
                 )
-        failures += self._package_failures(dumped)
+        failures += package_failures(dumped)
         # A change of billing provider configuration is refused by diff (at preview too), which knows the
         # contract: one whose configuration was archived outside the stack is not refused (see there).
         if olds and not inputs.allow_replacement:
@@ -338,37 +328,6 @@ class ContractProvider(MetronomeProvider[Inputs]):
         # A replaced package keeps its contracts: its next version's id is no change here (`package`
         # and `package_alias` name the package itself).
         return [f for f in super().api_fields() if f != "package_id"]
-
-    @staticmethod
-    def _package_failures(inputs: dict[str, Any]) -> list[CheckFailure]:
-        """A contract made from a package takes what the create allows with `package_id` (its docstring)."""
-        if not made_from_package(inputs):
-            return []
-        failures = []
-        if inputs.get("package_id") and inputs.get("package_alias"):
-            failures.append(
-                CheckFailure(
-                    "package_alias", "package_id and package_alias exclude each other; to fix: keep one"
-                )
-            )
-        if not (inputs.get("package_id") or inputs.get("package_alias")):
-            failures.append(
-                CheckFailure(
-                    "package_id", "names no package to make the contract from; to fix: set package_id"
-                )
-            )
-        for field in sorted(set(inputs) - PACKAGE_CONTRACT_FIELDS - set(InputsBase.model_fields)):
-            if field in ("allow_replacement", "allow_reinvoice") or inputs.get(field) in (None, False):
-                continue
-            failures.append(
-                CheckFailure(
-                    field,
-                    "a contract made from a package takes its rate card and terms from the package "
-                    "(Metronome allows only customer_id, starting_at, uniqueness_key, transition and "
-                    f"custom_fields with package_id); to fix: remove {field} here, or set it on the package",
-                )
-            )
-        return failures
 
     def diff_pair(self, olds: dict[str, Any], news: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """As the base, but a billing provider configuration nothing can change is no difference (for

@@ -1,5 +1,6 @@
-"""A contract's recurring terms: subscriptions (seat and platform fees), recurring commits and recurring
-credits. Their schema (metronome-sdk 4.12, `types/v1/contract_create_params.py`), how the live contract
+"""A contract's recurring terms: subscriptions (seat and platform fees; their schema, read-back and
+in-place updates in `contract_subscriptions.py`), recurring commits and recurring credits. Their schema
+(metronome-sdk 4.12, `types/v1/contract_create_params.py`), how the live contract
 (`types/shared/contract_v2.py`) reads back in input shape, and how a declared change becomes
 /v2/contracts/edit keys.
 
@@ -22,10 +23,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .base import Timestamp
-from .client import USD_CENTS_ID
-from .diff import UNKNOWN, instant, normalize, project
+from .contract_subscriptions import (
+    Rounding,
+    clean,
+    known,
+    product_id_of,
+    subscription_problems,
+    subscription_to_inputs,
+    subscription_update,
+)
+from .contract_terms import usd_is_unset
+from .diff import instant, normalize, project
 
-Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 RateTarget = Literal["COMMIT_RATE", "LIST_RATE"]
 
 
@@ -33,67 +42,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _usd_is_unset(value: Any) -> Any:
-    """USD cents written out is the default left out (Metronome reads it back on every amount)."""
-    if isinstance(value, dict) and value.get("credit_type_id") == USD_CENTS_ID:
-        return {k: v for k, v in value.items() if k != "credit_type_id"}
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # Schema
 # ---------------------------------------------------------------------------------------------
-
-
-class Rounding(_Model):
-    decimal_places: float
-    rounding_method: Literal["HALF_UP", "FLOOR", "CEILING"]
-
-
-class Proration(_Model):
-    invoice_behavior: Literal["BILL_IMMEDIATELY", "BILL_ON_NEXT_COLLECTION_DATE"] | None = None
-    is_prorated: bool | None = None
-    rounding: Rounding | None = None  # changes in place (proration_rounding)
-
-
-class SubscriptionRate(_Model):
-    billing_frequency: Frequency
-    product_id: str  # a SUBSCRIPTION product; with the frequency, a rate of the contract's rate card
-
-
-class SeatConfig(_Model):
-    initial_seat_ids: list[str]
-    seat_group_key: str
-    initial_unassigned_seats: float | None = None
-
-
-class BillingCycleConfig(_Model):
-    anchor_date: Timestamp | None = None
-    invoice_placement: Literal["ON_SCHEDULED_INVOICE", "ON_USAGE_INVOICE"] | None = None
-
-
-class QuantityChange(_Model):
-    """The quantity from `starting_at` on (ContractV2 `quantity_schedule`, sent as `quantity_updates`)."""
-
-    starting_at: Timestamp
-    quantity: float = Field(ge=0)
-
-
-class Subscription(_Model):
-    collection_schedule: Literal["ADVANCE", "ARREARS"]
-    proration: Proration
-    subscription_rate: SubscriptionRate
-    initial_quantity: float | None = Field(default=None, ge=0)  # required for QUANTITY_ONLY (the default)
-    quantity_schedule: list[QuantityChange] | None = None  # later quantities; changes in place
-    quantity_management_mode: Literal["SEAT_BASED", "QUANTITY_ONLY"] | None = None
-    seat_config: SeatConfig | None = None
-    starting_at: Timestamp | None = None  # none: the contract's start
-    ending_before: Timestamp | None = None  # none: the contract's end; changes in place
-    billing_cycle_config: BillingCycleConfig | None = None
-    name: str | None = None  # changes in place
-    description: str | None = None
-    custom_fields: dict[str, str] | None = None
-    temporary_id: str | None = None  # what a recurring grant's subscription_config names
 
 
 class AccessAmount(_Model):
@@ -156,13 +107,13 @@ class RecurringCredit(_Model):
     subscription_config: SubscriptionConfig | None = None
     temporary_id: str | None = None
 
-    _usd = field_validator("access_amount", mode="before")(_usd_is_unset)
+    _usd = field_validator("access_amount", mode="before")(usd_is_unset)
 
 
 class RecurringCommit(RecurringCredit):
     invoice_amount: InvoiceAmount | None = None  # none: granted, not invoiced
 
-    _usd_invoice = field_validator("invoice_amount", mode="before")(_usd_is_unset)
+    _usd_invoice = field_validator("invoice_amount", mode="before")(usd_is_unset)
 
 
 FIELDS = ("subscriptions", "recurring_commits", "recurring_credits")
@@ -176,33 +127,8 @@ EDIT_KEYS = {
 
 def problems(inputs: dict[str, Any]) -> list[tuple[str, str]]:
     """(field path, what is wrong and the fix) for what Metronome refuses in these terms (its docstrings)."""
-    out = []
     subs = inputs.get("subscriptions") or []
-    for i, sub in enumerate(subs):
-        mode = sub.get("quantity_management_mode") or "QUANTITY_ONLY"
-        if mode == "QUANTITY_ONLY" and sub.get("initial_quantity") is None:
-            out.append(
-                (
-                    f"subscriptions[{i}].initial_quantity",
-                    "a QUANTITY_ONLY subscription needs it; set it (e.g. 1)",
-                )
-            )
-        if mode == "SEAT_BASED" and sub.get("seat_config") is None:
-            out.append((f"subscriptions[{i}].seat_config", "a SEAT_BASED subscription needs it; add it"))
-        start = sub.get("starting_at")
-        for j, change in enumerate(sub.get("quantity_schedule") or []):
-            if (
-                start
-                and _known(start, change["starting_at"])
-                and instant(change["starting_at"]) <= instant(start)
-            ):
-                out.append(
-                    (
-                        f"subscriptions[{i}].quantity_schedule[{j}].starting_at",
-                        "a later quantity starts after the subscription does; set initial_quantity for its "
-                        "start",
-                    )
-                )
+    out = subscription_problems(subs)
     temporary = {s.get("temporary_id") for s in subs if s.get("temporary_id")}
     for field in FIELDS[1:]:
         for i, grant in enumerate(inputs.get(field) or []):
@@ -225,13 +151,9 @@ def problems(inputs: dict[str, Any]) -> list[tuple[str, str]]:
     for field in FIELDS:
         for i, item in enumerate(inputs.get(field) or []):
             start, end = item.get("starting_at"), item.get("ending_before")
-            if start and end and _known(start, end) and instant(end) <= instant(start):
+            if start and end and known(start, end) and instant(end) <= instant(start):
                 out.append((f"{field}[{i}].ending_before", "ends before it starts; correct the dates"))
     return out
-
-
-def _known(*values: Any) -> bool:
-    return all(isinstance(v, str) and v != UNKNOWN for v in values)  # not a preview unknown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,77 +161,13 @@ def _known(*values: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _product_id(value: dict[str, Any] | None) -> str | None:
-    return ((value or {}).get("product") or {}).get("id") or (value or {}).get("product_id")
-
-
-def _clean(value: Any) -> Any:
-    """None, empty lists and maps dropped (Metronome echoes them)."""
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v not in (None, [], {})}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _subscription_to_inputs(live: dict[str, Any], declared: dict[str, Any] | None) -> dict[str, Any]:
-    out = _clean(
-        {
-            k: live.get(k)
-            for k in (
-                "collection_schedule",
-                "proration",
-                "quantity_management_mode",
-                "starting_at",
-                "ending_before",
-                "billing_cycle_config",
-                "name",
-                "description",
-                "custom_fields",
-            )
-        }
-    )
-    rate = live.get("subscription_rate") or {}
-    out["subscription_rate"] = {
-        "billing_frequency": rate.get("billing_frequency"),
-        "product_id": _product_id(rate),
-    }
-    if live.get("seat_config"):
-        out["seat_config"] = {**((declared or {}).get("seat_config") or {}), **live["seat_config"]}
-    out.update(_quantities(live, declared))
-    return out
-
-
-def _quantities(live: dict[str, Any], declared: dict[str, Any] | None) -> dict[str, Any]:
-    """`initial_quantity` and `quantity_schedule` from the live schedule, which holds only the current
-    quantity and those to come (ContractV2.Subscription.quantity_schedule): quantities that ended before
-    now are taken as declared, since nothing live can show them."""
-    start = live.get("starting_at")
-    items = sorted(live.get("quantity_schedule") or [], key=lambda q: instant(q["starting_at"]))
-    out: dict[str, Any] = {}
-    later = [{"starting_at": q["starting_at"], "quantity": q["quantity"]} for q in items]
-    if items and start and instant(items[0]["starting_at"]) <= instant(start):
-        out["initial_quantity"] = later.pop(0)["quantity"]
-    elif declared and declared.get("initial_quantity") is not None:
-        out["initial_quantity"] = declared["initial_quantity"]
-    shown_from = instant(items[0]["starting_at"]) if items else None
-    past = [
-        c
-        for c in (declared or {}).get("quantity_schedule") or []
-        if shown_from is not None and instant(c["starting_at"]) < shown_from
-    ]
-    if past or later:
-        out["quantity_schedule"] = past + later
-    return out
-
-
 def _recurring_to_inputs(live: dict[str, Any], sub_names: dict[str, str]) -> dict[str, Any]:
     skip = {"id", "product", "contract", "anchor_date", "netsuite_sales_order_id", "hierarchy_configuration"}
-    out = _clean({k: v for k, v in live.items() if k not in skip})
-    out["product_id"] = _product_id(live)
+    out = clean({k: v for k, v in live.items() if k not in skip})
+    out["product_id"] = product_id_of(live)
     for key in ("access_amount", "invoice_amount"):
         if out.get(key):
-            out[key] = _usd_is_unset(out[key])
+            out[key] = usd_is_unset(out[key])
     config = out.get("subscription_config")
     if config and config.get("subscription_id") in sub_names:
         out["subscription_config"] = {**config, "subscription_id": sub_names[config["subscription_id"]]}
@@ -369,7 +227,7 @@ def to_recurring_terms(contract: dict[str, Any], desired: dict[str, Any] | None 
         wanted = desired.get(field) or []
         live = [i for i in contract.get(field) or [] if not i.get("archived_at")]
         if field == "subscriptions":
-            shaped = [_subscription_to_inputs(i, None) for i in live]
+            shaped = [subscription_to_inputs(i, None) for i in live]
         else:
             shaped = [_recurring_to_inputs(i, sub_names) for i in live]
         pairs = _pairs(field, shaped, live, wanted)
@@ -381,7 +239,7 @@ def to_recurring_terms(contract: dict[str, Any], desired: dict[str, Any] | None 
                     continue
                 value = shaped[i]
             else:
-                item = _subscription_to_inputs(raw, template) if field == "subscriptions" else shaped[i]
+                item = subscription_to_inputs(raw, template) if field == "subscriptions" else shaped[i]
                 value = project(item, template)
                 if field == "subscriptions":  # the quantities always (a change made by hand shows)
                     value.update({k: item[k] for k in ("initial_quantity", "quantity_schedule") if k in item})
@@ -450,53 +308,9 @@ def end_time(item: dict[str, Any], now: datetime | None = None) -> str | None:
     now = now or datetime.now(timezone.utc)
     hour = now.replace(minute=0, second=0, microsecond=0)
     start = item.get("starting_at")
-    if isinstance(start, str) and _known(start) and instant(start) > hour:
+    if isinstance(start, str) and known(start) and instant(start) > hour:
         return start
     return hour.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _schedule(item: dict[str, Any], start: Any) -> dict[str, float]:
-    """A subscription's quantities as {canonical start: quantity} (the start under `start`)."""
-    out = {}
-    if item.get("initial_quantity") is not None:
-        out[normalize(start)] = float(item["initial_quantity"])
-    for change in item.get("quantity_schedule") or []:
-        out[normalize(change["starting_at"])] = float(change["quantity"])
-    return out
-
-
-def _quantity_updates(have: dict[str, Any], want: dict[str, Any], start: Any) -> list[dict[str, Any]]:
-    old, new = _schedule(have, start), _schedule(want, start)
-    updates = [{"starting_at": t, "quantity": q} for t, q in sorted(new.items()) if old.get(t) != q]
-    for t in sorted(set(old) - set(new)):  # a dropped change: the quantity declared before it goes on
-        before = [q for s, q in sorted(new.items()) if s < t]
-        updates.append({"starting_at": t, "quantity": before[-1] if before else 0.0})
-    return updates
-
-
-def _subscription_update(have: dict[str, Any], want: dict[str, Any], start: Any) -> dict[str, Any] | None:
-    """The update_subscriptions entry turning `have` into `want` (without its id); None when something
-    differs that only a new subscription can carry."""
-    fixed = {"name", "ending_before", "initial_quantity", "quantity_schedule", "proration", "temporary_id"}
-    for key in set(_strip_id(have)) | set(want):
-        if key not in fixed and normalize(have.get(key)) != normalize(want.get(key)):
-            return None
-    old_pr, new_pr = dict(have.get("proration") or {}), dict(want.get("proration") or {})
-    if normalize({**old_pr, "rounding": None}) != normalize({**new_pr, "rounding": None}):
-        return None
-    if have.get("name") and not want.get("name"):
-        return None  # a name can be changed, not cleared
-    change: dict[str, Any] = {}
-    if normalize(have.get("name")) != normalize(want.get("name")):
-        change["name"] = want["name"]
-    if normalize(have.get("ending_before")) != normalize(want.get("ending_before")):
-        change["ending_before"] = want.get("ending_before")
-    if normalize(old_pr.get("rounding")) != normalize(new_pr.get("rounding")):
-        change["proration_rounding"] = new_pr.get("rounding")
-    quantities = _quantity_updates(have, want, start)
-    if quantities:
-        change["quantity_updates"] = quantities
-    return change
 
 
 def _recurring_update(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any] | None:
@@ -551,7 +365,7 @@ def plan_recurring(
                 if hit is not None:
                     if field == "subscriptions":
                         start = starts.get(hit.get("_id")) or hit.get("starting_at") or "start"
-                        change = _subscription_update(hit, item, start)
+                        change = subscription_update(hit, item, start)
                     else:
                         change = _recurring_update(hit, item)
                     if change is None:

@@ -29,7 +29,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _default_credit_type_unset(value: Any) -> Any:
+def usd_is_unset(value: Any) -> Any:
     """USD cents written out is the default left out: Metronome reads it back as no credit type."""
     if isinstance(value, dict) and value.get("credit_type_id") == USD_CENTS_ID:
         return {k: v for k, v in value.items() if k != "credit_type_id"}
@@ -47,7 +47,7 @@ class AccessSchedule(_Model):
     credit_type_id: str | None = None
     access_type: Literal["SPEND", "QUANTITY"] | None = None
 
-    _usd = model_validator(mode="before")(_default_credit_type_unset)
+    _usd = model_validator(mode="before")(usd_is_unset)
 
 
 class Commit(_Model):
@@ -63,7 +63,7 @@ class Commit(_Model):
     access_schedule: AccessSchedule
     invoice_schedule: dict[str, Any] | None = None
 
-    _usd = field_validator("invoice_schedule")(_default_credit_type_unset)
+    _usd = field_validator("invoice_schedule")(usd_is_unset)
 
 
 class Credit(_Model):
@@ -108,7 +108,7 @@ class Override(_Model):
     priority: float | None = None
     target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
 
-    _usd = field_validator("overwrite_rate")(_default_credit_type_unset)
+    _usd = field_validator("overwrite_rate")(usd_is_unset)
 
     @model_validator(mode="after")
     def _inferred_type(self) -> Override:
@@ -128,7 +128,7 @@ class Discount(_Model):
     schedule: dict[str, Any]
     name: str | None = None
 
-    _usd = field_validator("schedule")(_default_credit_type_unset)
+    _usd = field_validator("schedule")(usd_is_unset)
 
 
 class ScheduledCharge(_Model):
@@ -138,7 +138,7 @@ class ScheduledCharge(_Model):
     schedule: dict[str, Any]
     name: str | None = None
 
-    _usd = field_validator("schedule")(_default_credit_type_unset)
+    _usd = field_validator("schedule")(usd_is_unset)
 
 
 def discounts_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
