@@ -49,6 +49,23 @@ KEY_SCOPE = "contract"
 FREQUENCIES = ("MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY")
 CREATE_ONLY = ("rate_card_id", "rate_card_alias", "starting_at", "package_id", "package_alias")
 UNIQUENESS_KEY_MAX = 128  # issue 10 item 6, from Metronome's create-a-contract reference (assumed here)
+# What an amendment takes (metronome/types/v1/contract_amend_params.py): it adds terms from its start.
+AMEND_FIELDS = {
+    "contract_id",
+    "customer_id",
+    "starting_at",
+    "commits",
+    "credits",
+    "custom_fields",
+    "discounts",
+    "netsuite_sales_order_id",
+    "overrides",
+    "professional_services",
+    "reseller_royalties",
+    "salesforce_opportunity_id",
+    "scheduled_charges",
+    "total_contract_value",
+}
 AMEND_OFF = "Contract amendments are not available once contract editing is enabled: use /v2/contracts/edit"
 
 
@@ -135,10 +152,14 @@ def _usage_statement_schedule(body: dict[str, Any], starting_at: str) -> dict[st
         "billing_anchor_date": opt_ts(value, "billing_anchor_date", "usage_statement_schedule.")
         or starting_at,
     }
-    if value.get("day") is not None:
-        out["day"] = enum(
-            value["day"], ("FIRST_OF_MONTH", "CONTRACT_START", "CUSTOM_DATE"), "usage_statement_schedule.day"
-        )
+    # `day` and `invoice_generation_starting_at` shape the statements; a read shows neither
+    # (ContractV2.UsageStatementSchedule: billing_anchor_date, frequency).
+    day = value.get("day")
+    if day is not None:
+        enum(day, ("FIRST_OF_MONTH", "CONTRACT_START", "CUSTOM_DATE"), "usage_statement_schedule.day")
+    if day == "CUSTOM_DATE" and value.get("billing_anchor_date") is None:
+        raise bad("usage_statement_schedule.billing_anchor_date is required when day is CUSTOM_DATE")
+    opt_ts(value, "invoice_generation_starting_at", "usage_statement_schedule.")
     return out
 
 
@@ -423,6 +444,9 @@ async def amend(request: Request) -> JSONResponse:
     if editing_enabled(request):
         raise bad(AMEND_OFF)
     refuse_frozen(body, (*CREATE_ONLY[:2], "ending_before", "uniqueness_key"), "by an amendment")
+    unknown = sorted(set(body) - AMEND_FIELDS)
+    if unknown:
+        raise bad(f"{', '.join(unknown)}: not accepted by /v1/contracts/amend")
     starting_at = req_ts(body, "starting_at")
     with store.tx():
         contract = live_contract(store, body)
