@@ -223,6 +223,11 @@ def to_recurring_terms(contract: dict[str, Any], desired: dict[str, Any] | None 
     now = datetime.now(timezone.utc)
     out: dict[str, Any] = {}
     sub_names: dict[str, str] = {}  # live subscription id -> the temporary_id declared for it
+    referenced = {
+        (g.get("subscription_config") or {}).get("subscription_id")
+        for field in FIELDS[1:]
+        for g in contract.get(field) or []
+    }
     for field in FIELDS:
         wanted = desired.get(field) or []
         live = [i for i in contract.get(field) or [] if not i.get("archived_at")]
@@ -238,6 +243,8 @@ def to_recurring_terms(contract: dict[str, Any], desired: dict[str, Any] | None 
                 if _gone(raw, now):
                     continue
                 value = shaped[i]
+                if field == "subscriptions" and raw.get("id") in referenced:
+                    value["temporary_id"] = raw["id"]  # what the grants naming it read back as
             else:
                 item = subscription_to_inputs(raw, template) if field == "subscriptions" else shaped[i]
                 value = project(item, template)

@@ -70,6 +70,14 @@ def test_a_contract_from_a_package_by_alias(emulator, refs):
         assert (
             host.diff(K, object_id, read_outs, {**inputs, "package_id": "the-next-version"}).changes == "NONE"
         )
+        # A hand edit of what such a contract holds of its own (custom fields) shows on read.
+        client.v1.custom_fields.add_key(entity="contract", key="segment", enforce_uniqueness=False)
+        client.v1.custom_fields.set_values(
+            entity="contract", entity_id=object_id, custom_fields={"segment": "smb"}
+        )
+        _, drifted = host.read(K, object_id, outs)
+        assert drifted["custom_fields"] == {"segment": "smb"}
+        assert host.diff(K, object_id, drifted, inputs).changes == "SOME"
         # Another package (or alias): a new contract, refused without allow_replacement.
         failures = dict(host.check(K, inputs, {**inputs, "package": "another", "package_alias": "other"})[1])
         assert "allow_replacement" in failures["package"]
