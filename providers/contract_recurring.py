@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .base import Timestamp
 from .contract_subscriptions import (
     Rounding,
-    clean,
     known,
     product_id_of,
     subscription_problems,
@@ -33,7 +32,7 @@ from .contract_subscriptions import (
     subscription_update,
 )
 from .contract_terms import usd_is_unset
-from .diff import instant, normalize, project
+from .diff import instant, normalize, project, without_empty
 
 RateTarget = Literal["COMMIT_RATE", "LIST_RATE"]
 
@@ -163,7 +162,7 @@ def problems(inputs: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _recurring_to_inputs(live: dict[str, Any], sub_names: dict[str, str]) -> dict[str, Any]:
     skip = {"id", "product", "contract", "anchor_date", "netsuite_sales_order_id", "hierarchy_configuration"}
-    out = clean({k: v for k, v in live.items() if k not in skip})
+    out = without_empty({k: v for k, v in live.items() if k not in skip})
     out["product_id"] = product_id_of(live)
     for key in ("access_amount", "invoice_amount"):
         if out.get(key):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Timestamp
-from .diff import UNKNOWN, instant, normalize
+from .diff import UNKNOWN, instant, normalize, without_empty
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 
@@ -117,17 +117,8 @@ def product_id_of(value: dict[str, Any] | None) -> str | None:
     return ((value or {}).get("product") or {}).get("id") or (value or {}).get("product_id")
 
 
-def clean(value: Any) -> Any:
-    """None, empty lists and maps dropped (Metronome echoes them)."""
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items() if v not in (None, [], {})}
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    return value
-
-
 def subscription_to_inputs(live: dict[str, Any], declared: dict[str, Any] | None) -> dict[str, Any]:
-    out = clean(
+    out = without_empty(
         {
             k: live.get(k)
             for k in (

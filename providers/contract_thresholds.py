@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Timestamp
-from .diff import normalize, project
+from .diff import normalize, project, without_empty
 
 RateTarget = Literal["COMMIT_RATE", "LIST_RATE"]
 CONFIGURATIONS = ("spend_threshold_configuration", "prepaid_balance_threshold_configuration")
@@ -154,14 +154,6 @@ def problems(inputs: dict[str, Any]) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v not in (None, [], {})}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
 def to_threshold_terms(contract: dict[str, Any], desired: dict[str, Any] | None = None) -> dict[str, Any]:
     """The live configurations and statement schedule in input shape, projected onto `desired` (what
     Metronome fills in is no difference); a disabled configuration nobody declares reads back as none
@@ -169,7 +161,7 @@ def to_threshold_terms(contract: dict[str, Any], desired: dict[str, Any] | None 
     desired = desired or {}
     out: dict[str, Any] = {}
     for field in CONFIGURATIONS:
-        live = _clean(contract.get(field) or {})
+        live = without_empty(contract.get(field) or {})
         if live and desired.get(field):
             out[field] = project(live, desired[field])  # what Metronome fills in is no difference
         elif live and live.get("is_enabled"):
