@@ -103,7 +103,11 @@ def price_lookup(rate_card_id: Any) -> PriceOf:
         }
         try:
             for entry in paginate(
-                get_client(), "POST", "/v1/contract-pricing/rate-cards/getRateSchedule", label="", body=body
+                get_client(),
+                "POST",
+                "/v1/contract-pricing/rate-cards/getRateSchedule",
+                label=f"Rate card {rate_card_id}",
+                body=body,
             ):
                 rate = entry.get("rate") or {}
                 if entry.get("billing_frequency") in (None, frequency) and rate.get("price") is not None:
@@ -117,7 +121,7 @@ def price_lookup(rate_card_id: Any) -> PriceOf:
 
 def _refusal(
     plan: TermsPlan, recurring: RecurringPlan, have: dict[str, Any], news: dict[str, Any], label: str
-):
+) -> str | None:
     """The money rule's refusal of the plans, if any (unless allow_reinvoice)."""
     if news.get("allow_reinvoice"):
         return None
