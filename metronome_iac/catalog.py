@@ -17,6 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from metronome_iac.catalog_contracts import check_contract
 from metronome_iac.catalog_packages import ADOPT_KEYS as PACKAGE_ADOPT_KEYS
 from metronome_iac.catalog_packages import CATALOG_SECTIONS as PACKAGE_SECTIONS
 from metronome_iac.catalog_packages import LABELS as PACKAGE_LABELS
@@ -30,7 +31,6 @@ from metronome_iac.catalog_packages import (
     check_package,
 )
 from metronome_iac.catalog_types import Alias, CustomFields, HourTimestamp, Model, Name, Timestamp
-from metronome_iac.catalog_types import parse_ts as _parse_ts
 
 CATALOG_FILE = "catalog.yaml"
 ENVIRONMENT_FILE = "environment.yaml"
@@ -341,12 +341,21 @@ class OverrideTier(Model):
     size: float | None = None
 
 
+class OverrideSpecifier(Model):
+    product: str | None = None  # catalog name
+    product_tags: list[str] | None = None
+    pricing_group_values: dict[str, str] | None = None
+    presentation_group_values: dict[str, str] | None = None
+    billing_frequency: Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"] | None = None
+
+
 class Override(Model):
     starting_at: Timestamp
     ending_before: Timestamp | None = None
     type: Literal["OVERWRITE", "MULTIPLIER", "TIERED"]
     product: str | None = None
     applicable_product_tags: list[str] | None = None
+    override_specifiers: list[OverrideSpecifier] | None = None  # instead of product / tags
     multiplier: float | None = Field(default=None, ge=0)
     overwrite_rate: OverwriteRate | None = None
     tiers: list[OverrideTier] | None = None
@@ -357,8 +366,11 @@ class Override(Model):
 
     @model_validator(mode="after")
     def _scoped(self) -> Override:
-        if self.product is None and not self.applicable_product_tags:
-            raise ValueError("an override applies to a product or to applicable_product_tags: set one")
+        if self.product is None and not self.applicable_product_tags and not self.override_specifiers:
+            raise ValueError(
+                "an override applies to a product, to applicable_product_tags or to override_specifiers: "
+                "set one"
+            )
         return self
 
 
@@ -373,7 +385,9 @@ class Contract(Model):
     display_name: str | None = None
     previous_names: list[Name] | None = None  # earlier catalog names (renames keep the object)
     customer: str  # catalog name of a customer
-    rate_card: str  # catalog name of a rate card
+    rate_card: str | None = None  # catalog name of a rate card
+    # Made from a package instead (a package's catalog name or alias): takes its rate card and terms.
+    package: str | None = None
     starting_at: Timestamp
     ending_before: Timestamp | None = None
     net_payment_terms_days: int | None = Field(default=None, ge=0)
@@ -381,10 +395,17 @@ class Contract(Model):
     credits: list[Credit] | None = None
     overrides: list[Override] | None = None
     discounts: list[Discount] | None = None
+    # Terms in metronome-sdk's shapes, catalog names for products (checked in catalog_contracts.py).
+    scheduled_charges: list[dict[str, Any]] | None = None
+    subscriptions: list[dict[str, Any]] | None = None
+    recurring_commits: list[dict[str, Any]] | None = None
+    recurring_credits: list[dict[str, Any]] | None = None
+    spend_threshold_configuration: dict[str, Any] | None = None
+    prepaid_balance_threshold_configuration: dict[str, Any] | None = None
+    usage_statement_schedule: dict[str, Any] | None = None
     custom_fields: CustomFields | None = None
     allow_replacement: bool = False
-    # A change that drops a commit or credit and adds one in its place invoices it again: refused
-    # unless meant.
+    # A change that drops a term and adds one in its place bills it again: refused unless meant.
     allow_reinvoice: bool = False
     adopt: dict[str, str] | None = None
 
@@ -1018,58 +1039,14 @@ def _check_references(
     for i, k in env["contracts"]:
         assert isinstance(k, Contract)
         entry, path = f"contract '{k.name}'", ("contracts", i)
-        if v.dangling("customers", k.customer):
-            v.add(env_doc, path, entry, ("customer",), f"unknown customer '{k.customer}' {_known(customers)}")
-        if v.dangling("rate_cards", k.rate_card):
-            v.add(env_doc, path, entry, ("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
-        if k.ending_before and _parse_ts(k.ending_before) <= _parse_ts(k.starting_at):
-            v.add(
-                env_doc,
-                path,
-                entry,
-                ("ending_before",),
-                f"the contract ends ({k.ending_before}) before it starts ({k.starting_at})",
-            )
-
-        def product_ref(loc: Path_, ref: str | None) -> None:
-            if v.dangling("products", ref):
-                v.add(env_doc, path, entry, loc, f"unknown product '{ref}' {_known(products)}")  # noqa: B023
-
-        for section in ("commits", "credits"):
-            for j, item in enumerate(getattr(k, section) or []):
-                loc = (section, j)
-                product_ref(loc + ("product",), item.product)
-                for n, ref in enumerate(item.applicable_products or []):
-                    product_ref(loc + ("applicable_products", n), ref)
-                for n, si in enumerate(item.access_schedule.schedule_items):
-                    if _parse_ts(si.ending_before) <= _parse_ts(si.starting_at):
-                        v.add(
-                            env_doc,
-                            path,
-                            entry,
-                            loc + ("access_schedule", "schedule_items", n, "ending_before"),
-                            f"ends ({si.ending_before}) before it starts ({si.starting_at})",
-                        )
-                if section == "commits" and item.type == "POSTPAID" and item.invoice_schedule is None:
-                    v.add(
-                        env_doc,
-                        path,
-                        entry,
-                        loc + ("invoice_schedule",),
-                        "POSTPAID commits need an invoice_schedule (the true-up)",
-                    )
-        for j, o in enumerate(k.overrides or []):
-            product_ref(("overrides", j, "product"), o.product)
-            if o.ending_before and _parse_ts(o.ending_before) <= _parse_ts(o.starting_at):
-                v.add(
-                    env_doc,
-                    path,
-                    entry,
-                    ("overrides", j, "ending_before"),
-                    f"ends ({o.ending_before}) before it starts ({o.starting_at})",
-                )
-        for j, d in enumerate(k.discounts or []):
-            product_ref(("discounts", j, "product"), d.product)
+        check_contract(
+            k,
+            v.dangling,
+            v.unknown,
+            {"customers": customers, "products": products, "rate_cards": cards},
+            [p for _, p in cat["packages"]],
+            lambda loc, msg, p=path, e=entry: v.add(env_doc, p, e, loc, msg),
+        )
 
 
 # --------------------------------------------------------------------------------------------------

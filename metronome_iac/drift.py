@@ -23,6 +23,7 @@ import argparse
 import importlib
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
+from metronome_iac.catalog_contracts import payment_gate_reminders
 from metronome_iac.catalog_packages import (
     alert_inputs,
     customer_alert_name,
@@ -123,6 +125,8 @@ class Report:
     missing: list[dict[str, Any]] = field(default_factory=list)  # {kind, name, id}
     unmanaged: list[dict[str, Any]] = field(default_factory=list)  # {kind, id, name, identity}
     matched: int = 0
+    # What the catalog declares that needs something this check cannot see (never drift by itself).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def in_sync(self) -> bool:
@@ -138,6 +142,7 @@ class Report:
             "drifted": [{**d, "fields": [_field_json(f) for f in d["fields"]]} for d in self.drifted],
             "missing": self.missing,
             "unmanaged": self.unmanaged,
+            **({"warnings": self.warnings} if self.warnings else {}),  # only when there is one
         }
 
 
@@ -225,6 +230,7 @@ def render(report: Report) -> str:
         lines.append(
             f"  + {KIND_LABEL[u['kind']]} {u['id']} ('{u.get('name')}'{tag}): live but not in the catalog"
         )
+    lines += [f"  warning: {w}" for w in report.warnings]
     if report.in_sync:
         lines.append(f"in sync: {report.matched} objects match the catalog")
     else:
@@ -354,14 +360,19 @@ def describe_failure(err: Exception, url: str | None, source: str, token_setting
 # matching
 
 
+_IMPORTS = threading.Lock()
+
+
 def provider_module(section: str) -> Any:
-    return importlib.import_module(KINDS[section][0])
+    """The section's provider module. Imported one at a time: a listing thread importing one provider
+    module while another thread runs the package's `__init__` (which imports them all) can deadlock."""
+    with _IMPORTS:
+        return importlib.import_module(KINDS[section][0])
 
 
 def _provider_class(section: str) -> Any:
     """The section's provider class: `<Resource>Provider` in the resource's module."""
-    module_name, resource = KINDS[section]
-    return getattr(importlib.import_module(module_name), f"{resource}Provider")
+    return getattr(provider_module(section), f"{KINDS[section][1]}Provider")
 
 
 def identity_of(live: dict[str, Any]) -> str | None:
@@ -483,6 +494,7 @@ def check_drift(
     only on the ids of the kinds before them (and composite products on their parts)."""
     progress = progress or quiet()
     report = Report(stack=stack.name, project=project, base_url=base_url)
+    report.warnings = payment_gate_reminders(stack.environment.contracts, stack.catalog.packages)
     prefix = f"{project}/{stack.name}/"
     env = stack.environment
     ids: dict[str, dict[str, str]] = {s: {} for s in KINDS}
@@ -572,8 +584,15 @@ def check_drift(
         billed_through_stripe = {c.name for c in env.customers if c.stripe_customer_id}
 
         def contract_desired(k: Contract) -> dict[str, Any]:
-            desired = contract_inputs(k, ids["customers"], ids["rate_cards"], ids["products"], env.settings)
-            if env.stripe is not None and env.stripe.go_live and k.customer in billed_through_stripe:
+            desired = contract_inputs(
+                k, ids["customers"], ids["rate_cards"], ids["products"], env.settings, ids["packages"]
+            )
+            if (
+                env.stripe is not None
+                and env.stripe.go_live
+                and k.customer in billed_through_stripe
+                and not k.package
+            ):
                 config_id = stripe_ids.get(ids["customers"][k.customer])
                 config_id = config_id or missing_ref(STRIPE_KIND, k.customer)
                 desired["billing_provider_configuration"] = {"billing_provider_configuration_id": config_id}

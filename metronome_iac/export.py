@@ -50,6 +50,7 @@ from metronome_iac.catalog import (
     environment_to_yaml,
     load_stack,
 )
+from metronome_iac.catalog_contracts import TERMS
 from metronome_iac.catalog_packages import Alert, Notification, Package
 from metronome_iac.cli import EXIT_OK, CommandError, refuse_overwrite
 from metronome_iac.cli import warn as print_warning
@@ -384,10 +385,17 @@ def export_account(
             customers.append(customer)
             ids["customers"][object_id] = name
 
+    # Packages before contracts: a contract made from one names it.
+    packages, alerts, notifications = _packages_alerts(client, ids, product_names, customers, names, warn)
     contracts: list[Contract] = []
     billing_refs: dict[str, dict[str, str | None]] = {}  # customer id -> {contract name: its configuration}
     for customer_id, customer_name in ids["customers"].items():
         for object_id, obj in live["contracts"][customer_id]:
+            if obj.get("package_id"):
+                contract = _package_contract(obj, object_id, customer_name, ids, names, warn)
+                if contract is not None:
+                    contracts.append(contract)
+                continue
             card_id = obj.get("rate_card_id")
             if card_id not in ids["rate_cards"]:
                 warn(f"contract {object_id} of customer '{customer_name}' has no exported rate card: skipped")
@@ -403,6 +411,7 @@ def export_account(
                 "credits",
                 "overrides",
                 "discounts",
+                *TERMS,
                 "uniqueness_key",
                 "billing_provider_configuration",
                 "allow_replacement",
@@ -425,6 +434,7 @@ def export_account(
                     credits=_refs(obj.get("credits"), product_names),
                     overrides=_refs(obj.get("overrides"), product_names),
                     discounts=_refs(obj.get("discounts"), product_names),
+                    **{f: _product_names(obj[f], product_names) for f in TERMS if obj.get(f) is not None},
                 )
             except KeyError as err:
                 warn(
@@ -466,7 +476,6 @@ def export_account(
     if stripe_account and stripe is None:
         warn("--stripe-account ignored: no customer has a Stripe configuration on a connected Stripe account")
     default_method = stripe.collection_method if stripe else "charge_automatically"
-    packages, alerts, notifications = _packages_alerts(client, ids, product_names, customers, names, warn)
     return (
         Catalog(
             billable_metrics=metrics,
@@ -484,6 +493,37 @@ def export_account(
 
 # --------------------------------------------------------------------------------------------------
 # packages, alerts and notifications
+
+
+def _package_contract(
+    obj: dict[str, Any],
+    object_id: str,
+    customer_name: str,
+    ids: dict[str, dict[str, str]],
+    names: _Names,
+    warn: Callable[[str], None],
+) -> Contract | None:
+    """A contract made from a package: the customer, the start and the package's catalog name (its terms
+    are the package's)."""
+    package = ids["packages"].get(obj["package_id"])
+    what = f"contract {object_id} of customer '{customer_name}'"
+    if package is None:
+        warn(f"{what} was made from package {obj['package_id']}, archived or not exported: skipped")
+        return None
+    name = names.pick(
+        "contracts", {**obj, "name": obj.get("name") or f"{customer_name}_{package}"}, object_id, "contract"
+    )
+    return _built(
+        what,
+        warn,
+        Contract,
+        name,
+        object_id,
+        {k: v for k, v in obj.items() if k in ("starting_at", "custom_fields", "uniqueness_key")},
+        ("uniqueness_key",),
+        customer=customer_name,
+        package=package,
+    )
 
 
 def _product_names(value: Any, products: dict[str, str]) -> Any:
@@ -535,6 +575,7 @@ def _packages_alerts(
                     **terms,
                 )
             )
+            ids["packages"][object_id] = name
         except KeyError as err:
             warn(f"{what} uses product {err} (archived or not exported): skipped")
         except ValidationError as err:

@@ -22,11 +22,13 @@ from metronome_iac.catalog import (
     Settings,
     Stack,
 )
+from metronome_iac.catalog_contracts import contract_terms
 from metronome_iac.catalog_packages import (
     alert_inputs,
     customer_alert_name,
     notification_inputs,
     package_inputs,
+    with_product_ids,
 )
 from metronome_iac.reconcile_record import load_record
 
@@ -135,33 +137,39 @@ def customer_inputs(c: Customer) -> dict[str, Any]:
     )
 
 
-def _with_product_ids(items: list[Any] | None, product_ids: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """Commits/credits/overrides/discounts: catalog product names -> product ids."""
-    if items is None:
-        return None
-    out = []
-    for item in items:
-        d = item.model_dump(mode="json", exclude_none=True)
-        if "product" in d:
-            d["product_id"] = product_ids[d.pop("product")]
-        if "applicable_products" in d:
-            d["applicable_product_ids"] = [product_ids[n] for n in d.pop("applicable_products")]
-        out.append(d)
-    return out
-
-
 def contract_inputs(
     k: Contract,
     customer_ids: Mapping[str, Any],
     rate_card_ids: Mapping[str, Any],
     product_ids: Mapping[str, Any],
     settings: Settings,
+    package_ids: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """A contract entry as provider inputs. One made from a package names it by id when `package` is a
+    package's catalog name (`package_ids`), else by alias; `package` itself is kept: it names the
+    package across its versions (a replaced package keeps its contracts)."""
+    common = {
+        "customer_id": customer_ids[k.customer],
+        "starting_at": k.starting_at,
+        "custom_fields": k.custom_fields,
+        "allow_replacement": k.allow_replacement or None,
+        "allow_reinvoice": k.allow_reinvoice or None,
+        "adopt": k.adopt,
+    }
+    if k.package is not None:
+        by_id = k.package in (package_ids or {})
+        return _clean(
+            {
+                **common,
+                "package_id": (package_ids or {})[k.package] if by_id else None,
+                "package_alias": None if by_id else k.package,
+                "package": k.package,
+            }
+        )
     return _clean(
         {
-            "customer_id": customer_ids[k.customer],
-            "rate_card_id": rate_card_ids[k.rate_card],
-            "starting_at": k.starting_at,
+            **common,
+            "rate_card_id": rate_card_ids[k.rate_card] if k.rate_card else None,
             "ending_before": k.ending_before,
             "name": k.metronome_name,
             "net_payment_terms_days": (
@@ -169,14 +177,12 @@ def contract_inputs(
                 if k.net_payment_terms_days is not None
                 else settings.net_payment_terms_days
             ),
-            "commits": _with_product_ids(k.commits, product_ids),
-            "credits": _with_product_ids(k.credits, product_ids),
-            "overrides": _with_product_ids(k.overrides, product_ids),
-            "discounts": _with_product_ids(k.discounts, product_ids),
-            "custom_fields": k.custom_fields,
-            "allow_replacement": k.allow_replacement or None,
-            "allow_reinvoice": k.allow_reinvoice or None,
-            "adopt": k.adopt,
+            **{
+                f: with_product_ids(_dump(getattr(k, f)), product_ids)
+                for f in ("commits", "credits", "overrides", "discounts")
+                if getattr(k, f) is not None
+            },
+            **contract_terms(k, product_ids),
         }
     )
 
@@ -327,14 +333,36 @@ def declare(stack: Stack) -> dict[str, dict[str, Any]]:
         out["stripe"][STRIPE_RESOURCE_NAME] = integration
     billed_through_stripe = {c.name for c in env.customers if c.stripe_customer_id}
 
+    package_ids = {name: r.id for name, r in out["packages"].items()}
     for k in env.contracts:
-        inputs = contract_inputs(k, customer_ids, card_ids, product_ids, settings)
-        if integration is not None and stripe["go_live"] and k.customer in billed_through_stripe:
+        inputs = contract_inputs(k, customer_ids, card_ids, product_ids, settings, package_ids)
+        # A contract made from a package takes the package's billing provider (no configuration of its own).
+        if (
+            integration is not None
+            and stripe["go_live"]
+            and k.customer in billed_through_stripe
+            and not k.package
+        ):
             inputs["billing_provider_configuration"] = stripe_configuration_for(
                 integration, customer_ids[k.customer]
             )
-        out["contracts"][k.name] = _resource_class("contracts")(k.name, opts=renamed_from(k), **inputs)
+        out["contracts"][k.name] = _resource_class("contracts")(
+            k.name, opts=_with_package(renamed_from(k), k, stack, out["packages"]), **inputs
+        )
     return out
+
+
+def _with_package(opts: Any, k: Contract, stack: Stack, packages: dict[str, Any]) -> Any:
+    """A contract made from a package by alias depends on the packages holding the alias: the engine
+    makes them first (by catalog name, the package's id output already orders them)."""
+    if k.package is None or k.package in packages:
+        return opts
+    import pulumi
+
+    holders = [
+        packages[p.name] for p in stack.catalog.packages if any(a.name == k.package for a in p.aliases or [])
+    ]
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=holders))
 
 
 def stripe_configuration_for(integration: Any, customer_id: Any) -> Any:

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +32,19 @@ from metronome_iac.catalog import (
 )
 from metronome_iac.cli import EXIT_OK, CommandError, refuse_overwrite
 from metronome_iac.progress import CONCURRENCY, Progress, quiet, run_concurrently
+from metronome_iac.stripe_import_map import (
+    import_alerts,
+    map_meter,
+    map_price,
+    named_apart,
+    number,
+    ref_id,
+    slug,
+    subscription_entry,
+)
 
 RATE_CARD = "stripe_import"
 CREDIT_PRODUCT = "stripe_credit"
-AGGREGATIONS = {"sum": "SUM", "count": "COUNT", "last": "LATEST"}
 LIVE_SUBSCRIPTION_STATUSES = {"active", "trialing", "past_due", "unpaid", "incomplete"}
 # Credit grants without an expiry: Metronome access schedules need an end.
 NO_EXPIRY = "2100-01-01T00:00:00Z"
@@ -55,6 +63,8 @@ class StripeAccount:
     subscriptions: list[dict[str, Any]]
     customers: list[dict[str, Any]]
     credit_grants: list[dict[str, Any]]
+    # Billing alerts (usage and credit balance thresholds); empty where the account cannot list them.
+    alerts: list[dict[str, Any]] = field(default_factory=list)
     # What is left of each live grant in Stripe (cents), from the credit balance summary; None where
     # Stripe would not say. A migration moves what the customer still has, not what was granted.
     grant_balances: dict[str, int | None] = field(default_factory=dict)
@@ -139,6 +149,16 @@ def read_account(client: Any, progress: Progress | None = None, workers: int = C
         balances = run_concurrently(lambda g: remaining_balance(client, g), live_grants, task, workers)
     for sub, sub_items in zip(more_items, items, strict=True):
         sub["items"]["data"] = sub_items
+    try:
+        alerts = list(_all(v1.billing.alerts.list(params={"limit": 100})))
+    except stripe.PermissionError:
+        raise  # a key that cannot read everything: one error, as for the listings above
+    except stripe.StripeError as exc:  # billing alerts are a Stripe preview: an account may have none
+        print(
+            f"warning: could not list Stripe billing alerts ({_one_line(exc)}): none imported",
+            file=sys.stderr,
+        )
+        alerts = []
     return StripeAccount(
         account_id=account_id,
         meters=data["meters"],
@@ -146,6 +166,7 @@ def read_account(client: Any, progress: Progress | None = None, workers: int = C
         subscriptions=subscriptions,
         customers=data["customers"],
         credit_grants=data["credit_grants"],
+        alerts=alerts,
         grant_balances={g["id"]: balance for g, balance in zip(live_grants, balances, strict=True)},
     )
 
@@ -185,7 +206,7 @@ def remaining_balance(client: Any, grant: Mapping[str, Any]) -> int | None:
     import stripe
 
     params = {
-        "customer": _id(grant.get("customer")),
+        "customer": ref_id(grant.get("customer")),
         "filter": {"type": "credit_grant", "credit_grant": grant["id"]},
     }
     try:
@@ -208,22 +229,12 @@ class _Names:
         self.used: set[str] = set()
 
     def take(self, *candidates: str | None) -> str:
-        base = next((_slug(c) for c in candidates if c and _slug(c)), "item")
+        base = next((slug(c) for c in candidates if c and slug(c)), "item")
         name, n = base, 2
         while name in self.used:
             name, n = f"{base}_{n}", n + 1
         self.used.add(name)
         return name
-
-
-def _slug(text: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip().lower()).strip("_.-")
-    return slug
-
-
-def _number(value: Any) -> float | int:
-    number = Decimal(str(value))
-    return int(number) if number == number.to_integral_value() else float(number)
 
 
 def _instant(rfc3339: str) -> datetime:
@@ -232,13 +243,6 @@ def _instant(rfc3339: str) -> datetime:
 
 def _rfc3339(unix: int | float) -> str:
     return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _id(ref: Any) -> str | None:
-    """An expandable field: an id string or an expanded object."""
-    if isinstance(ref, Mapping):
-        return ref.get("id")
-    return ref
 
 
 def default_rates_start(now: datetime | None = None) -> str:
@@ -264,101 +268,6 @@ def rates_start(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date or an RFC 3339 time ({example})") from None
     when = when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ")
-
-
-def map_meter(meter: Mapping[str, Any], name: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(billable metric entry, None) or (None, reason it cannot be mapped)."""
-    if meter.get("status") not in (None, "active"):
-        return None, f"status is {meter.get('status')}"
-    formula = ((meter.get("default_aggregation") or {}).get("formula") or "").lower()
-    if formula not in AGGREGATIONS:
-        return None, f"aggregation formula {formula!r} has no Metronome equivalent (sum, count, last map)"
-    metric: dict[str, Any] = {"name": name, "aggregation_type": AGGREGATIONS[formula]}
-    if meter.get("display_name") and meter["display_name"] != name:
-        metric["display_name"] = meter["display_name"]
-    required: list[str] = []  # payload keys every event must carry
-    if formula != "count":
-        metric["aggregation_key"] = (meter.get("value_settings") or {}).get("event_payload_key") or "value"
-        required.append(metric["aggregation_key"])  # Metronome wants the aggregated property filtered on
-    metric["event_type_filter"] = {"in_values": [meter["event_name"]]}
-    dimensions = meter.get("dimension_payload_keys") or meter.get("dimensions") or []
-    # Metronome groups events without a key under an empty value; requiring the key drops them instead,
-    # like Stripe rejects meter events missing a dimension.
-    required += [key for key in dimensions if key not in required]
-    if required:
-        metric["property_filters"] = [{"name": key, "exists": True} for key in required]
-    if dimensions:
-        metric["group_keys"] = [list(dimensions)]
-    metric["stripe_meter"] = meter["id"]  # what `metronome-iac reconcile` compares the metric with
-    return metric, None
-
-
-def map_price(
-    price: Mapping[str, Any], metric_by_meter: Mapping[str, str]
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str | None]:
-    """(product fields, rate fields, None) or (None, None, reason)."""
-    recurring = price.get("recurring") or {}
-    if price.get("type") != "recurring" or recurring.get("usage_type") != "metered":
-        return (
-            None,
-            None,
-            "licensed (not usage-based) price: model it as a subscription or fixed product by hand",
-        )
-    meter_id = recurring.get("meter")
-    if not meter_id:
-        return None, None, "metered price without a meter (legacy usage records): no event stream to map"
-    if meter_id not in metric_by_meter:
-        return None, None, f"its meter {meter_id} was not imported"
-    currency = (price.get("currency") or "").lower()
-    if currency != "usd":
-        return None, None, f"currency {currency.upper()}: the catalog prices in USD cents"
-    if not price.get("active", True):
-        return None, None, "price is archived (inactive)"
-
-    product: dict[str, Any] = {"type": "USAGE", "billable_metric": metric_by_meter[meter_id]}
-    rate: dict[str, Any] = {}
-    if price.get("billing_scheme") == "tiered" or price.get("tiers"):
-        if price.get("tiers_mode") == "volume":
-            return (
-                None,
-                None,
-                ("volume tiers (the whole quantity at one tier's price): Metronome tiers are graduated"),
-            )
-        tiers = price.get("tiers")
-        if not tiers:
-            return None, None, "tiered price without tiers (read it with expand[]=data.tiers)"
-        if any(_number(t.get("flat_amount_decimal") or t.get("flat_amount") or 0) for t in tiers):
-            return None, None, "tiers with a flat fee: Metronome tiers have a unit price only"
-        converted, previous = [], 0
-        for tier in tiers:
-            unit = tier.get("unit_amount_decimal") or tier.get("unit_amount") or 0
-            up_to = tier.get("up_to")
-            if up_to in (None, "inf"):
-                converted.append({"price": _number(unit)})
-                break
-            # Stripe's up_to is cumulative; Metronome's size is the width of the tier.
-            converted.append({"size": _number(up_to) - previous, "price": _number(unit)})
-            previous = _number(up_to)
-        rate.update(rate_type="TIERED", tiers=converted)
-    else:
-        unit = price.get("unit_amount_decimal")
-        if unit is None:
-            unit = price.get("unit_amount")
-        if unit is None:
-            return None, None, "price without unit_amount (custom or free pricing)"
-        rate.update(rate_type="FLAT", price=_number(unit))
-
-    transform = price.get("transform_quantity")
-    if transform and transform.get("divide_by"):
-        divide_by = _number(transform["divide_by"])
-        product["quantity_conversion"] = {
-            "conversion_factor": divide_by,
-            "operation": "DIVIDE",
-            "name": f"per {divide_by:,}",
-        }
-        method = "ROUND_UP" if transform.get("round") == "up" else "ROUND_DOWN"
-        product["quantity_rounding"] = {"decimal_places": 0, "rounding_method": method}
-    return product, rate, None
 
 
 def _price_label(price: Mapping[str, Any]) -> str:
@@ -391,6 +300,7 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
         metric_by_meter[meter["id"]] = name
 
     product_names, product_by_price, rates = _Names(), {}, []
+    fee_by_price: dict[str, tuple[str, str | None, str]] = {}  # licensed: (product, display, frequency)
     product_names.used.add(CREDIT_PRODUCT)
     for price in account.prices:
         product, rate, reason = map_price(price, metric_by_meter)
@@ -409,19 +319,34 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
         result.catalog["products"].append(entry)
         rates.append({"product": name, "starting_at": rates_starting_at, "entitled": True, **rate})
         product_by_price[price["id"]] = name
+        if rate.get("billing_frequency"):  # a licensed price: its subscription items bill it
+            fee_by_price[price["id"]] = (
+                name,
+                product_name or price.get("nickname"),
+                rate["billing_frequency"],
+            )
     if rates:
         result.catalog["rate_cards"].append(
             {"name": RATE_CARD, "display_name": "Imported from Stripe", "rates": rates}
         )
 
-    # Customers with at least one live metered subscription item whose price was imported.
+    # Customers with at least one live subscription item whose price was imported (metered or licensed);
+    # each item on a licensed price becomes a subscription on the customer's contract.
     subscribed: dict[str, str] = {}  # stripe customer id -> collection method
+    fees: dict[str, list[dict[str, Any]]] = {}  # stripe customer id -> its contract's subscriptions
     for sub in account.subscriptions:
         if sub.get("status") not in LIVE_SUBSCRIPTION_STATUSES:
             continue
-        prices = [_id(item.get("price") or {}) for item in (sub.get("items") or {}).get("data", [])]
+        items = (sub.get("items") or {}).get("data", [])
+        prices = [ref_id(item.get("price") or {}) for item in items]
+        for item in items:
+            fee = fee_by_price.get(ref_id(item.get("price") or {}) or "")
+            if fee is not None and ref_id(sub.get("customer")):
+                fees.setdefault(ref_id(sub.get("customer")) or "", []).append(
+                    subscription_entry(fee[0], fee[1], fee[2], item.get("quantity"))
+                )
         if any(p in product_by_price for p in prices):
-            customer_id = _id(sub.get("customer"))
+            customer_id = ref_id(sub.get("customer"))
             if customer_id:
                 method = sub.get("collection_method") or "charge_automatically"
                 # One send_invoice subscription is enough to make the customer's override send_invoice.
@@ -460,26 +385,32 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
         customers.append(entry)
         name_by_stripe[stripe_id] = name
         if rates:
-            contracts.append(
-                {
-                    "name": f"{name}_stripe",
-                    "customer": name,
-                    "rate_card": RATE_CARD,
-                    "starting_at": rates_starting_at,
-                }
-            )
+            contract: dict[str, Any] = {
+                "name": f"{name}_stripe",
+                "customer": name,
+                "rate_card": RATE_CARD,
+                "starting_at": rates_starting_at,
+            }
+            if fees.get(stripe_id):
+                contract["subscriptions"] = named_apart(fees[stripe_id])
+            contracts.append(contract)
     contract_by_customer = {k["customer"]: k for k in contracts}
+    account_wide, skipped, notes = import_alerts(account.alerts, metric_by_meter, name_by_stripe, customers)
+    if account_wide:
+        result.catalog["alerts"] = account_wide
+    result.skipped += skipped
+    result.notes += notes
 
     no_expiry = 0
     for grant in account.credit_grants:
         label = f"credit grant {grant['id']}" + (f" ({grant['name']})" if grant.get("name") else "")
-        customer_name = name_by_stripe.get(_id(grant.get("customer")) or "")
+        customer_name = name_by_stripe.get(ref_id(grant.get("customer")) or "")
         monetary = ((grant.get("amount") or {}).get("monetary")) or {}
         if grant.get("voided_at"):
             result.skipped.append(f"{label}: voided")
         elif customer_name is None or customer_name not in contract_by_customer:
             result.skipped.append(
-                f"{label}: customer {_id(grant.get('customer'))} has no imported subscription"
+                f"{label}: customer {ref_id(grant.get('customer'))} has no imported subscription"
             )
         elif (monetary.get("currency") or "").lower() != "usd":
             result.skipped.append(f"{label}: currency {str(monetary.get('currency')).upper()} is not USD")
@@ -499,7 +430,7 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
         elif account.grant_balances.get(grant["id"], 1) == 0:
             result.skipped.append(f"{label}: fully used in Stripe; nothing left to migrate")
         else:
-            granted = _number(monetary.get("value") or 0)
+            granted = number(monetary.get("value") or 0)
             remaining = account.grant_balances.get(grant["id"])
             if remaining is None:
                 result.notes.append(
@@ -519,7 +450,7 @@ def build_stack(account: StripeAccount, rates_starting_at: str, now: datetime | 
             if grant.get("priority") is not None:
                 credit["priority"] = grant["priority"]  # lower number first, in Stripe and in Metronome
             item = {
-                "amount": granted if remaining is None else _number(remaining),
+                "amount": granted if remaining is None else number(remaining),
                 "starting_at": starting,
                 "ending_before": ending,
             }
@@ -571,7 +502,9 @@ def report(result: ImportResult, stream: Any = None) -> None:
         f"imported {len(c['billable_metrics'])} billable metric(s), {len(c['products'])} product(s), "
         f"{sum(len(r['rates']) for r in c['rate_cards'])} rate(s), "
         f"{len(e.get('customers', []))} customer(s), "
-        f"{sum(len(k.get('credits', [])) for k in e.get('contracts', []))} credit(s)",
+        f"{sum(len(k.get('credits', [])) for k in e.get('contracts', []))} credit(s), "
+        f"{sum(len(k.get('subscriptions', [])) for k in e.get('contracts', []))} subscription(s), "
+        f"{len(c.get('alerts', [])) + sum(len(x.get('alerts') or []) for x in e['customers'])} alert(s)",
         file=stream,
     )
     if result.skipped:

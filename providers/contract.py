@@ -1,10 +1,15 @@
 """Contract: a Metronome contract binding a customer to a rate card (plus commits, credits, ...).
 
-This module is the resource and its provider; the contract's terms (commits, credits, overrides,
-discounts: schema, read-back, edit building, the money rule) are in `contract_terms.py`, its billing
-provider configuration in `contract_billing.py`, how a change reaches Metronome on either kind of
-account (edit or amendment) in `contract_changes.py`, and the reads of contracts others share in
-`contract_api.py`.
+This module is the resource and its provider. The contract's terms are modules of their own: one-off terms
+(commits, credits, overrides, discounts, scheduled charges) in `contract_terms.py`; subscriptions in
+`contract_subscriptions.py`, read and planned with recurring commits and credits in
+`contract_recurring.py`; threshold billing and the statement schedule in `contract_thresholds.py`; the
+money rule over all of them in `contract_money.py`. Its billing provider configuration is in
+`contract_billing.py`, how a change reaches Metronome on either kind of account (edit or amendment) in
+`contract_changes.py`, and the reads of contracts others share in `contract_api.py`.
+
+A contract made from a package (`package_id` or `package_alias`) takes its rate card and terms from the
+package: `contract_package.py` says what it takes and what reads back.
 
 Contracts have a `uniqueness_key`: creates send "iac:<identity>#<fingerprint>" and a 409 means the
 contract already exists, so it is found by that key and taken over. Changes are computed against the
@@ -25,7 +30,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, DiffResult
 
 from . import contract_api
 from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
-from .client import HOST_TOKEN, MetronomeError, archive, create_once, raw_request
+from .client import HOST_TOKEN, USD_CENTS_ID, MetronomeError, archive, create_once, raw_request
 from .config import get_settings
 from .contract_billing import (
     BPC,
@@ -36,15 +41,27 @@ from .contract_billing import (
     has_ended,
 )
 from .contract_changes import apply_change, contract_editing, preview_refusals
+from .contract_package import made_from_package, package_contract_inputs, package_failures
+from .contract_recurring import RecurringCommit, RecurringCredit, to_recurring_terms
+from .contract_recurring import problems as recurring_problems
+from .contract_subscriptions import Subscription
 from .contract_terms import (
     Commit,
     Credit,
     Discount,
     Override,
+    ScheduledCharge,
     discounts_only_added,
     strip_ids,
     to_terms,
 )
+from .contract_thresholds import (
+    PrepaidBalanceThresholdConfiguration,
+    SpendThresholdConfiguration,
+    UsageStatementSchedule,
+    to_threshold_terms,
+)
+from .contract_thresholds import problems as threshold_problems
 from .customer import list_raw as list_customers
 from .diff import UNKNOWN, canonical_time, changed_fields, compute_diff, describe
 from .identity import contract_uniqueness_key, create_key
@@ -69,12 +86,30 @@ class Inputs(InputsBase):
     customer_id: Annotated[str, FIXED_AT_START]
     rate_card_id: Annotated[str | None, FIXED_AT_START] = None
     starting_at: Annotated[Timestamp, FIXED_AT_START]
+    # Made from a package (instead of a rate card and terms): by id or by alias (resolved at the start).
+    # A replaced package keeps its contracts, so a new `package_id` (the package's next version) changes
+    # nothing here; `package` (the catalog name or alias the contract was made from, never sent) and
+    # `package_alias` name the package itself: changing them replaces the contract.
+    package_id: str | None = None
+    package_alias: Annotated[str | None, FIXED_AT_START] = None
+    package: Annotated[str | None, FIXED_AT_START] = None
     ending_before: Timestamp | None = None
     name: str | None = None
     net_payment_terms_days: int | None = None
     commits: list[Commit] | None = None
     credits: list[Credit] | None = None
     overrides: list[Override] | None = None
+    scheduled_charges: list[ScheduledCharge] | None = None
+    subscriptions: list[Subscription] | None = None
+    recurring_commits: list[RecurringCommit] | None = None
+    recurring_credits: list[RecurringCredit] | None = None
+    spend_threshold_configuration: SpendThresholdConfiguration | None = None
+    prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfiguration | None = None
+    # The /v2/contracts/edit has no key for it: set at creation only.
+    usage_statement_schedule: Annotated[
+        UsageStatementSchedule | None,
+        RequiresReplace("Metronome sets a contract's usage statement schedule at creation only"),
+    ] = None
     # Discounts can be added by an edit but not removed or changed.
     discounts: Annotated[
         list[Discount] | None,
@@ -140,17 +175,25 @@ def replacing_fields(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def to_inputs(contract: dict[str, Any], desired: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A ContractV2 in input shape (list items keep `_id`; strip with `strip_ids`)."""
+    """A ContractV2 in input shape (list items keep `_id`; strip with `strip_ids`).
+
+    One made from a package reads back as such: customer, start, custom fields and the package as
+    declared (a contract get does not say which alias or catalog entry it came through; a listing's
+    `package_id`, where the answer carries one, is kept for export)."""
     out: dict[str, Any] = {
         "customer_id": contract.get("customer_id"),
         "starting_at": contract.get("starting_at"),
     }
+    if made_from_package(desired or {}) or (desired is None and contract.get("package_id")):
+        return {**out, **package_contract_inputs(contract, desired)}
     for field in ("rate_card_id", "ending_before", "name", "net_payment_terms_days"):
         if contract.get(field) is not None:
             out[field] = contract[field]
     if desired is not None and "net_payment_terms_days" not in desired:
         out.pop("net_payment_terms_days", None)  # Metronome fills a default in when none was declared
     out.update(to_terms(contract, desired))
+    out.update(to_recurring_terms(contract, desired))
+    out.update(to_threshold_terms(contract, desired))
     bpc = contract.get("customer_billing_provider_configuration")
     declared = (desired or {}).get("billing_provider_configuration") or {}
     if bpc:
@@ -207,23 +250,26 @@ def _owner_of(client: metronome.Metronome, contract_id: str) -> str | None:
 
 
 def _create_body(inputs: dict[str, Any], key: str) -> dict[str, Any]:
-    fields = (
-        "customer_id",
-        "rate_card_id",
-        "starting_at",
-        "ending_before",
-        "name",
-        "net_payment_terms_days",
-        "commits",
-        "credits",
-        "overrides",
-        "discounts",
-        "billing_provider_configuration",
-        "custom_fields",
-    )
-    body = {k: inputs[k] for k in fields if inputs.get(k) is not None}
+    not_sent = {"package", "allow_replacement", "allow_reinvoice", "adopt", "identity"}
+    body = {
+        k: v for k, v in inputs.items() if k in Inputs.model_fields and k not in not_sent and v is not None
+    }
+    body = {k: _for_create(k, v) for k, v in body.items()}
     body["uniqueness_key"] = key
     return body
+
+
+def _for_create(field: str, value: Any) -> Any:
+    """An input as the create takes it: a recurring commit's invoice amount names its credit type
+    (ContractCreateParams.RecurringCommitInvoiceAmount requires it; USD cents is the default left out)."""
+    if field == "recurring_commits":
+        return [
+            {**c, "invoice_amount": {"credit_type_id": USD_CENTS_ID, **c["invoice_amount"]}}
+            if c.get("invoice_amount")
+            else c
+            for c in value
+        ]
+    return value
 
 
 class ContractProvider(MetronomeProvider[Inputs]):
@@ -255,6 +301,19 @@ class ContractProvider(MetronomeProvider[Inputs]):
                                 "ends before it starts; to fix: swap or correct the dates",
                             )
                         )
+        dumped = inputs.model_dump(mode="json", exclude_none=True)
+        for path, reason in recurring_problems(dumped) + threshold_problems(dumped):
+            failures.append(CheckFailure(path, f"{reason.replace('; ', '; to fix: ', 1)}"))
+        for i, override in enumerate(inputs.overrides or []):
+            if override.override_specifiers and (override.product_id or override.applicable_product_tags):
+                failures.append(
+                    CheckFailure(
+                        f"overrides[{i}].override_specifiers",
+                        "cannot go with product_id or applicable_product_tags (SDK Override); to fix: move "
+                        "the product into a specifier, or drop the specifiers",
+                    )
+                )
+        failures += package_failures(dumped)
         # A change of billing provider configuration is refused by diff (at preview too), which knows the
         # contract: one whose configuration was archived outside the stack is not refused (see there).
         if olds and not inputs.allow_replacement:
@@ -263,6 +322,12 @@ class ContractProvider(MetronomeProvider[Inputs]):
             for field in certain_replacements(old, new):
                 failures.append(CheckFailure(field, replacement_refused(field, old, new)))
         return failures
+
+    @classmethod
+    def api_fields(cls) -> list[str]:
+        # A replaced package keeps its contracts: its next version's id is no change here (`package`
+        # and `package_alias` name the package itself).
+        return [f for f in super().api_fields() if f != "package_id"]
 
     def diff_pair(self, olds: dict[str, Any], news: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """As the base, but a billing provider configuration nothing can change is no difference (for
@@ -477,32 +542,24 @@ class ContractProvider(MetronomeProvider[Inputs]):
 
 
 class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
-    """A Metronome contract.
+    """A Metronome contract: a customer on a rate card with terms, or made from a package.
 
-    Project additions: `uniqueness_key` (output) is "iac:<identity>#<fingerprint>", so a retried
-    create never duplicates (a 409 takes the existing contract over). `adopt` ({"id": ...} or
-    {"uniqueness_key": ...}) takes over a live contract of `customer_id`. `allow_replacement`
-    (default false): changing customer_id, rate_card_id or starting_at (or removing a discount)
-    replaces the contract, which archives the old one and voids its invoices; check refuses that
-    unless allow_replacement is true. `allow_reinvoice` (default false): a change that would archive a
-    commit or credit and add one in its place (invoicing or granting it again) is refused unless true.
-    Other changes go through /v2/contracts/edit with a uniqueness key per edit (or, on an account
-    without contract editing, /v1/contracts/amend and updateEndDate). Deleting archives with
+    Terms take the `Inputs` fields (metronome-sdk 4.12 names). Project additions: `uniqueness_key`
+    (output) is "iac:<identity>#<fingerprint>", so a retried create never duplicates (a 409 takes the
+    existing contract over). `adopt` ({"id": ...} or {"uniqueness_key": ...}) takes over a live contract
+    of `customer_id`. `allow_replacement` (default false): changing customer_id, rate_card_id, the
+    package, starting_at or the usage statement schedule (or removing a discount) replaces the contract,
+    which archives the old one and voids its invoices; check refuses that unless allow_replacement is
+    true. `allow_reinvoice` (default false): a change that would bill or grant a term again (a commit,
+    credit or scheduled charge archived and added again; a subscription or recurring grant ended and
+    added again over periods it billed) is refused unless true. Other changes go through
+    /v2/contracts/edit with a uniqueness key per edit (or, on an account without contract editing,
+    /v1/contracts/amend and updateEndDate, refusing what they cannot do). Deleting archives with
     void_invoices=true.
     """
 
     customer_id: pulumi.Output[str]
-    rate_card_id: pulumi.Output[str]
     starting_at: pulumi.Output[str]
-    ending_before: pulumi.Output[str]
-    name: pulumi.Output[str]
-    net_payment_terms_days: pulumi.Output[float]
-    commits: pulumi.Output[list]
-    credits: pulumi.Output[list]
-    overrides: pulumi.Output[list]
-    discounts: pulumi.Output[list]
-    billing_provider_configuration: pulumi.Output[dict]
-    custom_fields: pulumi.Output[dict]
     uniqueness_key: pulumi.Output[str]
     adopt_report: pulumi.Output[list]
 
@@ -513,39 +570,16 @@ class Contract(pulumi.dynamic.Resource, module="metronome", name="Contract"):
         *,
         customer_id: pulumi.Input[str],
         starting_at: pulumi.Input[str],
-        rate_card_id: pulumi.Input[str] | None = None,
-        ending_before: pulumi.Input[str] | None = None,
-        name: pulumi.Input[str] | None = None,
-        net_payment_terms_days: pulumi.Input[float] | None = None,
-        commits: pulumi.Input[list] | None = None,
-        credits: pulumi.Input[list] | None = None,
-        overrides: pulumi.Input[list] | None = None,
-        discounts: pulumi.Input[list] | None = None,
-        billing_provider_configuration: pulumi.Input[dict] | None = None,
-        custom_fields: pulumi.Input[dict] | None = None,
-        allow_replacement: pulumi.Input[bool] | None = None,
-        allow_reinvoice: pulumi.Input[bool] | None = None,
         adopt: pulumi.Input[dict] | None = None,
+        **terms: Any,
     ) -> None:
+        unknown = set(terms) - set(Inputs.model_fields)
+        if unknown:
+            raise TypeError(f"Contract {resource_name!r}: unknown arguments {sorted(unknown)}")
+        every = dict.fromkeys(f for f in Inputs.model_fields if f != "identity")  # each an output
         props = declare_props(
             resource_name,
-            dict(
-                customer_id=customer_id,
-                rate_card_id=rate_card_id,
-                starting_at=starting_at,
-                ending_before=ending_before,
-                name=name,
-                net_payment_terms_days=net_payment_terms_days,
-                commits=commits,
-                credits=credits,
-                overrides=overrides,
-                discounts=discounts,
-                billing_provider_configuration=billing_provider_configuration,
-                custom_fields=custom_fields,
-                allow_replacement=allow_replacement,
-                allow_reinvoice=allow_reinvoice,
-                adopt=adopt,
-            ),
+            {**every, "customer_id": customer_id, "starting_at": starting_at, "adopt": adopt, **terms},
             computed=("uniqueness_key",),
         )
         super().__init__(ContractProvider(), resource_name, props, opts)

@@ -18,15 +18,13 @@ from .base import current_hour
 from .client import MetronomeError, client_key, data_of, raw_request, request
 from .config import get_settings
 from .contract_billing import BPC, billing_change
-from .contract_terms import (
-    TermsPlan,
-    amend_changes,
-    edit_changes,
-    plan_terms,
-    reinvoice_refused,
-    reinvoiced,
-)
-from .diff import instant, normalize
+from .contract_money import PriceOf, reinvoice_refused, reinvoiced
+from .contract_recurring import RecurringPlan, live_subscription_ids, plan_recurring, recurring_edit
+from .contract_recurring import amend_cannot as recurring_amend_cannot
+from .contract_terms import TermsPlan, amend_changes, edit_changes, plan_terms
+from .contract_thresholds import amend_cannot as threshold_amend_cannot
+from .contract_thresholds import threshold_edit
+from .diff import UNKNOWN, instant, normalize
 from .identity import edit_uniqueness_key
 
 MISSING = object()
@@ -69,8 +67,9 @@ def editing_not_enabled(err: MetronomeError) -> bool:
 def amend_refused(label: str, cannot: list[str]) -> str:
     return (
         f"{label}: this Metronome account has no contract editing, and amendments (/v1/contracts/amend) "
-        f"only add commits, credits, overrides and discounts, with /v1/contracts/updateEndDate moving the "
-        f"end; this change would also {'; '.join(cannot)}, which they cannot do. Nothing was changed. To "
+        f"only add commits, credits, overrides, discounts and scheduled charges, with "
+        f"/v1/contracts/updateEndDate moving the end; this change would also {'; '.join(cannot)}, which they "
+        "cannot do. Nothing was changed. To "
         "fix: revert those changes; or end this contract (ending_before) and start a new one with the new "
         "terms; or ask Metronome to enable contract editing and set metronome:contractEditing: on"
     )
@@ -88,19 +87,68 @@ def scalar_changes(live: dict[str, Any], news: dict[str, Any], changed: list[str
     return edit
 
 
+def price_lookup(rate_card_id: Any) -> PriceOf:
+    """A subscription's price on the contract's rate card (one getRateSchedule call, made only to name
+    the amount a refused change would invoice again); None when it cannot be read."""
+
+    def price_of(product_id: str, frequency: str, at: Any) -> float | None:
+        from .client import get_client, paginate
+
+        if not isinstance(rate_card_id, str) or rate_card_id == UNKNOWN:
+            return None
+        body = {
+            "rate_card_id": rate_card_id,
+            "starting_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "selectors": [{"product_id": product_id}],
+        }
+        try:
+            for entry in paginate(
+                get_client(),
+                "POST",
+                "/v1/contract-pricing/rate-cards/getRateSchedule",
+                label=f"Rate card {rate_card_id}",
+                body=body,
+            ):
+                rate = entry.get("rate") or {}
+                if entry.get("billing_frequency") in (None, frequency) and rate.get("price") is not None:
+                    return float(rate["price"])
+        except MetronomeError:
+            return None
+        return None
+
+    return price_of
+
+
+def _refusal(
+    plan: TermsPlan, recurring: RecurringPlan, have: dict[str, Any], news: dict[str, Any], label: str
+) -> str | None:
+    """The money rule's refusal of the plans, if any (unless allow_reinvoice)."""
+    if news.get("allow_reinvoice"):
+        return None
+    pairs = reinvoiced(
+        plan,
+        recurring,
+        str(have.get("starting_at") or news.get("starting_at") or ""),
+        price_lookup(news.get("rate_card_id")),
+    )
+    return reinvoice_refused(label, pairs) if pairs else None
+
+
 def preview_refusals(
     old: dict[str, Any], new: dict[str, Any], editing: bool | None, label: str
 ) -> str | None:
-    """What a preview can already refuse, from the recorded terms: a commit or credit dropped and re-added
-    (unless allow_reinvoice), and, on an account known to have no contract editing, what an amendment
-    cannot do."""
+    """What a preview can already refuse, from the recorded terms: a term dropped and re-added so that it
+    bills again (unless allow_reinvoice), and, on an account known to have no contract editing, what an
+    amendment cannot do."""
     plan = plan_terms(old, new)
-    pairs = reinvoiced(plan)
-    if pairs and not new.get("allow_reinvoice"):
-        return reinvoice_refused(label, pairs)
+    recurring = plan_recurring(old, new)
+    refusal = _refusal(plan, recurring, old, new, label)
+    if refusal:
+        return refusal
     if editing is not False:
         return None
     _, cannot = amend_changes(plan)
+    cannot += recurring_amend_cannot(recurring) + threshold_amend_cannot(old, new)
     if normalize(old.get("name")) != normalize(new.get("name")):
         cannot.append(AMEND_CANNOT["update_contract_name"])
     if normalize(old.get("net_payment_terms_days")) != normalize(new.get("net_payment_terms_days")):
@@ -121,9 +169,10 @@ def apply_change(
 ) -> None:
     """Turn the live contract (`live_obj`, and `live` in input shape) into `news`."""
     plan = plan_terms(live, news, live_obj)
-    pairs = reinvoiced(plan)
-    if pairs and not news.get("allow_reinvoice"):  # refused at preview (diff); checked here on live
-        raise MetronomeError(reinvoice_refused(label, pairs))
+    recurring = plan_recurring(live, news, live_obj)
+    refusal = _refusal(plan, recurring, live_obj, news, label)  # refused at preview too (diff)
+    if refusal:
+        raise MetronomeError(refusal)
     scalars = scalar_changes(live, news, changed)
     billing = billing_change(live_obj, live, news, changed, label)
     terms, cannot = edit_changes(plan)
@@ -132,7 +181,8 @@ def apply_change(
             f"{label}: existing {', '.join(cannot)} cannot be done by an edit; "
             "replace the contract (allow_replacement: true)"
         )
-    edit = {**scalars, **terms, **billing}
+    further = {**recurring_edit(recurring, live_subscription_ids(live)), **threshold_edit(live, news)}
+    edit = {**scalars, **terms, **further, **billing}
     if not edit:
         return
     if contract_editing(client) is not False:
@@ -149,7 +199,8 @@ def apply_change(
                 file=sys.stderr,
                 flush=True,
             )
-    amend(client, object_id, live_obj, news, plan, {**scalars, **billing}, label)
+    cannot = recurring_amend_cannot(recurring) + threshold_amend_cannot(live, news)
+    amend(client, object_id, live_obj, news, plan, {**scalars, **billing}, cannot, label)
 
 
 def send_edit(
@@ -189,12 +240,14 @@ def amend(
     news: dict[str, Any],
     plan: TermsPlan,
     other: dict[str, Any],
+    further: list[str],
     label: str,
 ) -> None:
     """The change on an account without contract editing: an amendment adds terms, the end date moves
-    through updateEndDate; anything else is refused before anything is sent."""
+    through updateEndDate; anything else (`further`: what else the change needs) is refused before
+    anything is sent."""
     body, cannot = amend_changes(plan)
-    cannot += [AMEND_CANNOT[k] for k in other if k in AMEND_CANNOT]
+    cannot += further + [AMEND_CANNOT[k] for k in other if k in AMEND_CANNOT]
     if cannot:
         raise MetronomeError(amend_refused(label, cannot))
     ids = {"customer_id": news["customer_id"], "contract_id": object_id}

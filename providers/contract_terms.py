@@ -1,14 +1,12 @@
-"""A contract's terms: commits, credits, overrides and discounts.
+"""A contract's one-off terms: commits, credits, overrides, discounts and scheduled charges.
 
-Everything about a term lives here: its schema (the `Inputs` of `providers/contract.py` holds lists
+Everything about such a term lives here: its schema (the `Inputs` of `providers/contract.py` holds lists
 of these models), how the live contract reads back in input shape (`to_terms`, `live_items`), and
 how a declared change becomes API calls (`plan_terms`, then `edit_changes` for /v2/contracts/edit
-or `amend_changes` for /v1/contracts/amend). The money rule sits with them: a plan that archives
-a commit or credit and adds another in its place re-invoices the customer, so `reinvoiced` names
-it and the contract refuses it unless the entry says it is meant.
-
-A new kind of term (subscriptions, scheduled charges, recurring commits) adds its model, its reader
-in `READERS`, and its add/archive keys in `LIST_EDITS` here.
+or `amend_changes` for /v1/contracts/amend). A new kind of one-off term adds its model, its reader in
+`READERS`, and its add/archive keys in `LIST_EDITS` here. The money rule on the plans (a commit, credit
+or scheduled charge archived and added again) is in `contract_money.py`; terms that recur (subscriptions,
+recurring commits and credits) in `contract_recurring.py`; threshold billing in `contract_thresholds.py`.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _default_credit_type_unset(value: Any) -> Any:
+def usd_is_unset(value: Any) -> Any:
     """USD cents written out is the default left out: Metronome reads it back as no credit type."""
     if isinstance(value, dict) and value.get("credit_type_id") == USD_CENTS_ID:
         return {k: v for k, v in value.items() if k != "credit_type_id"}
@@ -49,7 +47,7 @@ class AccessSchedule(_Model):
     credit_type_id: str | None = None
     access_type: Literal["SPEND", "QUANTITY"] | None = None
 
-    _usd = model_validator(mode="before")(_default_credit_type_unset)
+    _usd = model_validator(mode="before")(usd_is_unset)
 
 
 class Commit(_Model):
@@ -65,7 +63,7 @@ class Commit(_Model):
     access_schedule: AccessSchedule
     invoice_schedule: dict[str, Any] | None = None
 
-    _usd = field_validator("invoice_schedule")(_default_credit_type_unset)
+    _usd = field_validator("invoice_schedule")(usd_is_unset)
 
 
 class Credit(_Model):
@@ -83,12 +81,25 @@ class OverrideTier(_Model):
     size: float | None = None
 
 
+class OverrideSpecifier(_Model):
+    """What an override applies to (instead of `product_id` / `applicable_product_tags`). Metronome's
+    commit references (`commit_ids`, `recurring_commit_ids`, `any_commit_or_credit_ids`) name commits by
+    the ids it gives them, which a catalog cannot know: not taken here."""
+
+    product_id: str | None = None
+    product_tags: list[str] | None = None
+    pricing_group_values: dict[str, str] | None = None
+    presentation_group_values: dict[str, str] | None = None
+    billing_frequency: Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"] | None = None
+
+
 class Override(_Model):
     starting_at: Timestamp
     ending_before: Timestamp | None = None
     type: Literal["OVERWRITE", "MULTIPLIER", "TIERED"] | None = None
     product_id: str | None = None
     applicable_product_tags: list[str] | None = None
+    override_specifiers: list[OverrideSpecifier] | None = None
     multiplier: float | None = None
     overwrite_rate: dict[str, Any] | None = None
     tiers: list[OverrideTier] | None = None
@@ -97,7 +108,7 @@ class Override(_Model):
     priority: float | None = None
     target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
 
-    _usd = field_validator("overwrite_rate")(_default_credit_type_unset)
+    _usd = field_validator("overwrite_rate")(usd_is_unset)
 
     @model_validator(mode="after")
     def _inferred_type(self) -> Override:
@@ -117,7 +128,17 @@ class Discount(_Model):
     schedule: dict[str, Any]
     name: str | None = None
 
-    _usd = field_validator("schedule")(_default_credit_type_unset)
+    _usd = field_validator("schedule")(usd_is_unset)
+
+
+class ScheduledCharge(_Model):
+    """A charge invoiced on its schedule's dates (`schedule_items` or a `recurring_schedule`)."""
+
+    product_id: str
+    schedule: dict[str, Any]
+    name: str | None = None
+
+    _usd = field_validator("schedule")(usd_is_unset)
 
 
 def discounts_only_added(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> bool:
@@ -192,6 +213,10 @@ def _override_to_inputs(item: dict[str, Any]) -> dict[str, Any]:
     ):
         if item.get(field) not in (None, [], {}):
             out[field] = item[field]
+    if item.get("override_specifiers"):
+        out["override_specifiers"] = [
+            {k: v for k, v in spec.items() if v not in (None, [], {})} for spec in item["override_specifiers"]
+        ]
     if item.get("overwrite_rate"):
         rate = {k: v for k, v in item["overwrite_rate"].items() if v is not None and k != "credit_type"}
         if _credit_type_id(item["overwrite_rate"]):
@@ -231,6 +256,7 @@ READERS = {
     ),
     "overrides": _override_to_inputs,
     "discounts": _discount_to_inputs,
+    "scheduled_charges": _discount_to_inputs,  # the same shape: product, name, schedule
 }
 
 
@@ -323,8 +349,12 @@ LIST_EDITS: dict[str, tuple[str, str | None]] = {
     "credits": ("add_credits", "archive_credits"),
     "overrides": ("add_overrides", "remove_overrides"),
     "discounts": ("add_discounts", None),
+    "scheduled_charges": ("add_scheduled_charges", "archive_scheduled_charges"),
 }
 GRANT_UPDATES = {"commits": "update_commits", "credits": "update_credits"}
+# A scheduled charge changes in place only in its schedule's items (update_scheduled_charges, SDK
+# ContractEditParams.UpdateScheduledCharge: `invoice_schedule` add/remove/update items).
+CHARGE_UPDATES = {"scheduled_charges": "update_scheduled_charges"}
 # Grant fields /v2/contracts/edit changes in place (update_commits / update_credits, SDK
 # ContractEditParams.UpdateCommit / UpdateCredit); schedules change item by item. A difference anywhere
 # else can only be carried by a new grant: archive the live one, add the declared one.
@@ -339,8 +369,6 @@ GRANT_UPDATABLE = (
     "applicable_product_tags",
 )
 SCHEDULE_TIME = {"access_schedule": "starting_at", "invoice_schedule": "timestamp"}
-# Terms whose drop and re-add moves money: a commit is invoiced again, a credit granted again.
-MONEY_TERMS = ("commits", "credits")
 
 
 @dataclasses.dataclass
@@ -371,12 +399,44 @@ def _counterpart(have: list[dict[str, Any]], want: dict[str, Any]) -> dict[str, 
     return hit
 
 
+def _schedule_change(
+    raw_schedule: dict[str, Any] | None, old: dict[str, Any], new: dict[str, Any], time_key: str, live: bool
+) -> dict[str, Any] | None:
+    """The add/remove/update_schedule_items change turning schedule `old` into `new` item by item; None
+    when something besides the items differs. `raw_schedule` is the live one (its item ids); without it
+    (`live` false: planning against recorded state) the changed items are named but carry no ids."""
+    rest = {k for k in set(old) | set(new) if k != "schedule_items"}
+    if not old or any(normalize(old.get(k)) != normalize(new.get(k)) for k in rest):
+        return None
+    if not live:
+        return {"update_schedule_items": new.get("schedule_items") or []}
+    if not raw_schedule:
+        return None
+    live_items_ = sorted(raw_schedule.get("schedule_items") or [], key=lambda i: normalize(i.get(time_key)))
+    want_items = sorted(new.get("schedule_items") or [], key=lambda i: normalize(i.get(time_key)))
+    updates, adds = [], []
+    for i, item in enumerate(want_items):
+        if i >= len(live_items_):
+            adds.append(item)
+        elif normalize(project(live_items_[i], item)) != normalize(item):
+            updates.append({"id": live_items_[i]["id"], **item})
+    removes = [{"id": i["id"]} for i in live_items_[len(want_items) :]]
+    schedule: dict[str, Any] = {}
+    for name, items in (
+        ("update_schedule_items", updates),
+        ("add_schedule_items", adds),
+        ("remove_schedule_items", removes),
+    ):
+        if items:
+            schedule[name] = items
+    return schedule
+
+
 def _grant_update(
-    raw: dict[str, Any] | None, field: str, have: dict[str, Any], want: dict[str, Any]
+    raw: dict[str, Any] | None, field: str, have: dict[str, Any], want: dict[str, Any], live: bool
 ) -> dict[str, Any] | None:
     """The update_commits/update_credits entry turning grant `have` into `want`; None when something
-    differs that only a new grant can carry. `raw` is the live grant (its schedule item ids); without it
-    (planning against recorded state) schedule item changes are named but carry no ids."""
+    differs that only a new grant can carry. `raw` is the live grant (its schedule item ids)."""
     id_field = "commit_id" if field == "commits" else "credit_id"
     change: dict[str, Any] = {id_field: (raw or {}).get("id") or have.get("_id")}
     for key in set(strip_ids(have)) | set(want):
@@ -391,34 +451,28 @@ def _grant_update(
         old, new = strip_ids(have.get(key) or {}), want.get(key) or {}
         if normalize(old) == normalize(new):
             continue
-        rest = {k for k in set(old) | set(new) if k != "schedule_items"}
-        if not old or any(normalize(old.get(k)) != normalize(new.get(k)) for k in rest):
+        schedule = _schedule_change((raw or {}).get(key), old, new, time_key, live)
+        if schedule is None:
             return None
-        if raw is None:
-            change[key] = {"update_schedule_items": new.get("schedule_items") or []}
-            continue
-        if not raw.get(key):
-            return None
-        live_items_ = sorted(raw[key].get("schedule_items") or [], key=lambda i: normalize(i.get(time_key)))
-        want_items = sorted(new.get("schedule_items") or [], key=lambda i: normalize(i.get(time_key)))
-        updates, adds = [], []
-        for i, item in enumerate(want_items):
-            if i >= len(live_items_):
-                adds.append(item)
-            elif normalize(project(live_items_[i], item)) != normalize(item):
-                updates.append({"id": live_items_[i]["id"], **item})
-        removes = [{"id": i["id"]} for i in live_items_[len(want_items) :]]
-        schedule: dict[str, Any] = {}
-        for name, items in (
-            ("update_schedule_items", updates),
-            ("add_schedule_items", adds),
-            ("remove_schedule_items", removes),
-        ):
-            if items:
-                schedule[name] = items
         if schedule:
             change[key] = schedule
     return change if len(change) > 1 else None
+
+
+def _charge_update(
+    raw: dict[str, Any] | None, have: dict[str, Any], want: dict[str, Any], live: bool
+) -> dict[str, Any] | None:
+    """The update_scheduled_charges entry turning charge `have` into `want` (only its schedule's items
+    can change in place; a recurring schedule is expanded by Metronome: changed only by a new charge)."""
+    if any(normalize(have.get(k)) != normalize(want.get(k)) for k in ("product_id", "name")):
+        return None
+    old, new = strip_ids(have.get("schedule") or {}), want.get("schedule") or {}
+    if old.get("recurring_schedule") or new.get("recurring_schedule"):
+        return None
+    schedule = _schedule_change((raw or {}).get("schedule"), old, new, "timestamp", live)
+    if not schedule:
+        return None
+    return {"scheduled_charge_id": (raw or {}).get("id") or have.get("_id"), "invoice_schedule": schedule}
 
 
 def plan_terms(have: dict[str, Any], want: dict[str, Any], raw: dict[str, Any] | None = None) -> TermsPlan:
@@ -436,17 +490,20 @@ def plan_terms(have: dict[str, Any], want: dict[str, Any], raw: dict[str, Any] |
                 unmatched.append(item)
             else:
                 remaining.remove(hit)
-        if name in GRANT_UPDATES:
+        if name in GRANT_UPDATES or name in CHARGE_UPDATES:
             for item in list(unmatched):
                 hit = _counterpart(remaining, item)
                 if hit is None:
                     continue
-                raw_grant = next(
+                raw_item = next(
                     (g for g in (raw or {}).get(name) or [] if g.get("id") == hit.get("_id")), None
                 )
-                if raw is not None and raw_grant is None:
+                if raw is not None and raw_item is None:
                     continue
-                change = _grant_update(raw_grant, name, hit, item)
+                if name in GRANT_UPDATES:
+                    change = _grant_update(raw_item, name, hit, item, raw is not None)
+                else:
+                    change = _charge_update(raw_item, hit, item, raw is not None)
                 if change is not None:
                     plan.updates.setdefault(name, []).append(change)
                     remaining.remove(hit)
@@ -471,7 +528,7 @@ def edit_changes(plan: TermsPlan) -> tuple[dict[str, Any], list[str]]:
             else:
                 edit[drop_key] = [{"id": h["_id"]} for h in plan.drops[name] if h.get("_id")]
         if plan.updates.get(name):
-            edit[GRANT_UPDATES[name]] = plan.updates[name]
+            edit[{**GRANT_UPDATES, **CHARGE_UPDATES}[name]] = plan.updates[name]
     return edit, cannot
 
 
@@ -479,8 +536,8 @@ def amend_changes(plan: TermsPlan) -> tuple[dict[str, Any], list[str]]:
     """The /v1/contracts/amend body keys carrying `plan`, and what an amendment cannot do.
 
     An amendment (SDK `contracts.amend`: commits, credits, overrides, discounts, scheduled charges,
-    custom fields...) only adds terms: it cannot archive a commit or credit, remove an override or
-    change a grant in place."""
+    custom fields...) only adds terms: it cannot archive a commit, credit or charge, remove an override
+    or change one in place."""
     body: dict[str, Any] = {}
     cannot = []
     for name in LIST_EDITS:
@@ -502,86 +559,3 @@ def describe_items(items: list[dict[str, Any]]) -> str:
 def describe_item(item: dict[str, Any]) -> str:
     what = f"'{item['name']}'" if item.get("name") else "unnamed"
     return f"{what} on product {item.get('product_id')}"
-
-
-def _schedule_total(schedule: dict[str, Any] | None) -> float | None:
-    if not schedule:
-        return None
-    items = schedule.get("schedule_items") or []
-    recurring = schedule.get("recurring_schedule") or {}
-    total = 0.0
-    for item in items:
-        amount = item.get("amount")
-        if amount is None and item.get("unit_price") is not None:
-            amount = float(item["unit_price"]) * float(item.get("quantity") or 1)
-        total += float(amount or 0)
-    if recurring:
-        amount = recurring.get("amount")
-        if amount is None and recurring.get("unit_price") is not None:
-            amount = float(recurring["unit_price"]) * float(recurring.get("quantity") or 1)
-        total += float(amount or 0)
-    return total if items or recurring else None
-
-
-def money_of(item: dict[str, Any]) -> tuple[float, str]:
-    """What adding `item` moves: a commit's invoiced total (its access total when it has no invoice
-    schedule), a credit's granted total."""
-    invoiced = _schedule_total(item.get("invoice_schedule"))
-    if invoiced is not None:
-        return invoiced, "invoiced"
-    access = _schedule_total(item.get("access_schedule")) or 0.0
-    return access, ("granted" if "type" not in item else "invoiced")
-
-
-def _window(item: dict[str, Any]) -> tuple[Any, Any] | None:
-    """The span of a grant's access schedule (None when it cannot be told, e.g. a preview unknown)."""
-    try:
-        items = (item.get("access_schedule") or {}).get("schedule_items") or []
-        return min(instant(i["starting_at"]) for i in items), max(instant(i["ending_before"]) for i in items)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _same_grant(dropped: dict[str, Any], added: dict[str, Any]) -> bool:
-    """`added` stands for `dropped` again: the same name; or, unless both are named (two distinct grants),
-    the same product or type over an overlapping access period. (Last year's commit dropped and next
-    year's added is a renewal, not a re-add.)"""
-    if dropped.get("name") and added.get("name"):
-        return normalize(dropped["name"]) == normalize(added["name"])
-    if dropped.get("type") != added.get("type") and dropped.get("product_id") != added.get("product_id"):
-        return False
-    a, b = _window(dropped), _window(added)
-    return a is None or b is None or (a[0] < b[1] and b[0] < a[1])
-
-
-def reinvoiced(plan: TermsPlan) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(field, dropped live item, added item) for each commit or credit the plan would drop and add
-    again: the customer would be invoiced (or granted) the added one's amount a second time. Pure
-    additions, pure removals and renewals (another grant, another period) are not re-adds."""
-    out = []
-    for name in MONEY_TERMS:
-        dropped = list(plan.drops.get(name) or [])
-        for added in plan.adds.get(name) or []:
-            hit = next((d for d in dropped if _same_grant(d, added)), None)
-            if hit is not None:
-                dropped.remove(hit)
-                out.append((name, hit, added))
-    return out
-
-
-def reinvoice_refused(label: str, pairs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
-    parts = []
-    for name, dropped, added in pairs:
-        amount, verb = money_of(added)
-        what = name[:-1]
-        parts.append(
-            f"{what} {describe_item(dropped)} would be archived and {describe_item(added)} added in its "
-            f"place: {amount:g} {verb} again"
-        )
-    return (
-        f"{label}: this change would drop and re-add {len(pairs)} commit(s)/credit(s), re-invoicing the "
-        f"customer: {'; '.join(parts)}. Metronome cannot make this change in place. To fix: revert the "
-        "change (a renamed product keeps its object with previous_names; give the commit a name so a "
-        "replaced product can be updated in place), or set allow_reinvoice: true on the contract if a new "
-        "commit/credit is meant"
-    )

@@ -247,6 +247,16 @@ def compute_diff(
     )
 
 
+def without_empty(value: Any) -> Any:
+    """`value` with None, empty lists and empty maps dropped at every level (what a read-back echoes for
+    fields nobody set)."""
+    if isinstance(value, dict):
+        return {k: without_empty(v) for k, v in value.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [without_empty(v) for v in value]
+    return value
+
+
 def describe(value: Any) -> str:
     return json.dumps(normalize(value), sort_keys=True, default=str) if value is not None else "(none)"
 

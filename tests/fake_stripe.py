@@ -1,8 +1,8 @@
 """A local Stripe for tests: localstripe for customers, plus a small server for what localstripe lacks.
 
 localstripe (`python -m localstripe`) implements customers, but not Billing Meters, meter events and their
-summaries, metered prices with meters, credit grants or `/v1/account`. `FakeStripe` runs localstripe as a
-subprocess and, in front of it,
+summaries, metered prices with meters, credit grants, billing alerts or `/v1/account`. `FakeStripe` runs
+localstripe as a subprocess and, in front of it,
 an HTTP server (a thread of the test process) that answers those in Stripe's documented shapes
 (`{"object": "list", "data": [...], "has_more": ..., "url": ...}`, `starting_after` paging, `expand`)
 and forwards everything else to localstripe. Point the `stripe` library at `FakeStripe.api_base`.
@@ -93,6 +93,7 @@ class FakeStripe:
         self.prices: dict[str, dict] = {}
         self.subscriptions: dict[str, dict] = {}
         self.credit_grants: dict[str, dict] = {}
+        self.alerts: dict[str, dict] = {}  # billing alerts (usage and credit balance thresholds)
         self.grant_used: dict[str, int] = {}  # cents of each grant already consumed
         self.meter_events: list[dict] = []  # accepted POST /v1/billing/meter_events, in arrival order
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
@@ -212,6 +213,8 @@ class FakeStripe:
         usage_type: str = "metered",
         nickname: str | None = None,
         lookup_key: str | None = None,
+        interval: str = "month",
+        interval_count: int = 1,
     ) -> dict:
         if unit_amount is not None and unit_amount_decimal is None:
             unit_amount_decimal = str(unit_amount)
@@ -229,8 +232,8 @@ class FakeStripe:
             "product": product,
             "recurring": {
                 "aggregate_usage": None,
-                "interval": "month",
-                "interval_count": 1,
+                "interval": interval,
+                "interval_count": interval_count,
                 "meter": meter,
                 "usage_type": usage_type,
             },
@@ -257,8 +260,13 @@ class FakeStripe:
         return price
 
     def add_subscription(
-        self, customer: str, price_ids: list[str], collection_method: str = "charge_automatically"
+        self,
+        customer: str,
+        price_ids: list[str],
+        collection_method: str = "charge_automatically",
+        quantities: dict[str, int] | None = None,
     ) -> dict:
+        """A subscription; an item on a licensed price has a quantity (1 unless `quantities` says)."""
         sub_id = new_id("sub")
         items = [
             {
@@ -266,6 +274,11 @@ class FakeStripe:
                 "object": "subscription_item",
                 "price": self.prices[p],
                 "subscription": sub_id,
+                **(
+                    {"quantity": (quantities or {}).get(p, 1)}
+                    if self.prices[p]["recurring"]["usage_type"] == "licensed"
+                    else {}
+                ),
             }
             for p in price_ids
         ]
@@ -324,6 +337,49 @@ class FakeStripe:
         self.credit_grants[grant["id"]] = grant
         self.grant_used[grant["id"]] = used
         return grant
+
+    def add_alert(
+        self,
+        title: str,
+        *,
+        meter: str | None = None,
+        gte: int | None = None,
+        customer: str | None = None,
+        credit_below: int | None = None,
+        currency: str = "usd",
+        status: str = "active",
+    ) -> dict:
+        """A billing alert: a usage threshold on `meter` (`gte`), or a customer's credit balance threshold
+        (`credit_below`, cents), in Stripe's shape (`billing.Alert`: `alert_type` and the object of that
+        name; the credit balance kind as Stripe's API reference and stripe-java's
+        Alert.CreditBalanceThreshold have it)."""
+        filters = [{"type": "customer", "customer": customer}] if customer else None
+        alert: dict[str, Any] = {
+            "id": new_id("alrt"),
+            "object": "billing.alert",
+            "livemode": False,
+            "status": status,
+            "title": title,
+        }
+        if meter is not None:
+            alert["alert_type"] = "usage_threshold"
+            alert["usage_threshold"] = {
+                "filters": filters,
+                "gte": gte,
+                "meter": meter,
+                "recurrence": "one_time",
+            }
+        else:
+            alert["alert_type"] = "credit_balance_threshold"
+            alert["credit_balance_threshold"] = {
+                "filters": filters,
+                "lte": {
+                    "balance_type": "monetary",
+                    "monetary": {"currency": currency, "value": credit_below},
+                },
+            }
+        self.alerts[alert["id"]] = alert
+        return alert
 
     def credit_balance_summary(self, query: dict[str, str]) -> dict:
         """GET /v1/billing/credit_balance_summary for one grant (filter[type]=credit_grant)."""
@@ -442,6 +498,7 @@ class FakeStripe:
         """(path prefix, filter, collection) for the collections served here rather than by localstripe."""
         return [
             ("/v1/billing/meters", None, self.meters),
+            ("/v1/billing/alerts", None, self.alerts),
             ("/v1/billing/credit_grants", _filter_on("customer"), self.credit_grants),
             ("/v1/prices", _filter_prices, self.prices),
             ("/v1/products", None, self.products),

@@ -36,8 +36,10 @@ def test_dev_stack_shape() -> None:
     assert product.quantity_conversion.operation == "DIVIDE"
     assert product.quantity_conversion.conversion_factor == 1_000_000
     assert any(r.rate_type == "TIERED" and r.tiers for r in s.rate_card("standard").rates)
-    assert len(s.environment.customers) == 3
-    assert all(c.ingest_aliases and c.stripe_customer_id for c in s.environment.customers)
+    assert len(s.environment.customers) == 4
+    assert all(c.ingest_aliases for c in s.environment.customers)
+    # Stripe-billed customers, and a self-serve sign-up (made from the package) not in Stripe yet.
+    assert [c.name for c in s.environment.customers if not c.stripe_customer_id] == ["piedpiper"]
     assert s.environment.stripe is not None and s.environment.stripe.go_live is False
     commits = [c for k in s.environment.contracts for c in k.commits or []]
     assert any(c.type == "PREPAID" for c in commits)
@@ -411,7 +413,7 @@ def test_customer_alert_is_checked_where_it_sits(tmp_path: Path) -> None:
 
 # -- rates: what Metronome accepts in a rate (issue 10 item 5, issue 11 item 5) -----------------------
 
-PLATFORM_FEE_PRODUCT = "  - name: platform_fee\n    type: SUBSCRIPTION\n\n"
+SEAT_PRODUCT = "  - name: seat_fee\n    type: SUBSCRIPTION\n\n"
 
 
 def _with_rate(tmp_path: Path, rate: str, product: str = "") -> Path:
@@ -469,7 +471,7 @@ def test_rate_values_refused_with_their_line(
     assert len(err.problems) == 1, str(err)
 
 
-FEE = '      - product: platform_fee\n        starting_at: "2026-01-01T00:00:00Z"\n'
+FEE = '      - product: seat_fee\n        starting_at: "2026-01-01T00:00:00Z"\n'
 
 
 @pytest.mark.parametrize(
@@ -478,8 +480,8 @@ FEE = '      - product: platform_fee\n        starting_at: "2026-01-01T00:00:00Z
         # billing_frequency: "Required for subscription type products with Flat rate" (rate_add_many_params)
         (
             FEE + "        rate_type: FLAT\n        price: 10000\n",
-            "rates[6].billing_frequency",
-            "- product: platform_fee",
+            "rates[7].billing_frequency",
+            "- product: seat_fee",
             "billing_frequency",
             ("price: 10000\n", "price: 10000\n        billing_frequency: MONTHLY\n"),
         ),
@@ -487,7 +489,7 @@ FEE = '      - product: platform_fee\n        starting_at: "2026-01-01T00:00:00Z
         (
             FEE + "        rate_type: SUBSCRIPTION\n        price: 10000\n        quantity: 1\n"
             "        is_prorated: false\n",
-            "rates[6].is_prorated",
+            "rates[7].is_prorated",
             "is_prorated: false",
             "true",
             ("is_prorated: false", "is_prorated: true"),
@@ -497,13 +499,13 @@ FEE = '      - product: platform_fee\n        starting_at: "2026-01-01T00:00:00Z
 def test_subscription_rate_rules(
     tmp_path: Path, rate: str, field: str, needle: str, words: str, fixed: tuple[str, str]
 ) -> None:
-    d = _with_rate(tmp_path, rate, PLATFORM_FEE_PRODUCT)
+    d = _with_rate(tmp_path, rate, SEAT_PRODUCT)
     err = _one_problem(d)
     _assert_problem(
         err, "catalog.yaml", "rate card 'standard'", field, _line_of(d / "catalog.yaml", needle), words
     )
     assert len(err.problems) == 1, str(err)
-    load_stack(_with_rate(tmp_path / "fixed", rate.replace(*fixed), PLATFORM_FEE_PRODUCT))
+    load_stack(_with_rate(tmp_path / "fixed", rate.replace(*fixed), SEAT_PRODUCT))
 
 
 def test_one_rule_for_times_only_product_updates_on_the_hour(tmp_path: Path) -> None:

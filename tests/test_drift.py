@@ -252,3 +252,33 @@ def test_packages_alerts_and_notifications_drift(
     assert 'policy.offset: desired "-P7D", live "-P3D"' in out
     assert "- alert 'acme.spend_over_5000': missing live" in out
     assert "+ package" in out  # the hand-made package is not in the catalog
+
+
+def test_a_payment_gated_threshold_reminds_of_the_webhooks(
+    deployed: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A contract declaring prepaid auto-recharge gated on a Stripe payment: drift (in sync or not) says
+    which, and where the dashboard webhook checklist is (the API cannot show webhooks)."""
+    emulator, stack_dir, engine = deployed
+    env = stack_dir / "environment.yaml"
+    gated = (
+        "    prepaid_balance_threshold_configuration:\n"
+        "      commit: {product: prepaid_commit}\n"
+        "      is_enabled: true\n"
+        "      payment_gate_config: {payment_gate_type: STRIPE, stripe_config: {payment_type: INVOICE}}\n"
+        "      threshold_amount: 1000\n"
+        "      recharge_to_amount: 10000\n"
+    )
+    text = env.read_text()
+    env.write_text(text.replace("  - name: globex_2026\n", "  - name: globex_2026\n" + gated, 1))
+    engine.up(load_stack(stack_dir))
+    assert drift(emulator, stack_dir, monkeypatch) == 0
+    out = capsys.readouterr().out
+    assert (
+        "warning: contract 'globex_2026' declares payment-gated prepaid_balance_threshold_configuration"
+        in out
+    )
+    assert "docs/stripe-migration.md, section 5" in out and "in sync" in out
+    assert drift(emulator, stack_dir, monkeypatch, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["warnings"]) == 1 and "(STRIPE)" in report["warnings"][0]

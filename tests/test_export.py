@@ -138,6 +138,12 @@ def test_round_trip_of_the_dev_stack(
     }
     card = exported.rate_card("standard")
     assert any(r.rate_type == "TIERED" and r.tiers for r in card.rates)
+    # The platform fee's subscription, and the contract made from the package (named by its catalog name).
+    contracts = {k.name: k for k in exported.environment.contracts}
+    (fee,) = contracts["acme_2026"].subscriptions
+    assert fee["subscription_rate"] == {"product": "platform_fee", "billing_frequency": "MONTHLY"}
+    signup = contracts["piedpiper_self_serve"]
+    assert signup.package == "self_serve" and signup.rate_card is None and not signup.credits
     # Packages, alerts (account-wide, and the customer's under it) and notifications come back too.
     assert [p.name for p in exported.catalog.packages] == ["self_serve"]
     assert exported.catalog.packages[0].rate_card == "standard"
@@ -324,3 +330,82 @@ def test_rate_card_with_active_rates_on_an_archived_product_is_left_out_not_cut_
     stack = load_stack(out)
     assert not stack.catalog.rate_cards and not stack.environment.contracts
     assert [c.adopt["id"] for c in stack.environment.customers] == [ids["customer"]]
+
+
+def test_a_contract_with_subscriptions_and_recurring_grants_round_trips(
+    fresh_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A seat subscription with a recurring credit per seat, a scheduled charge and a prepaid
+    auto-recharge made by hand: exported (the grant names the subscription by a temporary id), adopted
+    without a create, and nothing to change."""
+    emulator = fresh_emulator
+    ids = _make_account(emulator)
+    c = emulator.client()
+    seats = c.v1.contracts.products.create(name="Seats", type="SUBSCRIPTION").data.id
+    c.v1.contracts.rate_cards.rates.add(
+        rate_card_id=ids["card"],
+        product_id=seats,
+        starting_at="2026-01-01T00:00:00Z",
+        entitled=True,
+        rate_type="FLAT",
+        price=1500,
+        billing_frequency="MONTHLY",
+    )
+    start = "2026-01-01T00:00:00Z"
+    c.v1.contracts.create(
+        customer_id=ids["customer"],
+        rate_card_id=ids["card"],
+        starting_at=start,
+        name="Seats deal",
+        subscriptions=[
+            {
+                "temporary_id": "seats",
+                "collection_schedule": "ADVANCE",
+                "proration": {"is_prorated": True},
+                "subscription_rate": {"billing_frequency": "MONTHLY", "product_id": seats},
+                "initial_quantity": 12,
+            }
+        ],
+        recurring_credits=[
+            {
+                "product_id": ids["fixed"],
+                "access_amount": {"unit_price": 100},
+                "commit_duration": {"value": 1},
+                "priority": 1,
+                "starting_at": start,
+                "subscription_config": {
+                    "subscription_id": "seats",
+                    "apply_seat_increase_config": {"is_prorated": True},
+                },
+            }
+        ],
+        scheduled_charges=[
+            {
+                "product_id": ids["fixed"],
+                "name": "setup",
+                "schedule": {"schedule_items": [{"timestamp": start, "amount": 900}]},
+            }
+        ],
+        prepaid_balance_threshold_configuration={
+            "commit": {"product_id": ids["fixed"]},
+            "is_enabled": True,
+            "payment_gate_config": {"payment_gate_type": "NONE"},
+            "threshold_amount": 100,
+            "recharge_to_amount": 1000,
+        },
+    )
+    out = tmp_path / "exported"
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", emulator.token)
+    assert main(["export", "--out", str(out), "--base-url", emulator.base_url]) == 0, capsys.readouterr().err
+    stack = load_stack(out)
+    deal = next(k for k in stack.environment.contracts if k.display_name == "Seats deal")
+    (sub,) = deal.subscriptions
+    assert sub["initial_quantity"] == 12 and sub["subscription_rate"]["billing_frequency"] == "MONTHLY"
+    assert deal.recurring_credits[0]["subscription_config"]["subscription_id"] == sub["temporary_id"]
+    assert deal.scheduled_charges[0]["name"] == "setup" and deal.prepaid_balance_threshold_configuration
+
+    before = _creates(emulator)
+    engine = engine_for(emulator, out.name)
+    engine.up(stack)
+    assert _creates(emulator) == before
+    assert set(summary(engine.plan(load_stack(out)))) == {"same"}

@@ -83,6 +83,7 @@ def test_references_are_wired_by_output(mocks: RecordingMocks) -> None:
     assert {rate["product_id"] for rate in card["rates"]} == {
         "input_tokens_product-id",
         "output_tokens_product-id",
+        "platform_fee-id",
     }
     tiered = next(rate for rate in card["rates"] if rate["rate_type"] == "TIERED")
     assert tiered["tiers"][0]["size"] == 1000
@@ -95,6 +96,16 @@ def test_references_are_wired_by_output(mocks: RecordingMocks) -> None:
     assert contract["rate_card_id"] == "standard-id"
     assert contract["commits"][0]["product_id"] == "prepaid_commit-id"
     assert contract["net_payment_terms_days"] == 30  # from settings
+    assert contract["subscriptions"][0]["subscription_rate"] == {
+        "product_id": "platform_fee-id",
+        "billing_frequency": "MONTHLY",
+    }
+    # Made from the package by its alias: nothing but the customer, the start and the package.
+    signup = r[(T + "Contract", "piedpiper_self_serve")]
+    assert signup["package_alias"] == "self-serve" and signup["package"] == "self-serve"
+    assert not {"rate_card_id", "net_payment_terms_days", "name"} & {
+        k for k, v in signup.items() if v is not None
+    }
 
 
 def test_identity_input_is_project_stack_name(mocks: RecordingMocks) -> None:

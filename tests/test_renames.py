@@ -63,7 +63,8 @@ def _rename_environment(e: dict[str, Any]) -> None:
     _rename(e["customers"], "acme", "acme_corp")
     _rename(e["contracts"], "acme_2026", "acme_agreement_2026")
     for k in e["contracts"]:
-        k["rate_card"] = "list_2026" if k["rate_card"] == "standard" else k["rate_card"]
+        if k.get("rate_card") == "standard":  # (a contract made from a package names none)
+            k["rate_card"] = "list_2026"
         k["customer"] = "acme_corp" if k["customer"] == "acme" else k["customer"]
         for commit in k.get("commits") or []:
             if commit.get("product") == "prepaid_commit":

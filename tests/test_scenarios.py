@@ -235,7 +235,7 @@ def test_rate_added_rate_removed_tier_added(world: World) -> None:
     assert past[small_us].rate.price == 200  # ended, not rewritten: the past still bills it
     assert [t.price for t in future[tiered].rate.tiers] == [1500, 1200, 1000]
     assert [t.price for t in past[tiered].rate.tiers] == [1500, 1200]
-    assert len(future) == 6
+    assert len(future) == 7  # the six token rates and the platform fee
 
     # Putting the removed rate back re-activates it from now on.
     world.catalog(
@@ -725,12 +725,13 @@ def test_up_under_faults_adds_objects_once(tmp_path: Path, fresh_emulator: Any) 
     assert tagged(client.v1.contracts.products.list()) == [
         "input_tokens_product",
         "output_tokens_product",
+        "platform_fee",
         "prepaid_commit",
         "requests_product",
     ]
     assert tagged(client.v1.contracts.rate_cards.list()) == ["enterprise", "standard"]
     assert tagged(client.v1.customers.list()) == sorted(
-        ["acme", "globex", "initech", "hooli0", "hooli1", "hooli2"]
+        ["acme", "globex", "initech", "piedpiper", "hooli0", "hooli1", "hooli2"]
     )
     for n in range(3):
         customer_id = world.id("Customer", f"hooli{n}")
@@ -830,7 +831,10 @@ def test_product_and_its_rates_removed(world: World) -> None:
         {("RateCard", "standard"): ("update", ["rates"]), ("Product", "output_tokens_product"): "delete"}
     )
     assert world.client.v1.contracts.products.retrieve(id=product_id).data.archived_at is not None
-    assert {k[0] for k in world.rates_at(_now_plus(1))} == {world.id("Product", "input_tokens_product")}
+    assert {k[0] for k in world.rates_at(_now_plus(1))} == {
+        world.id("Product", "input_tokens_product"),
+        world.id("Product", "platform_fee"),
+    }
     assert sum(1 for k in world.rates_at(PAST) if k[0] == product_id) == 3
 
 

@@ -32,7 +32,7 @@ def account() -> Iterator[dict]:
             "input_tokens", value_key="tokens", display_name="Input tokens", dimensions=["model", "region"]
         )
         requests_meter = fake.add_meter("api_requests", formula="count", display_name="API requests")
-        fake.add_meter("peak_gpus", formula="max")  # no Metronome equivalent of Stripe's aggregation here
+        peak = fake.add_meter("peak_gpus", formula="max")  # no Metronome equivalent of this aggregation
         tokens_product = fake.add_product("Input tokens")
         requests_product = fake.add_product("API requests")
         per_million = fake.add_price(
@@ -63,7 +63,23 @@ def account() -> Iterator[dict]:
         fake.add_price(
             tokens_product["id"], meter=tokens["id"], currency="eur", unit_amount=280, nickname="euro"
         )
-        fake.add_price(tokens_product["id"], usage_type="licensed", unit_amount=5000, nickname="seat")
+        # Licensed prices: a monthly seat, a yearly platform fee, and one billed every 2 months.
+        seat = fake.add_price(tokens_product["id"], usage_type="licensed", unit_amount=5000, nickname="seat")
+        platform_product = fake.add_product("Platform")
+        platform = fake.add_price(
+            platform_product["id"],
+            usage_type="licensed",
+            unit_amount=120000,
+            nickname="platform",
+            interval="year",
+        )
+        fake.add_price(
+            platform_product["id"],
+            usage_type="licensed",
+            unit_amount=100,
+            nickname="bimonthly",
+            interval_count=2,
+        )
         fake.add_price(
             requests_product["id"],
             meter=requests_meter["id"],
@@ -77,6 +93,19 @@ def account() -> Iterator[dict]:
         for i, cus in enumerate(customers):
             method = "send_invoice" if i == 7 else "charge_automatically"
             fake.add_subscription(cus, [per_million["id"], graduated["id"]], collection_method=method)
+        fake.add_subscription(customers[0], [seat["id"], platform["id"]], quantities={seat["id"]: 3})
+        # Billing alerts: a customer's usage, everyone's usage, a customer's credit balance; and three
+        # that cannot be imported (inactive, an idle customer's, a meter that was not imported).
+        alerts = {
+            "tokens": fake.add_alert(
+                "Big token user", meter=tokens["id"], gte=1000000, customer=customers[0]
+            ),
+            "requests": fake.add_alert("Over 5000 requests", meter=requests_meter["id"], gte=5000),
+            "credit": fake.add_alert("Low credit", customer=customers[1], credit_below=500),
+            "inactive": fake.add_alert("Old", meter=tokens["id"], gte=5, status="inactive"),
+            "idle": fake.add_alert("Idle watch", meter=tokens["id"], gte=1, customer=idle[0]),
+            "gpus": fake.add_alert("GPUs", meter=peak["id"], gte=8),
+        }
         grants = {
             "expiring": fake.add_credit_grant(
                 customers[0],
@@ -94,7 +123,13 @@ def account() -> Iterator[dict]:
             "euro": fake.add_credit_grant(customers[3], 100, currency="eur"),
             "idle": fake.add_credit_grant(idle[0], 100),
         }
-        yield {"fake": fake, "customers": customers, "grants": grants, "per_million": per_million}
+        yield {
+            "fake": fake,
+            "customers": customers,
+            "grants": grants,
+            "per_million": per_million,
+            "alerts": alerts,
+        }
     finally:
         fake.stop()
 
@@ -146,7 +181,7 @@ def test_import_validates_and_maps(imported: dict, account: dict) -> None:
     )
 
     products = {p.name: p for p in stack.catalog.products}
-    assert set(products) == {"input_tokens_per_million", "graduated", "stripe_credit"}
+    assert set(products) == {"input_tokens_per_million", "graduated", "seat", "platform", "stripe_credit"}
     tokens = products["input_tokens_per_million"]
     assert tokens.billable_metric == "input_tokens"
     assert tokens.quantity_conversion.conversion_factor == 1000000
@@ -188,6 +223,48 @@ def test_import_validates_and_maps(imported: dict, account: dict) -> None:
     assert not contracts[by_stripe[account["customers"][3]].name].credits  # EUR
 
 
+def test_licensed_prices_become_subscriptions_and_alerts_become_alerts(imported: dict, account: dict) -> None:
+    """A seat or platform fee: a SUBSCRIPTION product with a FLAT rate billed at the price's interval,
+    and on the customer's contract a subscription with the item's quantity. Billing alerts: a usage
+    threshold on an imported meter, for a customer or for everyone, and a customer's credit balance."""
+    stack = load_stack(imported["out"])
+    products = {p.name: p for p in stack.catalog.products}
+    assert products["seat"].type == "SUBSCRIPTION" and products["platform"].type == "SUBSCRIPTION"
+    rates = {r.product: r for r in stack.catalog.rate_cards[0].rates}
+    assert (rates["seat"].rate_type, rates["seat"].price, rates["seat"].billing_frequency) == (
+        "FLAT",
+        5000,
+        "MONTHLY",
+    )
+    assert (rates["platform"].price, rates["platform"].billing_frequency) == (120000, "ANNUAL")
+    by_stripe = {c.stripe_customer_id: c for c in stack.environment.customers}
+    first = by_stripe[account["customers"][0]]
+    contract = next(k for k in stack.environment.contracts if k.customer == first.name)
+    subs = {s["subscription_rate"]["product"]: s for s in contract.subscriptions}
+    assert subs["seat"]["initial_quantity"] == 3 and subs["platform"]["initial_quantity"] == 1
+    assert subs["seat"]["collection_schedule"] == "ADVANCE" and subs["seat"]["proration"] == {
+        "is_prorated": True
+    }
+    assert subs["platform"]["subscription_rate"]["billing_frequency"] == "ANNUAL"
+    others = [k for k in stack.environment.contracts if k.customer != first.name]
+    assert not any(k.subscriptions for k in others)
+
+    (everyone,) = stack.catalog.alerts
+    assert (everyone.alert_type, everyone.billable_metric, everyone.threshold) == (
+        "usage_threshold_reached",
+        "api_requests",
+        5000,
+    )
+    (tokens,) = first.alerts
+    assert (tokens.alert_type, tokens.billable_metric, tokens.threshold) == (
+        "usage_threshold_reached",
+        "input_tokens",
+        1000000,
+    )
+    (credit,) = by_stripe[account["customers"][1]].alerts
+    assert (credit.alert_type, credit.threshold) == ("low_remaining_contract_credit_balance_reached", 500)
+
+
 def test_import_pages_through_everything(imported: dict) -> None:
     customer_pages = [p for m, p in imported["requests"] if m == "GET" and p == "/v1/customers"]
     subscription_pages = [p for m, p in imported["requests"] if m == "GET" and p == "/v1/subscriptions"]
@@ -219,7 +296,11 @@ def test_import_reports_what_it_could_not_map(
     assert "meter" in out and "aggregation formula 'max' has no Metronome equivalent" in out
     assert "(volume): volume tiers" in out
     assert "(euro): currency EUR" in out
-    assert "(seat): licensed (not usage-based) price" in out
+    assert "(bimonthly): licensed price billed every 2 month(s)" in out
+    alerts = account["alerts"]
+    assert f"billing alert {alerts['inactive']['id']} (Old): status is inactive" in out
+    assert f"billing alert {alerts['idle']['id']} (Idle watch): it watches customer" in out
+    assert f"billing alert {alerts['gpus']['id']} (GPUs): its meter" in out and "was not imported" in out
     assert "(with fee): tiers with a flat fee" in out
     grants = account["grants"]
     assert f"credit grant {grants['voided']['id']}: voided" in out
@@ -228,7 +309,10 @@ def test_import_reports_what_it_could_not_map(
     assert f"credit grant {grants['expired']['id']}: expired at 2026-02-01T00:00:00Z" in out
     assert f"credit grant {grants['used_up']['id']}: fully used in Stripe" in out
     assert "imported the remaining 6000 of 10000 cents granted" in out
-    assert "imported 2 billable metric(s), 3 product(s), 2 rate(s), 250 customer(s), 2 credit(s)" in out
+    assert (
+        "imported 2 billable metric(s), 5 product(s), 4 rate(s), 250 customer(s), 2 credit(s), "
+        "2 subscription(s), 3 alert(s)" in out
+    )
 
 
 def test_invalid_result_is_never_written(account: dict, tmp_path: Path) -> None:
@@ -324,8 +408,9 @@ def test_program_declares_the_imported_stack(imported: dict) -> None:
     run()
     assert seen == {
         "BillableMetric": 2,
-        "Product": 3,
+        "Product": 5,
         "RateCard": 1,
+        "Alert": 3,
         "Customer": N_CUSTOMERS,
         "Contract": N_CUSTOMERS,
         "StripeIntegration": 1,

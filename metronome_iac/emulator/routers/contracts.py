@@ -1,7 +1,8 @@
-"""Contracts: v1 create/get/list/amend/archive/updateEndDate and v2 get/list/edit.
+"""Contracts: v1 create/get/list/amend/archive/updateEndDate and v2 get/list (edits: contract_edits.py).
 
 A contract document keeps its terms in the v2 (flat) shape, a snapshot of the terms at creation (v1
-`initial`), the v1 amendments and the v2 edits. v1 `current` is the terms as they are now.
+`initial`), the v1 amendments and the v2 edits. v1 `current` is the terms as they are now. A contract
+made from a package takes the package's rate card and terms, placed at its start (package_terms.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from metronome_iac.emulator.common import (
     req_ts,
     store_of,
 )
-from metronome_iac.emulator.routers import terms
+from metronome_iac.emulator.routers import package_terms, recurring_terms, terms
 from metronome_iac.emulator.routers.billing_providers import DELIVERY_METHODS
 from metronome_iac.emulator.routers.customers import CONFIG, CREATE_PROVIDERS, config_view
 from metronome_iac.emulator.store import Store, new_id, now_iso
@@ -46,33 +47,25 @@ router = APIRouter()
 KIND = "contract"
 KEY_SCOPE = "contract"
 FREQUENCIES = ("MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY")
-EDIT_FIELDS = {
-    "customer_id",
-    "contract_id",
-    "uniqueness_key",
-    "add_commits",
-    "add_credits",
-    "add_overrides",
-    "add_discounts",
-    "add_scheduled_charges",
-    "update_commits",
-    "update_credits",
-    "archive_commits",
-    "archive_credits",
-    "archive_scheduled_charges",
-    "remove_overrides",
-    "update_contract_end_date",
-    "update_contract_name",
-    "update_net_payment_terms_days",
-    "add_billing_provider_configuration_update",
-    "allow_contract_ending_before_finalized_invoice",
-}
 CREATE_ONLY = ("rate_card_id", "rate_card_alias", "starting_at", "package_id", "package_alias")
 UNIQUENESS_KEY_MAX = 128  # issue 10 item 6, from Metronome's create-a-contract reference (assumed here)
-EDITING_OFF = (
-    "Contract editing is not enabled for this client: use /v1/contracts/amend, or contact Metronome to "
-    "enable contract editing"
-)
+# What an amendment takes (metronome/types/v1/contract_amend_params.py): it adds terms from its start.
+AMEND_FIELDS = {
+    "contract_id",
+    "customer_id",
+    "starting_at",
+    "commits",
+    "credits",
+    "custom_fields",
+    "discounts",
+    "netsuite_sales_order_id",
+    "overrides",
+    "professional_services",
+    "reseller_royalties",
+    "salesforce_opportunity_id",
+    "scheduled_charges",
+    "total_contract_value",
+}
 AMEND_OFF = "Contract amendments are not available once contract editing is enabled: use /v2/contracts/edit"
 
 
@@ -86,7 +79,7 @@ def get_contract(store: Store, customer_id: str, contract_id: str) -> dict[str, 
     return contract
 
 
-def _live_contract(store: Store, body: dict[str, Any]) -> dict[str, Any]:
+def live_contract(store: Store, body: dict[str, Any]) -> dict[str, Any]:
     contract = get_contract(store, req(body, "customer_id"), req(body, "contract_id"))
     return refuse_archived(contract, KIND, "contract_id")
 
@@ -134,7 +127,7 @@ def billing_configuration(store: Store, customer_id: str, value: Any, field: str
     raise bad(f"{field}: customer '{customer_id}' has no {provider} configuration delivered by {method}")
 
 
-def _refuse_second_configuration(contract: dict[str, Any], field: str) -> None:
+def refuse_second_configuration(contract: dict[str, Any], field: str) -> None:
     """Metronome only adds a billing provider configuration to a contract that has none (SDK docstring
     of `add_billing_provider_configuration_update`); one archived on the contract still counts (docs: "A
     new billing_provider_configuration cannot be provisioned on the contract")."""
@@ -159,19 +152,23 @@ def _usage_statement_schedule(body: dict[str, Any], starting_at: str) -> dict[st
         "billing_anchor_date": opt_ts(value, "billing_anchor_date", "usage_statement_schedule.")
         or starting_at,
     }
-    if value.get("day") is not None:
-        out["day"] = enum(
-            value["day"], ("FIRST_OF_MONTH", "CONTRACT_START", "CUSTOM_DATE"), "usage_statement_schedule.day"
-        )
+    # `day` and `invoice_generation_starting_at` shape the statements; a read shows neither
+    # (ContractV2.UsageStatementSchedule: billing_anchor_date, frequency).
+    day = value.get("day")
+    if day is not None:
+        enum(day, ("FIRST_OF_MONTH", "CONTRACT_START", "CUSTOM_DATE"), "usage_statement_schedule.day")
+    if day == "CUSTOM_DATE" and value.get("billing_anchor_date") is None:
+        raise bad("usage_statement_schedule.billing_anchor_date is required when day is CUSTOM_DATE")
+    opt_ts(value, "invoice_generation_starting_at", "usage_statement_schedule.")
     return out
 
 
-def _check_end(starting_at: str, ending_before: str | None, field: str = "ending_before") -> None:
+def check_end(starting_at: str, ending_before: str | None, field: str = "ending_before") -> None:
     if ending_before is not None and parse_ts(ending_before, field) <= parse_ts(starting_at, "starting_at"):
         raise bad(f"{field} must be after starting_at ({starting_at})")
 
 
-def _claim_grant_keys(store: Store, customer_id: str, items: list[dict[str, Any]], field: str) -> None:
+def claim_grant_keys(store: Store, customer_id: str, items: list[dict[str, Any]], field: str) -> None:
     """Commits and credits may carry their own uniqueness keys (409 on reuse)."""
     for i, item in enumerate(items):
         key = item.get("uniqueness_key")
@@ -183,10 +180,16 @@ def _claim_grant_keys(store: Store, customer_id: str, items: list[dict[str, Any]
         store.claim_key(f"grant:{customer_id}", key, item["id"])
 
 
+def terms_view(state: dict[str, Any]) -> dict[str, Any]:
+    """Stored terms as answered: subscriptions with their current and coming quantities."""
+    subs = [recurring_terms.subscription_view(s) for s in state.get("subscriptions") or []]
+    return {**state, "subscriptions": subs}
+
+
 def cwa(contract: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """ContractWithoutAmendments: the v1 `initial` and `current` shape."""
     # usage_filter is a list in v2 but a single optional object in v1: leave it out here.
-    shaped = {k: v for k, v in state.items() if k != "usage_filter"}
+    shaped = {k: v for k, v in terms_view(state).items() if k != "usage_filter"}
     return {**shaped, "created_at": contract["created_at"], "created_by": contract["created_by"]}
 
 
@@ -202,7 +205,7 @@ def v1_view(contract: dict[str, Any]) -> dict[str, Any]:
         "uniqueness_key": contract.get("uniqueness_key"),
         "package_id": contract.get("package_id"),
         "customer_billing_provider_configuration": contract.get("billing_provider_configuration"),
-        "subscriptions": contract["terms"].get("subscriptions") or [],
+        "subscriptions": terms_view(contract["terms"])["subscriptions"],
     }
 
 
@@ -219,7 +222,7 @@ def editing_enabled(request: Request) -> bool:
 
 def v2_view(contract: dict[str, Any], item_limit: int | None = None) -> dict[str, Any]:
     """ContractV2; with `item_limit`, commits and credits past it are left out and `has_more` says so."""
-    terms = dict(contract["terms"])
+    terms = terms_view(contract["terms"])
     has_more = {}
     for field in ("commits", "credits"):
         items = terms.get(field) or []
@@ -250,8 +253,6 @@ async def create(request: Request) -> JSONResponse:
     body = await json_body(request)
     customer_id = req(body, "customer_id")
     starting_at = req_ts(body, "starting_at")
-    ending_before = opt_ts(body, "ending_before")
-    _check_end(starting_at, ending_before)
     key = check_uniqueness_key(body)
     with store.tx():
         get_or_404(store, "customer", customer_id, "customer_id", live=True)
@@ -259,36 +260,14 @@ async def create(request: Request) -> JSONResponse:
             owner = store.key_owner(KEY_SCOPE, key)
             if owner is not None:
                 raise conflict(f"uniqueness_key: '{key}' was already used by contract '{owner}'")
+        if body.get("package_id") is not None or body.get("package_alias") is not None:
+            refuse_beside_package(body)
         package = _package(store, body, starting_at)
-        rate_card_id = resolve_rate_card(store, body, starting_at)
-        if package is not None:
-            rate_card_id = rate_card_id or package.get("rate_card_id")
-        net_terms = opt(body, "net_payment_terms_days", float)
-        state: dict[str, Any] = {
-            "starting_at": starting_at,
-            "ending_before": ending_before,
-            "name": opt(body, "name") or (package or {}).get("contract_name"),
-            "net_payment_terms_days": net_terms,
-            "rate_card_id": rate_card_id,
-            "commits": terms.many(store, body, "commits", "commit"),
-            "credits": terms.many(store, body, "credits", "credit"),
-            "overrides": terms.many(store, body, "overrides", "override"),
-            "discounts": terms.many(store, body, "discounts", "discount"),
-            "scheduled_charges": terms.many(store, body, "scheduled_charges", "scheduled_charge"),
-            "transitions": [],
-            "usage_filter": [],
-            "usage_statement_schedule": _usage_statement_schedule(body, starting_at),
-            "recurring_commits": opt(body, "recurring_commits", list) or [],
-            "recurring_credits": opt(body, "recurring_credits", list) or [],
-            "subscriptions": opt(body, "subscriptions", list) or [],
-        }
-        if body.get("multiplier_override_prioritization") is not None:
-            state["multiplier_override_prioritization"] = enum(
-                body["multiplier_override_prioritization"],
-                ("LOWEST_MULTIPLIER", "EXPLICIT"),
-                "multiplier_override_prioritization",
-            )
         contract_id = new_id()
+        if package is not None:
+            state = package_terms.provision(store, package, starting_at, contract_id)
+        else:
+            state = _terms(store, body, starting_at, contract_id)
         transition = opt(body, "transition", dict)
         if transition is not None:
             from_id = req(transition, "from_contract_id", prefix="transition.")
@@ -302,8 +281,8 @@ async def create(request: Request) -> JSONResponse:
             state["transitions"].append(link)
             previous["terms"]["transitions"].append(link)
             store.update(KIND, previous)
-        _claim_grant_keys(store, customer_id, state["commits"], "commits")
-        _claim_grant_keys(store, customer_id, state["credits"], "credits")
+        claim_grant_keys(store, customer_id, state["commits"], "commits")
+        claim_grant_keys(store, customer_id, state["credits"], "credits")
         now = now_iso()
         contract = {
             "id": contract_id,
@@ -314,7 +293,7 @@ async def create(request: Request) -> JSONResponse:
             "billing_provider_configuration": billing_configuration(
                 store,
                 customer_id,
-                body.get("billing_provider_configuration"),
+                body.get("billing_provider_configuration") or package_terms.billing(package),
                 "billing_provider_configuration",
             ),
             "created_at": now,
@@ -329,6 +308,75 @@ async def create(request: Request) -> JSONResponse:
         if key is not None:
             store.claim_key(KEY_SCOPE, key, contract_id)
     return id_response(contract_id)
+
+
+# What a create with a package may carry (ContractCreateParams.package_id: "only customer_id, starting_at,
+# package_id, uniqueness_key, transition, and custom_fields are allowed"); package_alias instead of the id.
+WITH_PACKAGE = {
+    "customer_id",
+    "starting_at",
+    "package_id",
+    "package_alias",
+    "uniqueness_key",
+    "transition",
+    "custom_fields",
+}
+
+
+def refuse_beside_package(body: dict[str, Any]) -> None:
+    extra = sorted(k for k, v in body.items() if k not in WITH_PACKAGE and v is not None)
+    if extra:
+        raise bad(
+            f"{', '.join(extra)}: not allowed with a package (only customer_id, starting_at, package_id or "
+            "package_alias, uniqueness_key, transition and custom_fields are)"
+        )
+
+
+def _terms(store: Store, body: dict[str, Any], starting_at: str, contract_id: str) -> dict[str, Any]:
+    """The terms of a contract created without a package, checked and in their response shapes."""
+    ending_before = opt_ts(body, "ending_before")
+    check_end(starting_at, ending_before)
+    state: dict[str, Any] = {
+        "starting_at": starting_at,
+        "ending_before": ending_before,
+        "name": opt(body, "name"),
+        "net_payment_terms_days": opt(body, "net_payment_terms_days", float),
+        "rate_card_id": resolve_rate_card(store, body, starting_at),
+        "commits": terms.many(store, body, "commits", "commit"),
+        "credits": terms.many(store, body, "credits", "credit"),
+        "overrides": terms.many(store, body, "overrides", "override"),
+        "discounts": terms.many(store, body, "discounts", "discount"),
+        "scheduled_charges": terms.many(store, body, "scheduled_charges", "scheduled_charge"),
+        "transitions": [],
+        "usage_filter": [],
+        "usage_statement_schedule": _usage_statement_schedule(body, starting_at),
+    }
+    if body.get("multiplier_override_prioritization") is not None:
+        state["multiplier_override_prioritization"] = enum(
+            body["multiplier_override_prioritization"],
+            ("LOWEST_MULTIPLIER", "EXPLICIT"),
+            "multiplier_override_prioritization",
+        )
+    view = {**state, "id": contract_id}
+    raw_subs = opt(body, "subscriptions", list) or []
+    state["subscriptions"] = [
+        recurring_terms.subscription(store, item, f"subscriptions[{i}].", view)
+        for i, item in enumerate(raw_subs)
+    ]
+    temporary = {
+        raw["temporary_id"]: sub["id"]
+        for raw, sub in zip(raw_subs, state["subscriptions"], strict=True)
+        if isinstance(raw, dict) and raw.get("temporary_id")
+    }
+    for field, commit in (("recurring_commits", True), ("recurring_credits", False)):
+        state[field] = [
+            recurring_terms.recurring(store, item, f"{field}[{i}].", view, temporary, commit)
+            for i, item in enumerate(opt(body, field, list) or [])
+        ]
+    for field in recurring_terms.THRESHOLD_AMOUNTS:
+        if body.get(field) is not None:
+            state[field] = recurring_terms.threshold_configuration(store, body[field], field)
+    return state
 
 
 def _package(store: Store, body: dict[str, Any], starting_at: str) -> dict[str, Any] | None:
@@ -396,9 +444,12 @@ async def amend(request: Request) -> JSONResponse:
     if editing_enabled(request):
         raise bad(AMEND_OFF)
     refuse_frozen(body, (*CREATE_ONLY[:2], "ending_before", "uniqueness_key"), "by an amendment")
+    unknown = sorted(set(body) - AMEND_FIELDS)
+    if unknown:
+        raise bad(f"{', '.join(unknown)}: not accepted by /v1/contracts/amend")
     starting_at = req_ts(body, "starting_at")
     with store.tx():
-        contract = _live_contract(store, body)
+        contract = live_contract(store, body)
         amendment = {
             "id": new_id(),
             "starting_at": starting_at,
@@ -410,8 +461,8 @@ async def amend(request: Request) -> JSONResponse:
             "discounts": terms.many(store, body, "discounts", "discount"),
             "scheduled_charges": terms.many(store, body, "scheduled_charges", "scheduled_charge"),
         }
-        _claim_grant_keys(store, contract["customer_id"], amendment["commits"], "commits")
-        _claim_grant_keys(store, contract["customer_id"], amendment["credits"], "credits")
+        claim_grant_keys(store, contract["customer_id"], amendment["commits"], "commits")
+        claim_grant_keys(store, contract["customer_id"], amendment["credits"], "credits")
         for field in ("commits", "credits", "overrides", "discounts", "scheduled_charges"):
             contract["terms"][field].extend(amendment[field])
         if body.get("custom_fields") is not None:
@@ -443,8 +494,8 @@ async def update_end_date(request: Request) -> JSONResponse:
     body = await json_body(request)
     ending_before = opt_ts(body, "ending_before")
     with store.tx():
-        contract = _live_contract(store, body)
-        _check_end(contract["terms"]["starting_at"], ending_before)
+        contract = live_contract(store, body)
+        check_end(contract["terms"]["starting_at"], ending_before)
         contract["terms"]["ending_before"] = ending_before
         store.update(KIND, contract)
     return id_response(contract["id"])
@@ -467,165 +518,3 @@ async def list_v2(request: Request) -> JSONResponse:
     items, nxt = _list(store, await json_body(request))
     limit = request.app.state.settings.contract_item_limit
     return JSONResponse({"data": [v2_view(c, limit) for c in items], "cursor": nxt})
-
-
-def _ref(ref: Any, field: str) -> Any:
-    """The `id` of an `{id}` reference (archive_commits, remove_overrides, schedule item changes...)."""
-    check_type(ref, dict, field)
-    return ref.get("id")
-
-
-def _find(items: list[dict[str, Any]], item_id: Any, field: str) -> dict[str, Any]:
-    for item in items:
-        if item["id"] == item_id:
-            return item
-    raise bad(f"{field}: '{item_id}' is not on this contract")
-
-
-def _update_schedule(store: Store, schedule: dict[str, Any], change: Any, field: str, access: bool) -> None:
-    """add/remove/update schedule items of an access or invoice schedule."""
-    check_type(change, dict, field)
-    items = schedule.setdefault("schedule_items", [])
-    for i, item in enumerate(opt(change, "add_schedule_items", list) or []):
-        prefix = f"{field}.add_schedule_items[{i}]."
-        items.append(terms.access_item(item, prefix) if access else terms.invoice_item(item, prefix))
-    for i, item in enumerate(opt(change, "remove_schedule_items", list) or []):
-        target = _find(
-            items, _ref(item, f"{field}.remove_schedule_items[{i}]"), f"{field}.remove_schedule_items[{i}].id"
-        )
-        items.remove(target)
-    for i, item in enumerate(opt(change, "update_schedule_items", list) or []):
-        prefix = f"{field}.update_schedule_items[{i}]."
-        target = _find(items, _ref(item, prefix.rstrip(".")), prefix + "id")
-        merged = {**target, **{k: v for k, v in item.items() if v is not None}}
-        if not access and ("unit_price" in item or "quantity" in item) and "amount" not in item:
-            merged.pop("amount")  # recomputed from unit_price x quantity
-        elif not access and "amount" in item and "unit_price" not in item and "quantity" not in item:
-            merged.pop("unit_price", None)  # a new amount alone: unit price = amount, quantity 1
-            merged.pop("quantity", None)
-        checked = terms.access_item(merged, prefix) if access else terms.invoice_item(merged, prefix)
-        target.update(checked)
-
-
-def _update_grant(store: Store, grant: dict[str, Any], change: dict[str, Any], prefix: str) -> None:
-    for f in ("name", "description", "netsuite_sales_order_id"):
-        if f in change:
-            grant[f] = opt(change, f, str, prefix)
-    if "priority" in change:
-        grant["priority"] = opt(change, "priority", float, prefix)
-    for f in ("applicable_product_ids", "applicable_product_tags"):
-        if f in change:
-            grant[f] = change[f]
-    if change.get("product_id") is not None:
-        grant["product"] = terms.product_ref(store, change["product_id"], prefix + "product_id")
-    if change.get("rate_type") is not None:
-        grant["rate_type"] = enum(change["rate_type"], terms.RATE_TARGETS, prefix + "rate_type")
-    if change.get("specifiers") is not None:
-        grant["specifiers"] = change["specifiers"]
-    if change.get("access_schedule") is not None:
-        _update_schedule(
-            store, grant["access_schedule"], change["access_schedule"], prefix + "access_schedule", True
-        )
-    if change.get("invoice_schedule") is not None:
-        schedule = grant.setdefault("invoice_schedule", {"schedule_items": []})
-        _update_schedule(store, schedule, change["invoice_schedule"], prefix + "invoice_schedule", False)
-
-
-@router.post("/v2/contracts/edit")
-async def edit(request: Request) -> JSONResponse:
-    store = store_of(request)
-    body = await json_body(request)
-    if not editing_enabled(request):
-        raise bad(EDITING_OFF)
-    unknown = sorted(set(body) - EDIT_FIELDS)
-    if unknown:
-        raise bad(f"{', '.join(unknown)}: not accepted by /v2/contracts/edit (start a new contract instead)")
-    key = check_uniqueness_key(body)
-    with store.tx():
-        contract = _live_contract(store, body)
-        state = contract["terms"]
-        customer_id = contract["customer_id"]
-        if key is not None:
-            owner = store.key_owner(f"edit:{contract['id']}", key)
-            if owner is not None:
-                raise conflict(f"uniqueness_key: '{key}' was already used by edit '{owner}'")
-        edit_id = new_id()
-        added = {
-            "commits": terms.many(store, body, "add_commits", "commit"),
-            "credits": terms.many(store, body, "add_credits", "credit"),
-            "overrides": terms.many(store, body, "add_overrides", "override"),
-            "discounts": terms.many(store, body, "add_discounts", "discount"),
-            "scheduled_charges": terms.many(store, body, "add_scheduled_charges", "scheduled_charge"),
-        }
-        _claim_grant_keys(store, customer_id, added["commits"], "add_commits")
-        _claim_grant_keys(store, customer_id, added["credits"], "add_credits")
-        for field, items in added.items():
-            state.setdefault(field, []).extend(items)
-        for field, id_field, items in (
-            ("update_commits", "commit_id", state["commits"]),
-            ("update_credits", "credit_id", state["credits"]),
-        ):
-            for i, change in enumerate(opt(body, field, list) or []):
-                prefix = f"{field}[{i}]."
-                check_type(change, dict, prefix.rstrip("."))
-                grant = _find(items, change.get(id_field), prefix + id_field)
-                _update_grant(store, grant, change, prefix)
-        now = now_iso()
-        for field, items in (
-            ("archive_commits", state["commits"]),
-            ("archive_credits", state["credits"]),
-            ("archive_scheduled_charges", state["scheduled_charges"]),
-        ):
-            for i, ref in enumerate(opt(body, field, list) or []):
-                target = _find(items, _ref(ref, f"{field}[{i}]"), f"{field}[{i}].id")
-                target["archived_at"] = target.get("archived_at") or now
-        for i, ref in enumerate(opt(body, "remove_overrides", list) or []):
-            target = _find(
-                state["overrides"], _ref(ref, f"remove_overrides[{i}]"), f"remove_overrides[{i}].id"
-            )
-            state["overrides"].remove(target)
-        if "update_contract_end_date" in body:
-            ending_before = opt_ts(body, "update_contract_end_date")
-            _check_end(state["starting_at"], ending_before, "update_contract_end_date")
-            state["ending_before"] = ending_before
-        if "update_contract_name" in body:
-            state["name"] = opt(body, "update_contract_name")
-        if "update_net_payment_terms_days" in body:
-            state["net_payment_terms_days"] = opt(body, "update_net_payment_terms_days", float)
-        update = body.get("add_billing_provider_configuration_update")
-        if update is not None:
-            field = "add_billing_provider_configuration_update"
-            check_type(update, dict, field)
-            _refuse_second_configuration(contract, field)
-            schedule = req(update, "schedule", dict, f"{field}.")
-            enum(
-                schedule.get("effective_at"),
-                ("START_OF_CURRENT_PERIOD", "START_OF_NEXT_PERIOD"),
-                f"{field}.schedule.effective_at",
-            )
-            contract["billing_provider_configuration"] = billing_configuration(
-                store,
-                customer_id,
-                req(update, "billing_provider_configuration", dict, f"{field}."),
-                f"{field}.billing_provider_configuration",
-            )
-        # The history echoes the request, with added items in their response shape (ids, product refs).
-        record = {
-            **{k: v for k, v in body.items() if k not in ("customer_id", "contract_id")},
-            **{f"add_{field}": items for field, items in added.items() if items},
-            "id": edit_id,
-            "timestamp": now,
-        }
-        contract["edits"].append(record)
-        store.update(KIND, contract)
-        if key is not None:
-            store.claim_key(f"edit:{contract['id']}", key, edit_id)
-    return data({"id": contract["id"], "edit": {"id": edit_id}})
-
-
-@router.post("/v2/contracts/getEditHistory")
-async def edit_history(request: Request) -> JSONResponse:
-    store = store_of(request)
-    body = await json_body(request)
-    contract = get_contract(store, req(body, "customer_id"), req(body, "contract_id"))
-    return data(contract["edits"])

@@ -41,7 +41,7 @@ def product_ref(store: Store, product_id: Any, field: str) -> dict[str, str]:
     return {"id": product_id, "name": current_state(product)["name"]}
 
 
-def _add_months(when: datetime, months: int) -> datetime:
+def add_months(when: datetime, months: int) -> datetime:
     month = when.month - 1 + months
     year, month = when.year + month // 12, month % 12 + 1
     for day in (when.day, 30, 29, 28):
@@ -120,7 +120,7 @@ def point_schedule(store: Store, value: Any, field: str) -> dict[str, Any]:
         cur = start
         while cur < end:
             stamps.append(cur)
-            cur = _add_months(start, months * len(stamps))
+            cur = add_months(start, months * len(stamps))
         if not stamps:
             raise bad(f"{rp}ending_before must be after starting_at")
         template = invoice_item({**recurring, "timestamp": recurring["starting_at"]}, rp)
