@@ -11,6 +11,7 @@ Delete archives with `release_uniqueness_key`, so declaring the same alert again
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 import metronome
@@ -21,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from .base import InputsBase, declare_props
 from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, paginate, request
-from .keyed import KeyedProvider
+from .keyed import Holder, KeyedProvider
 from .schema import RequiresReplace
 
 # The alert types metronome-sdk 4.12 lists (Required[Literal[...]] in alert_create_params.py).
@@ -50,6 +51,7 @@ TAKEN_ONLY_BY: dict[str, tuple[str, ...]] = {
     "seat_filter": ("low_remaining_seat_balance_reached",),
     "credit_grant_type_filters": ("low_credit_balance_reached", "low_remaining_credit_percentage_reached"),
 }
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 REQUIRED_BY: dict[str, str] = {
     "usage_threshold_reached": "billable_metric_id",
     "low_remaining_seat_balance_reached": "seat_filter",
@@ -260,17 +262,19 @@ class AlertProvider(KeyedProvider[Inputs]):
         self,
         client: metronome.Metronome,
         key: str,
-        conflict: metronome.ConflictError,
+        conflict: metronome.ConflictError | None,
         inputs: dict[str, Any],
         label: str,
-    ) -> str | None:
-        # The 409 names the alert holding the key (metronome-behaviour notes): ours if it is live.
-        import re
-
-        found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", str(conflict.body))
+    ) -> Holder:
+        # Alerts have no listing to search: the 409 names the alert holding the key (`conflicting_id`,
+        # metronome-behaviour notes), ours if it is live. Without a 409 nothing can be told yet: the
+        # create is sent again, and a made alert answers with that 409. A 409 naming no alert is not
+        # guessed at (it may be ours): the create fails, saying so.
+        found = UUID.search(str(conflict.body)) if conflict is not None else None
         if not found:
-            return None
-        return found.group(0) if self.read_live(client, found.group(0), inputs) is not None else None
+            return Holder(None, held=False)
+        live = self.read_live(client, found.group(0), inputs) is not None
+        return Holder(found.group(0) if live else None, held=True)
 
     def read_live(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
