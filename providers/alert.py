@@ -12,6 +12,7 @@ Delete archives with `release_uniqueness_key`, so declaring the same alert again
 from __future__ import annotations
 
 import re
+import threading
 from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 import metronome
@@ -142,6 +143,9 @@ HINTS = {
     "billable_metric_id": "reference the metric's id (billable_metric_id=metric.id)",
 }
 
+# An account-wide alert is read through any customer (`/v1/customer-alerts/get`): the one it was last
+# read through is recorded (an output), so a refresh needs no look-up; a customer gone since is replaced.
+READ_THROUGH = "read_through"
 # Fields the read-back does not carry (CustomerAlert.alert): kept as recorded.
 UNREAD = ("customer_id", "plan_id", "billable_metric_id", "evaluate_on_create")
 _READ = (
@@ -178,20 +182,28 @@ def to_inputs(view: dict[str, Any]) -> dict[str, Any]:
 
 
 _LOOKOUT: dict[str, str] = {}  # per account: the customer account-wide alerts were last read through
+_LOOKOUT_LOCK = threading.Lock()  # parallel reads of account-wide alerts make one look-up
 
 
 def any_customer(client: metronome.Metronome, *, fresh: bool = False) -> str | None:
     """A live customer to read account-wide alerts through (each customer sees them); remembered per
     process, so reading N alerts costs N calls, not 2N."""
     key = client_key(client)
-    if not fresh and key in _LOOKOUT:
+    with _LOOKOUT_LOCK:
+        if not fresh and key in _LOOKOUT:
+            return _LOOKOUT[key]
+        page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
+        customers = data_of(page) or []
+        if not customers:
+            return None
+        _LOOKOUT[key] = customers[0]["id"]
         return _LOOKOUT[key]
-    page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
-    customers = data_of(page) or []
-    if not customers:
-        return None
-    _LOOKOUT[key] = customers[0]["id"]
-    return _LOOKOUT[key]
+
+
+def looked_out(client: metronome.Metronome) -> str | None:
+    """The customer this host last found to read account-wide alerts through, if it looked one up."""
+    with _LOOKOUT_LOCK:
+        return _LOOKOUT.get(client_key(client))
 
 
 def _view(client: metronome.Metronome, customer_id: str, alert_id: str, label: str) -> dict[str, Any] | None:
@@ -281,11 +293,11 @@ class AlertProvider(KeyedProvider[Inputs]):
     ) -> dict[str, Any] | None:
         props = props or {}
         own = props.get("customer_id")
-        customer_id = own or any_customer(client)
+        customer_id = own or props.get(READ_THROUGH) or any_customer(client)
         if customer_id is None:  # no customer to look through: nothing can be told, keep the record
             return self.shape(props)
         view = _view(client, customer_id, object_id, self.label(props))
-        if view is None and not own:  # the remembered customer may be gone since: look through another
+        if view is None and not own:  # the recorded customer may be gone since: look through another
             customer_id = any_customer(client, fresh=True)
             view = _view(client, customer_id, object_id, self.label(props)) if customer_id else None
         if view is None:
@@ -293,6 +305,14 @@ class AlertProvider(KeyedProvider[Inputs]):
         live = to_inputs(view)
         live.update({f: props[f] for f in UNREAD if props.get(f) is not None})
         return live
+
+    def computed_outputs(
+        self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        out = super().computed_outputs(client, object_id, inputs)
+        if not inputs.get("customer_id"):  # account-wide: the customer the next read goes through
+            out[READ_THROUGH] = looked_out(client) or inputs.get(READ_THROUGH) or any_customer(client)
+        return out
 
     def update_object(
         self,
@@ -320,6 +340,7 @@ class Alert(pulumi.dynamic.Resource, module="metronome", name="Alert"):
     threshold: pulumi.Output[float]
     customer_id: pulumi.Output[str]
     uniqueness_key: pulumi.Output[str]
+    read_through: pulumi.Output[str]
     adopt_report: pulumi.Output[list]
 
     def __init__(
@@ -362,7 +383,7 @@ class Alert(pulumi.dynamic.Resource, module="metronome", name="Alert"):
             evaluate_on_create=evaluate_on_create,
             adopt=adopt,
         )
-        props = declare_props(resource_name, inputs, computed=("uniqueness_key",))
+        props = declare_props(resource_name, inputs, computed=("uniqueness_key", READ_THROUGH))
         super().__init__(AlertProvider(), resource_name, props, opts)
 
 

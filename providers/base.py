@@ -60,8 +60,9 @@ from .schema import RequiresReplace, replacement_rules, replacing_fields
 NON_API_FIELDS = frozenset(
     {"adopt", "identity", "allow_replacement", "allow_reinvoice", "update_starting_at"}
 )
-# Outputs computed by the provider (never inputs).
-COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed"})
+# Outputs computed by the provider (never inputs). `read_through`: the customer an account-wide alert
+# is read through (providers/alert.py).
+COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed", "read_through"})
 # Set by read when the live `iac_identity` tag is gone or wrong (edited by hand): the next up re-tags.
 RETAG = "retag_needed"
 
