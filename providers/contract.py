@@ -207,7 +207,7 @@ def _owner_of(client: metronome.Metronome, contract_id: str) -> str | None:
     return None
 
 
-def _create_body(inputs: dict[str, Any]) -> dict[str, Any]:
+def _create_body(inputs: dict[str, Any], key: str) -> dict[str, Any]:
     fields = (
         "customer_id",
         "rate_card_id",
@@ -222,7 +222,9 @@ def _create_body(inputs: dict[str, Any]) -> dict[str, Any]:
         "billing_provider_configuration",
         "custom_fields",
     )
-    return {k: inputs[k] for k in fields if inputs.get(k) is not None}
+    body = {k: inputs[k] for k in fields if inputs.get(k) is not None}
+    body["uniqueness_key"] = key
+    return body
 
 
 class ContractProvider(MetronomeProvider[Inputs]):
@@ -332,6 +334,7 @@ class ContractProvider(MetronomeProvider[Inputs]):
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
         customer_id = inputs["customer_id"]
+        base_key = self.uniqueness_key(inputs)
 
         def holder_of(c: metronome.Metronome, key: str, _conflict: Any) -> Holder:
             # Archived, or live on other terms (the contract this one replaces: a discount change keeps
@@ -351,8 +354,8 @@ class ContractProvider(MetronomeProvider[Inputs]):
             label=label,
             kind=ENTITY,
             path="/v1/contracts/create",
-            body=_create_body(inputs),
-            base_key=self.uniqueness_key(inputs),
+            body=_create_body(inputs, base_key),
+            base_key=base_key,
             holder_of=holder_of,
             still_ours=still_ours,
             entity=ENTITY,

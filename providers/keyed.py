@@ -51,7 +51,8 @@ def create_with_key(
     still_ours: Callable[[metronome.Metronome, str], bool],
     entity: str = "",
 ) -> str:
-    """Create `body` at `path` exactly once under `base_key` (or its next free suffix); the object's id.
+    """Create `body` at `path` exactly once under `base_key` (or its next free suffix, which each attempt
+    sets as the body's `uniqueness_key`); the object's id.
 
     `still_ours(client, id)` reads an object this host made or found earlier: is it live, and what this
     create asks for? `entity` names the custom-field entity of `body["custom_fields"]`, whose keys are
