@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal, get_args, get_type_hints
 import metronome
 import pulumi
 from metronome.types.v1.alert_create_params import AlertCreateParams
-from pulumi.dynamic import CheckFailure
+from pulumi.dynamic import CheckFailure, CreateResult
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from .base import InputsBase, declare_props
-from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, paginate, request
+from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, get_client, paginate, request
 from .keyed import Holder, KeyedProvider
 from .schema import RequiresReplace
 
@@ -143,8 +143,9 @@ HINTS = {
     "billable_metric_id": "reference the metric's id (billable_metric_id=metric.id)",
 }
 
-# An account-wide alert is read through any customer (`/v1/customer-alerts/get`): the one it was last
-# read through is recorded (an output), so a refresh needs no look-up; a customer gone since is replaced.
+# An account-wide alert is read through any customer (`/v1/customer-alerts/get`): the one found at its
+# create is recorded (an output), so a refresh needs no look-up. A read never changes it (a refresh then
+# shows no change); if that customer is not found, the read looks through another (once per host).
 READ_THROUGH = "read_through"
 # Fields the read-back does not carry (CustomerAlert.alert): kept as recorded.
 UNREAD = ("customer_id", "plan_id", "billable_metric_id", "evaluate_on_create")
@@ -306,13 +307,12 @@ class AlertProvider(KeyedProvider[Inputs]):
         live.update({f: props[f] for f in UNREAD if props.get(f) is not None})
         return live
 
-    def computed_outputs(
-        self, client: metronome.Metronome, object_id: str, inputs: dict[str, Any]
-    ) -> dict[str, Any]:
-        out = super().computed_outputs(client, object_id, inputs)
-        if not inputs.get("customer_id"):  # account-wide: the customer the next read goes through
-            out[READ_THROUGH] = looked_out(client) or inputs.get(READ_THROUGH) or any_customer(client)
-        return out
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        result = super().create(props)
+        if not props.get("customer_id"):  # account-wide: the customer later reads go through
+            client = get_client()
+            result.outs[READ_THROUGH] = looked_out(client) or any_customer(client)
+        return result
 
     def update_object(
         self,
