@@ -3,7 +3,9 @@
 Against a fresh emulator, through the real provider host (as the engine drives it, 8 calls in flight):
 
 1. the account is filled by hand with ACCOUNT objects of each kind (metrics, products, rate cards,
-   customers; untagged, as an account moving to this tool has them);
+   customers; untagged, as an account moving to this tool has them), and has had an `up` before: the
+   `iac_identity` custom field key is registered (a new account's first create of each kind pays
+   three calls once for it: benchmarks/scale.py, "first create per kind");
 2. adding one object of each kind: API calls per kind (issue 13 target: <= 2);
 3. creating BULK metrics, BULK products on them and BULK customers: API calls per created object
    (target: <= 1.02);
@@ -35,6 +37,7 @@ from provider_host import ProviderHost  # noqa: E402
 
 from metronome_iac.emulator.store import Store  # noqa: E402
 from providers.billable_metric import BillableMetricProvider as M  # noqa: E402
+from providers.client import IDENTITY_FIELD  # noqa: E402
 from providers.contract import ContractProvider as K  # noqa: E402
 from providers.customer import CustomerProvider as C  # noqa: E402
 from providers.product import ProductProvider as P  # noqa: E402
@@ -97,7 +100,6 @@ def bulk(emu: Any, host: ProviderHost, n: int) -> tuple[int, int, float, int]:
             for i in range(n)
         ],
     )
-    check_calls = sum(1 for _ in metrics)  # each product check below looks its (new) metric up once
     declare(
         P,
         [
@@ -112,7 +114,7 @@ def bulk(emu: Any, host: ProviderHost, n: int) -> tuple[int, int, float, int]:
         ],
     )
     declare(C, [{"identity": f"b/b/c{i}", "name": f"c{i}", "ingest_aliases": [f"c{i}"]} for i in range(n)])
-    create_calls = calls(emu) - before - check_calls
+    create_calls = calls(emu) - before  # the products' checks included: their metrics are this host's
 
     before = calls(emu)
 
@@ -154,6 +156,8 @@ def main() -> int:
         t0 = time.monotonic()
         customer_id = emu.fill(args.account)[0]
         card_id = emu.client().v1.contracts.rate_cards.create(name="hand-card").data.id
+        for entity in ("billable_metric", "contract_product", "rate_card", "customer"):
+            emu.client().v1.custom_fields.add_key(entity=entity, key=IDENTITY_FIELD, enforce_uniqueness=False)
         print(f"account: {args.account} of each kind, filled in {time.monotonic() - t0:.1f} s")
         with ProviderHost(emu.base_url, emu.token, project="b", stack="b") as host:
             cost = add_one(emu, host, customer_id, card_id)
@@ -165,8 +169,8 @@ def main() -> int:
         ok = create_calls / made <= 1.02
         met &= ok
         print(
-            f"create: {create_calls} calls for {made} objects = {create_calls / made:.3f} per object, key "
-            f"registrations included (target <= 1.02: {'MET' if ok else 'NOT MET'})"
+            f"create: {create_calls} calls for {made} objects = {create_calls / made:.3f} per object "
+            f"(target <= 1.02: {'MET' if ok else 'NOT MET'})"
         )
         ok = per_preview <= 0.01
         met &= ok

@@ -763,11 +763,8 @@ def check_stripe(stack: Stack, client: Any, customer_ids: dict[str, str], report
     reported (it may invoice the customer a second time). go_live false: no catalog customer may have an
     active Stripe configuration yet (it would already be invoiced through Stripe, before the gate).
     """
-    from providers.stripe_integration import (
-        desired_configurations,
-        stripe_configurations,
-        stripe_delivery_method,
-    )
+    from providers.stripe_account import stripe_delivery_method
+    from providers.stripe_configurations import desired_configurations, stripe_configurations
 
     stripe = stack.environment.stripe
     assert stripe is not None

@@ -186,7 +186,7 @@ def _stripe_links(
     billing provider configuration. `billing_refs`: {customer_id: {contract name: configuration id the
     contract invoices through}}; `live`: the links will be exported with go_live true. The delivery
     method ids of the exported configurations are added to `delivery_methods`."""
-    from providers.stripe_integration import stripe_configurations
+    from providers.stripe_configurations import stripe_configurations
 
     active = stripe_configurations(client, sorted(customer_names), None, "export", missing_ok=True)
     links: dict[str, tuple[str, str]] = {}

@@ -2,7 +2,7 @@
 
 `reconcile` writes the record after every check it could make (passed or not); CI commits it. The program
 reads it for the `StripeIntegration` go-live condition (`stripe.require_reconciled_days`), whose provider
-judges it (`providers/stripe_integration.py`, `ReconcileRecord` is its shape). Standard library only: the
+judges it (`providers/stripe_gate.py`, `ReconcileRecord` is its shape). Standard library only: the
 program imports this module.
 """
 
@@ -93,7 +93,7 @@ class Report:
         }
 
     def record(self, now: datetime) -> dict[str, Any]:
-        """What the go-live condition reads (providers/stripe_integration.py, ReconcileRecord)."""
+        """What the go-live condition reads (providers/stripe_gate.py, ReconcileRecord)."""
         out = self.as_json()
         del out["windows"], out["notes"]
         return {**out, "ran_at": rfc3339(now), "failing": [window_json(w) for w in self.failing]}

@@ -11,17 +11,19 @@ Delete archives with `release_uniqueness_key`, so declaring the same alert again
 
 from __future__ import annotations
 
+import re
+import threading
 from typing import Annotated, Any, Literal, get_args, get_type_hints
 
 import metronome
 import pulumi
 from metronome.types.v1.alert_create_params import AlertCreateParams
-from pulumi.dynamic import CheckFailure
+from pulumi.dynamic import CheckFailure, CreateResult
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from .base import InputsBase, declare_props
-from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, paginate, request
-from .keyed import KeyedProvider
+from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, get_client, paginate, request
+from .keyed import Holder, KeyedProvider
 from .schema import RequiresReplace
 
 # The alert types metronome-sdk 4.12 lists (Required[Literal[...]] in alert_create_params.py).
@@ -50,6 +52,7 @@ TAKEN_ONLY_BY: dict[str, tuple[str, ...]] = {
     "seat_filter": ("low_remaining_seat_balance_reached",),
     "credit_grant_type_filters": ("low_credit_balance_reached", "low_remaining_credit_percentage_reached"),
 }
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 REQUIRED_BY: dict[str, str] = {
     "usage_threshold_reached": "billable_metric_id",
     "low_remaining_seat_balance_reached": "seat_filter",
@@ -140,6 +143,10 @@ HINTS = {
     "billable_metric_id": "reference the metric's id (billable_metric_id=metric.id)",
 }
 
+# An account-wide alert is read through any customer (`/v1/customer-alerts/get`): the one found at its
+# create is recorded (an output), so a refresh needs no look-up. A read never changes it (a refresh then
+# shows no change); if that customer is not found, the read looks through another (once per host).
+READ_THROUGH = "read_through"
 # Fields the read-back does not carry (CustomerAlert.alert): kept as recorded.
 UNREAD = ("customer_id", "plan_id", "billable_metric_id", "evaluate_on_create")
 _READ = (
@@ -176,20 +183,28 @@ def to_inputs(view: dict[str, Any]) -> dict[str, Any]:
 
 
 _LOOKOUT: dict[str, str] = {}  # per account: the customer account-wide alerts were last read through
+_LOOKOUT_LOCK = threading.Lock()  # parallel reads of account-wide alerts make one look-up
 
 
 def any_customer(client: metronome.Metronome, *, fresh: bool = False) -> str | None:
     """A live customer to read account-wide alerts through (each customer sees them); remembered per
     process, so reading N alerts costs N calls, not 2N."""
     key = client_key(client)
-    if not fresh and key in _LOOKOUT:
+    with _LOOKOUT_LOCK:
+        if not fresh and key in _LOOKOUT:
+            return _LOOKOUT[key]
+        page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
+        customers = data_of(page) or []
+        if not customers:
+            return None
+        _LOOKOUT[key] = customers[0]["id"]
         return _LOOKOUT[key]
-    page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
-    customers = data_of(page) or []
-    if not customers:
-        return None
-    _LOOKOUT[key] = customers[0]["id"]
-    return _LOOKOUT[key]
+
+
+def looked_out(client: metronome.Metronome) -> str | None:
+    """The customer this host last found to read account-wide alerts through, if it looked one up."""
+    with _LOOKOUT_LOCK:
+        return _LOOKOUT.get(client_key(client))
 
 
 def _view(client: metronome.Metronome, customer_id: str, alert_id: str, label: str) -> dict[str, Any] | None:
@@ -260,28 +275,30 @@ class AlertProvider(KeyedProvider[Inputs]):
         self,
         client: metronome.Metronome,
         key: str,
-        conflict: metronome.ConflictError,
+        conflict: metronome.ConflictError | None,
         inputs: dict[str, Any],
         label: str,
-    ) -> str | None:
-        # The 409 names the alert holding the key (metronome-behaviour notes): ours if it is live.
-        import re
-
-        found = re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", str(conflict.body))
+    ) -> Holder:
+        # Alerts have no listing to search: the 409 names the alert holding the key (`conflicting_id`,
+        # metronome-behaviour notes), ours if it is live. Without a 409 nothing can be told yet: the
+        # create is sent again, and a made alert answers with that 409. A 409 naming no alert is not
+        # guessed at (it may be ours): the create fails, saying so.
+        found = UUID.search(str(conflict.body)) if conflict is not None else None
         if not found:
-            return None
-        return found.group(0) if self.read_live(client, found.group(0), inputs) is not None else None
+            return Holder(None, held=False)
+        live = self.read_live(client, found.group(0), inputs) is not None
+        return Holder(found.group(0) if live else None, held=True)
 
     def read_live(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         props = props or {}
         own = props.get("customer_id")
-        customer_id = own or any_customer(client)
+        customer_id = own or props.get(READ_THROUGH) or any_customer(client)
         if customer_id is None:  # no customer to look through: nothing can be told, keep the record
             return self.shape(props)
         view = _view(client, customer_id, object_id, self.label(props))
-        if view is None and not own:  # the remembered customer may be gone since: look through another
+        if view is None and not own:  # the recorded customer may be gone since: look through another
             customer_id = any_customer(client, fresh=True)
             view = _view(client, customer_id, object_id, self.label(props)) if customer_id else None
         if view is None:
@@ -289,6 +306,13 @@ class AlertProvider(KeyedProvider[Inputs]):
         live = to_inputs(view)
         live.update({f: props[f] for f in UNREAD if props.get(f) is not None})
         return live
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        result = super().create(props)
+        if not props.get("customer_id"):  # account-wide: the customer later reads go through
+            client = get_client()
+            result.outs[READ_THROUGH] = looked_out(client) or any_customer(client)
+        return result
 
     def update_object(
         self,
@@ -316,6 +340,7 @@ class Alert(pulumi.dynamic.Resource, module="metronome", name="Alert"):
     threshold: pulumi.Output[float]
     customer_id: pulumi.Output[str]
     uniqueness_key: pulumi.Output[str]
+    read_through: pulumi.Output[str]
     adopt_report: pulumi.Output[list]
 
     def __init__(
@@ -358,7 +383,7 @@ class Alert(pulumi.dynamic.Resource, module="metronome", name="Alert"):
             evaluate_on_create=evaluate_on_create,
             adopt=adopt,
         )
-        props = declare_props(resource_name, inputs, computed=("uniqueness_key",))
+        props = declare_props(resource_name, inputs, computed=("uniqueness_key", READ_THROUGH))
         super().__init__(AlertProvider(), resource_name, props, opts)
 
 

@@ -33,10 +33,10 @@ from .client import (
     archive,
     create_once,
     delete_custom_field_values,
-    ensure_custom_field_keys,
     get_client,
     kind_index,
     raw_request,
+    registering_keys,
     retire,
     set_custom_field_values,
 )
@@ -60,8 +60,9 @@ from .schema import RequiresReplace, replacement_rules, replacing_fields
 NON_API_FIELDS = frozenset(
     {"adopt", "identity", "allow_replacement", "allow_reinvoice", "update_starting_at"}
 )
-# Outputs computed by the provider (never inputs).
-COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed"})
+# Outputs computed by the provider (never inputs). `read_through`: the customer an account-wide alert
+# is read through (providers/alert.py).
+COMPUTED_FIELDS = frozenset({"adopt_report", "uniqueness_key", "retag_needed", "read_through"})
 # Set by read when the live `iac_identity` tag is gone or wrong (edited by hand): the next up re-tags.
 RETAG = "retag_needed"
 
@@ -216,16 +217,19 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
         """Create the object exactly once (`create_once`), tagged with its `iac_identity`: ONE call
-        (two when this host has not registered the tag's custom field key yet)."""
+        (three, once per account, when the account refuses the tag's custom field key: it is registered
+        and the create sent again, `registering_keys`)."""
         tag = self.tag(inputs)
         custom_fields = {**(inputs.get("custom_fields") or {}), IDENTITY_FIELD: tag}
-        ensure_custom_field_keys(client, self.entity, custom_fields, label=label)
         body = {k: inputs[k] for k in self.create_fields if inputs.get(k) is not None}
         key = create_key(tag, {**body, "custom_fields": custom_fields})
         body["custom_fields"] = {**custom_fields, IDENTITY_FIELD: stamped(tag)}
 
         def post(single: metronome.Metronome, headers: dict[str, str]) -> Any:
-            return raw_request(single, "POST", self.create_path, body=body, headers=headers, label=label)
+            def send() -> Any:
+                return raw_request(single, "POST", self.create_path, body=body, headers=headers, label=label)
+
+            return registering_keys(client, self.entity, custom_fields, label=label, send=send)
 
         object_id, _ = create_once(
             client,
@@ -235,7 +239,7 @@ class MetronomeProvider(ResourceProvider, Generic[InputsT]):
             key=key,
             call=f"POST {self.create_path}",
             post=post,
-            find=lambda c: self.find_tagged(c, tag, inputs),
+            find=lambda c, _conflict: self.find_tagged(c, tag, inputs),
             still_ours=lambda c, object_id: self.get_raw(c, object_id, label) is not None,
         )
         return object_id

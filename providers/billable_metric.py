@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any, Literal
 
 import metronome
@@ -10,7 +11,7 @@ from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict
 
 from .base import InputsBase, MetronomeProvider, declare_props, looks_high_cardinality
-from .client import get_live, paginate, request
+from .client import client_key, get_live, paginate, request
 from .schema import RequiresReplace
 
 ENTITY = "billable_metric"
@@ -86,6 +87,23 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     return list(paginate(client, "GET", "/v1/billable-metrics", label="BillableMetric listing"))
 
 
+# A metric's group keys never change (a change replaces the metric, under a new id): those of the metrics
+# this host created or read, per account, so a product's Check needs no look-up for them.
+_GROUP_KEYS: dict[tuple[str, str], list[list[str]]] = {}
+_GROUP_KEYS_LOCK = threading.Lock()
+
+
+def remember_group_keys(client: metronome.Metronome, metric_id: str, group_keys: Any) -> None:
+    with _GROUP_KEYS_LOCK:
+        _GROUP_KEYS[(client_key(client), metric_id)] = [list(keys) for keys in group_keys or []]
+
+
+def known_group_keys(client: metronome.Metronome, metric_id: str) -> list[list[str]] | None:
+    """The metric's group keys if this host has seen them (None: look the metric up)."""
+    with _GROUP_KEYS_LOCK:
+        return _GROUP_KEYS.get((client_key(client), metric_id))
+
+
 class BillableMetricProvider(MetronomeProvider[Inputs]):
     kind = "BillableMetric"
     entity = ENTITY
@@ -149,6 +167,19 @@ class BillableMetricProvider(MetronomeProvider[Inputs]):
             f"approaches 1,000; group by low-cardinality dimensions (model, region, tier) instead"
             for k in keys
         ]
+
+    def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
+        object_id = super().create_object(client, inputs, label)
+        remember_group_keys(client, object_id, inputs.get("group_keys"))
+        return object_id
+
+    def read_live(
+        self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        live = super().read_live(client, object_id, props)
+        if live is not None:
+            remember_group_keys(client, object_id, live.get("group_keys"))
+        return live
 
     def update_object(
         self,

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import metronome
@@ -292,11 +292,10 @@ def archive(client: metronome.Metronome, path: str, body: dict[str, Any], *, lab
 
 
 # ---------------------------------------------------------------------------------------------
-# Custom field keys: registered once per (account, entity, key) per process
+# Custom field keys: registered when the API refuses a request for want of one
 # ---------------------------------------------------------------------------------------------
 
-_KEYS: set[tuple[str, str, str]] = set()
-_KEYS_LOCK = threading.Lock()
+T = TypeVar("T")
 
 
 def is_key_registered(err: MetronomeError) -> bool:
@@ -306,12 +305,32 @@ def is_key_registered(err: MetronomeError) -> bool:
     return err.status_code in (400, 409, 422) and ("duplicate" in message or "exist" in message)
 
 
-def ensure_custom_field_keys(client: metronome.Metronome, entity: str, keys: Any, *, label: str) -> None:
-    for key in sorted(set(keys)):
-        marker = (client_key(client), entity, key)
-        # Held across the call so the host's 4 threads register a key once, not once each.
-        with _KEYS_LOCK:
-            if marker in _KEYS:
+def refused_for_key(err: metronome.APIStatusError, keys: Any) -> bool:
+    """A request carrying custom field `keys` refused because a key is not on the entity's allow list
+    ("Add a key to the allow list for an entity": docs, create a custom field key). Metronome does not
+    publish the refusal's wording: a 400 or 422 that names one of the keys, or custom fields, and is not
+    about a value (its length, a value another object has) counts."""
+    if err.status_code not in (400, 422):
+        return False
+    message = api_message(err).lower()
+    about_keys = any(word in message for word in ("custom field", "custom_field", *map(str.lower, keys)))
+    about_a_value = any(word in message for word in ("character", "already used", "duplicate"))
+    return about_keys and not about_a_value
+
+
+_REGISTERED_AT: dict[tuple[str, str, str], float] = {}  # (account, entity, key): when this host added it
+_REGISTERING = threading.Lock()  # registrations one at a time: parallel refusals make one addKey
+
+
+def register_keys(
+    client: metronome.Metronome, entity: str, keys: Any, *, label: str, refused_since: float = 0.0
+) -> None:
+    """Put `keys` on `entity`'s allow list (a key already there is no error). A key this host added after
+    `refused_since` (the refused request was sent before that) is not added again."""
+    with _REGISTERING:
+        for key in sorted(set(keys)):
+            marker = (client_key(client), entity, key)
+            if _REGISTERED_AT.get(marker, -1.0) > refused_since:
                 continue
             try:
                 request(
@@ -325,7 +344,24 @@ def ensure_custom_field_keys(client: metronome.Metronome, entity: str, keys: Any
                 # Registered by an earlier `up`, another process, or a retried addKey: it is there.
                 if not is_key_registered(err):
                     raise
-            _KEYS.add(marker)
+            _REGISTERED_AT[marker] = time.monotonic()
+
+
+def registering_keys(
+    client: metronome.Metronome, entity: str, keys: Any, *, label: str, send: Callable[[], T]
+) -> T:
+    """`send()` a request carrying custom field `keys` of `entity`; if the API refuses it because a key
+    is not registered, register them and send the same request once more. A refusal of validation
+    keeps nothing under the request's Idempotency-Key (docs: idempotency), so the same key is sent again.
+    Keys are registered when refused, never up front: an account that has them costs no call."""
+    sent_at = time.monotonic()
+    try:
+        return send()
+    except metronome.APIStatusError as err:
+        if not entity or not keys or not refused_for_key(err, keys):
+            raise
+    register_keys(client, entity, keys, label=label, refused_since=sent_at)
+    return send()
 
 
 def set_custom_field_values(
@@ -333,14 +369,17 @@ def set_custom_field_values(
 ) -> None:
     if not values:
         return
-    ensure_custom_field_keys(client, entity, values, label=label)
-    request(
-        client,
-        "POST",
-        "/v1/customFields/setValues",
-        label=label,
-        body={"entity": entity, "entity_id": entity_id, "custom_fields": values},
-    )
+    body = {"entity": entity, "entity_id": entity_id, "custom_fields": values}
+    try:
+        registering_keys(
+            client,
+            entity,
+            values,
+            label=label,
+            send=lambda: raw_request(client, "POST", "/v1/customFields/setValues", body=body, label=label),
+        )
+    except metronome.APIError as err:
+        raise MetronomeError.from_api(label, err) from None
 
 
 def delete_custom_field_values(
@@ -453,6 +492,8 @@ _SLOT_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
 _CREATED: dict[tuple[str, str, str], str] = {}  # (account, scope, tag) -> the object this host made or found
 _RETIRED: set[tuple[str, str]] = set()  # (account, id) archived by this host or read as gone
 _FRESH_KEYS = itertools.count(1)
+# The look-up after an ambiguous create: (client, the 409 of a held uniqueness key or None) -> live id.
+Finder = Callable[[metronome.Metronome, "metronome.ConflictError | None"], "str | None"]
 
 
 def retire(client: metronome.Metronome, object_id: str) -> None:
@@ -506,15 +547,17 @@ def create_once(
     key: str,
     call: str,
     post: Callable[[metronome.Metronome, dict[str, str]], Any],
-    find: Callable[[metronome.Metronome], str | None],
+    find: Finder,
     still_ours: Callable[[metronome.Metronome, str], bool],
 ) -> tuple[str, bool]:
     """Create the object that `tag` names exactly once; returns (id, taken_over_existing).
 
     - `post(single, headers)` sends ONE create (`call`, e.g. "POST /v1/customers") with the SDK
       retries off (`single`) and `headers` (the Idempotency-Key), and returns the parsed answer.
-    - `find(client)` looks up, now, the live object carrying `tag` (a filtered query where the API
-      has one); `still_ours(client, id)` reads one object: is it live, and what this create asks for?
+    - `find(client, conflict)` looks up, now, the live object carrying `tag` (a filtered query where
+      the API has one); `conflict` is the 409 the create was refused with for a uniqueness key or an
+      ingest alias another object holds (its body may name that object), None after other failures;
+      `still_ours(client, id)` reads one object: is it live, and what this create asks for?
     - `key` is the Idempotency-Key, derived from the resource's identity and inputs.
 
     Creates of one `tag` in this host run one at a time; a later one takes the earlier one's object
@@ -550,7 +593,7 @@ def _create(
     key: str,
     call: str,
     post: Callable[[metronome.Metronome, dict[str, str]], Any],
-    find: Callable[[metronome.Metronome], str | None],
+    find: Finder,
 ) -> tuple[str, bool]:
     single = client.with_options(max_retries=0)
     attempt_key, delay, errors_on_key = key, FIRST_BACKOFF, 0
@@ -566,7 +609,7 @@ def _create(
             conflict = _idempotency_conflict(err)
             if conflict == "in_progress":  # an earlier attempt (timed out here) still runs: let it end
                 time.sleep(retry_after_seconds(err.response) or delay)
-            found, lookup_error = _look_up(client, find)
+            found, lookup_error = _look_up(client, find, err if conflict is None else None)
             if found:
                 return found, True
             if conflict is None:  # a uniqueness key or an ingest alias another object holds
@@ -580,7 +623,7 @@ def _create(
             failure = err if isinstance(err, UnexpectedAnswer) else MetronomeError.from_api(label, err)
             last = str(failure)
             time.sleep(retry_after_seconds(getattr(err, "response", None)) or delay)
-            found, lookup_error = _look_up(client, find)
+            found, lookup_error = _look_up(client, find, None)
             if found:
                 return found, True
             if isinstance(err, metronome.InternalServerError) and err.status_code == 500:
@@ -603,10 +646,10 @@ def _create(
 
 
 def _look_up(
-    client: metronome.Metronome, find: Callable[[metronome.Metronome], str | None]
+    client: metronome.Metronome, find: Finder, conflict: metronome.ConflictError | None
 ) -> tuple[str | None, MetronomeError | None]:
     """(found id or None, the error if the look-up itself failed: then nothing is known)."""
     try:
-        return find(client), None
+        return find(client, conflict), None
     except MetronomeError as err:
         return None, err

@@ -30,7 +30,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, DiffResult
 
 from . import contract_api
 from .base import InputsBase, MetronomeProvider, Timestamp, declare_props
-from .client import HOST_TOKEN, USD_CENTS_ID, MetronomeError, archive, create_once, raw_request
+from .client import USD_CENTS_ID, MetronomeError, archive
 from .config import get_settings
 from .contract_billing import (
     BPC,
@@ -64,7 +64,8 @@ from .contract_thresholds import (
 from .contract_thresholds import problems as threshold_problems
 from .customer import list_raw as list_customers
 from .diff import UNKNOWN, canonical_time, changed_fields, compute_diff, describe
-from .identity import contract_uniqueness_key, create_key
+from .identity import contract_uniqueness_key
+from .keyed import Holder, create_with_key
 from .schema import RequiresReplace, replacement_rules
 from .schema import replacing_fields as replacing_by_rules
 
@@ -397,53 +398,33 @@ class ContractProvider(MetronomeProvider[Inputs]):
         return contract_uniqueness_key(identity, inputs, IDENTITY_FIELDS)
 
     def create_object(self, client: metronome.Metronome, inputs: dict[str, Any], label: str) -> str:
-        if inputs.get("custom_fields"):
-            from .client import ensure_custom_field_keys
-
-            ensure_custom_field_keys(client, ENTITY, inputs["custom_fields"], label=label)
-        base_key = self.uniqueness_key(inputs)
         customer_id = inputs["customer_id"]
-        # An archived contract keeps its key forever: after it, use the next suffix.
-        for attempt in range(1, 6):
-            key = base_key if attempt == 1 else f"{base_key}~{attempt}"
-            body = _create_body(inputs, key)
+        base_key = self.uniqueness_key(inputs)
 
-            def made_by_this_create(c: metronome.Metronome, key: str = key) -> str | None:
-                existing = contract_api.find_by_uniqueness_key(
-                    c, customer_id, key, label, include_archived=False
-                )
-                return existing["id"] if existing and self._same_terms(existing, inputs) else None
+        def holder_of(c: metronome.Metronome, key: str, _conflict: Any) -> Holder:
+            # Archived, or live on other terms (the contract this one replaces: a discount change keeps
+            # customer, rate card and start, so the key): held, never taken over.
+            existing = contract_api.find_by_uniqueness_key(c, customer_id, key, label)
+            if existing is None:
+                return Holder(None, held=False)
+            ours = not existing.get("archived_at") and self._same_terms(existing, inputs)
+            return Holder(existing["id"] if ours else None, held=True)
 
-            def still_ours(c: metronome.Metronome, object_id: str) -> bool:
-                live = contract_api.get(c, customer_id, object_id, label)
-                return live is not None and self._same_terms(live, inputs)
+        def still_ours(c: metronome.Metronome, object_id: str) -> bool:
+            live = contract_api.get(c, customer_id, object_id, label)
+            return live is not None and self._same_terms(live, inputs)
 
-            try:
-                # The uniqueness key finds another host run's contract (a 409), so the
-                # Idempotency-Key is this host's own: it never replays a create made before.
-                object_id, _ = create_once(
-                    client,
-                    label=label,
-                    scope=ENTITY,
-                    tag=key,
-                    key=f"{create_key(key, body)}.{HOST_TOKEN}",
-                    call="POST /v1/contracts/create",
-                    post=lambda single, headers, sent=body: raw_request(
-                        single, "POST", "/v1/contracts/create", body=sent, headers=headers, label=label
-                    ),
-                    find=made_by_this_create,
-                    still_ours=still_ours,
-                )
-                return object_id
-            except MetronomeError as err:
-                if (
-                    err.status_code != 409
-                    or contract_api.find_by_uniqueness_key(client, customer_id, key, label) is None
-                ):
-                    raise
-                # Archived, or live on other terms: the contract this one replaces (a discount change
-                # keeps customer, rate card and start, so the key) is never taken over: next suffix.
-        raise MetronomeError(f"{label}: uniqueness keys {base_key}~1..5 all belong to archived contracts")
+        return create_with_key(
+            client,
+            label=label,
+            kind=ENTITY,
+            path="/v1/contracts/create",
+            body=_create_body(inputs, base_key),
+            base_key=base_key,
+            holder_of=holder_of,
+            still_ours=still_ours,
+            entity=ENTITY,
+        )
 
     def _same_terms(self, live: dict[str, Any], inputs: dict[str, Any]) -> bool:
         """`live` has the terms a replacement would change (its discounts): an earlier attempt of this

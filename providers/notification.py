@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from .base import InputsBase, declare_props
 from .client import get_live, paginate, request
-from .keyed import KeyedProvider
+from .keyed import Holder, KeyedProvider
 from .schema import RequiresReplace
 
 # The lifecycle events offset notifications are set around (docs.metronome.com, Set up notifications >
@@ -127,17 +127,18 @@ class NotificationProvider(KeyedProvider[Inputs]):
         self,
         client: metronome.Metronome,
         key: str,
-        conflict: metronome.ConflictError,
+        conflict: metronome.ConflictError | None,
         inputs: dict[str, Any],
         label: str,
-    ) -> str | None:
+    ) -> Holder:
         # The listing does not carry keys (LifecycleEventOffsetNotificationConfig): the live notification
-        # of the same name and event is the one an earlier attempt made.
-        event = inputs["policy"]["type"]
+        # with this name and policy (what the key's fingerprint covers) is the one an earlier attempt
+        # made. A 409 on the key (a notification's only unique field) says it is held all the same.
+        policy = self.shape(inputs)["policy"]
         for obj in _list_raw(client):
-            if obj.get("name") == inputs["name"] and (obj.get("policy") or {}).get("type") == event:
-                return obj["id"]
-        return None
+            if obj.get("name") == inputs["name"] and to_inputs(obj)["policy"] == policy:
+                return Holder(obj["id"], held=True)
+        return Holder(None, held=conflict is not None)
 
     def update_object(
         self,

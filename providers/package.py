@@ -23,7 +23,7 @@ from . import package_terms as terms
 from .base import InputsBase, declare_props
 from .client import MetronomeError, get_client, get_live, paginate
 from .diff import UNKNOWN, instant, project
-from .keyed import KeyedProvider
+from .keyed import Holder, KeyedProvider
 from .schema import RequiresReplace
 
 # Metronome reads package keys back with this prefix (metronome-behaviour notes): compare without it.
@@ -194,14 +194,14 @@ class PackageProvider(KeyedProvider[Inputs]):
         self,
         client: metronome.Metronome,
         key: str,
-        conflict: metronome.ConflictError,
+        conflict: metronome.ConflictError | None,
         inputs: dict[str, Any],
         label: str,
-    ) -> str | None:
-        for obj in _list_raw(client, "ALL"):
+    ) -> Holder:
+        for obj in _list_raw(client, "ALL"):  # archived packages keep their keys
             if normal_key(obj.get("uniqueness_key")) == key:
-                return None if obj.get("archived_at") else obj["id"]
-        return None
+                return Holder(None if obj.get("archived_at") else obj["id"], held=True)
+        return Holder(None, held=False)
 
     def read_live(
         self, client: metronome.Metronome, object_id: str, props: dict[str, Any] | None = None

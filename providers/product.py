@@ -11,7 +11,7 @@ from pulumi.dynamic import CheckFailure, DiffResult
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .base import InputsBase, MetronomeProvider, Timestamp, current_hour, declare_props, is_hour_aligned
-from .billable_metric import BillableMetricProvider
+from .billable_metric import BillableMetricProvider, known_group_keys, remember_group_keys
 from .client import get_client, get_live, paginate, request
 from .diff import UNKNOWN, canonical_time
 from .schema import RequiresReplace
@@ -134,7 +134,6 @@ def _list_raw(client: metronome.Metronome) -> list[dict[str, Any]]:
     )
 
 
-_GROUP_KEYS: dict[tuple[str, str], list[list[str]]] = {}  # a metric's group keys never change
 _LOOKUPS_OFF: set[str] = set()  # base URLs whose look-up failed once in this run: check stays quick
 _LOOKUPS_LOCK = threading.Lock()
 _METRIC_LOCKS: dict[tuple[str, str], threading.Lock] = {}  # one look-up per metric, however many checks
@@ -142,9 +141,10 @@ _METRIC_LOCKS: dict[tuple[str, str], threading.Lock] = {}  # one look-up per met
 
 def metric_group_keys(metric_id: str) -> list[list[str]] | None:
     """The live metric's group keys, None when it cannot be looked up (missing, archived, no access,
-    API down). One retry at most, and after a failure no further look-ups: this is a preview-time
-    courtesy, and the API checks again at create. The host checks 4 resources at a time: products
-    of one metric wait for the first one's look-up instead of repeating it."""
+    API down). A metric this host created or read needs no look-up (`known_group_keys`). One retry at
+    most, and after a failure no further look-ups: this is a preview-time courtesy, and the API checks
+    again at create. The host checks 4 resources at a time: products of one metric wait for the first
+    one's look-up instead of repeating it."""
     try:
         client = get_client()
     except Exception:  # noqa: BLE001 - no token: skip the courtesy
@@ -154,11 +154,12 @@ def metric_group_keys(metric_id: str) -> list[list[str]] | None:
     with _LOOKUPS_LOCK:
         lock = _METRIC_LOCKS.setdefault(key, threading.Lock())
     with lock:
+        known = known_group_keys(client, metric_id)
+        if known is not None:
+            return known
         with _LOOKUPS_LOCK:
             if base_url in _LOOKUPS_OFF:
                 return None
-            if key in _GROUP_KEYS:
-                return _GROUP_KEYS[key]
         try:
             quick = client.with_options(max_retries=1)
             metric = BillableMetricProvider.get_raw(quick, metric_id, f"BillableMetric {metric_id}")
@@ -168,9 +169,8 @@ def metric_group_keys(metric_id: str) -> list[list[str]] | None:
             return None
         if metric is None:
             return None
-        with _LOOKUPS_LOCK:
-            _GROUP_KEYS[key] = [list(keys) for keys in metric.get("group_keys") or []]
-            return _GROUP_KEYS[key]
+        remember_group_keys(client, metric_id, metric.get("group_keys"))
+        return known_group_keys(client, metric_id)
 
 
 def _metric_and_keys(values: Any) -> tuple[Any, ...]:

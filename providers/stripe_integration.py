@@ -6,34 +6,23 @@ the customers' Stripe ids against Stripe, and, only once `go_live` is true, sets
 billing provider configuration. Its output `billing_provider_configuration_ids` ({customer_id: id}) is what
 contracts reference.
 
-While live the resource owns each listed customer's Stripe configuration on the connected account: an
-update sets the wanted configuration first and then archives any other active one (a changed
-collection method or Stripe customer id), so a customer is never left without one nor invoiced twice.
-Refused while live, because each would silently change who is invoiced how: turning `go_live` back off,
-dropping a customer that still has an active configuration, and changing `expected_account_id`.
-Stopping is a deliberate, manual archive (the refusal messages say how).
+This module is the resource, its schema and its provider. The rest is split along the domain:
+`stripe_account.py` (the Stripe key, its account and the customers' Stripe ids; Metronome's connection to
+Stripe), `stripe_gate.py` (the changes refused once live, and the go-live condition: the parallel run
+reconciled), `stripe_configurations.py` (setting and archiving the customers' configurations, and what an
+active contract's configuration forbids).
 
-Refused too (at preview for a change while live; in `up`, before anything is set, always): any change
-that would archive a configuration an active contract is billed through. Metronome archives it on the
-contract at once (the contract stops invoicing through Stripe) and cannot give that contract another
-configuration; the message names the contracts and the ways forward (end them and start their
-follow-ons on the new configuration, or make the change in the Metronome dashboard with Metronome's help).
-
-The Stripe secret key comes from stack config `stripe:apiKey` (or env STRIPE_API_KEY) and the optional
-API base from `stripe:apiBase` (or env STRIPE_API_BASE); both are resolved in the provider host and kept
-in module-level caches, never in state, outputs or the pickled provider.
+While live the resource owns each listed customer's Stripe configuration on the connected account; an
+update never leaves a customer without one nor with two (`apply_live`). The Stripe secret key lives in
+the provider host only, never in state, outputs or the pickled provider.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import metronome
@@ -42,27 +31,32 @@ from pulumi.dynamic import CheckFailure, ConfigureRequest, CreateResult, DiffRes
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import COMPUTED_FIELDS, InputsBase, MetronomeProvider, declare_props
-from .client import MetronomeError, archive, get_client, paginate, raw_request, request, retry_after_seconds
-from .config import get_settings
-from .contract_api import active_contracts
+from .client import MetronomeError, get_client
 from .diff import PROVIDER_KEY, UNKNOWN, compute_diff, contains_unknown
+from .stripe_account import (
+    CONNECT_HINT,
+    NOT_VERIFIED,
+    check_account,
+    configure_stripe,
+    missing_stripe_customers,
+    stripe_checks_skipped,
+    stripe_delivery_method,
+)
+from .stripe_configurations import (
+    archive_replaced,
+    blocked_replacements,
+    desired_configurations,
+    matching_configurations,
+    removal_refused,
+    replaced_configurations,
+    replacement_refused,
+    set_configurations,
+    set_leave_in_draft,
+    stripe_configurations,
+)
+from .stripe_gate import GO_LIVE_EVIDENCE, ReconcileRecord, gate_refusals, reconcile_refusal
 
 KIND = "StripeIntegration"
-BATCH_SIZE = 100  # configurations per setCustomerBillingProviderConfigurations call
-LOOKUP_WORKERS = 8  # concurrent per-customer look-ups (Stripe customers, Metronome configurations)
-MAX_SET_ATTEMPTS = 6
-IDEMPOTENT_RETRIES = 10  # per-customer idempotent calls made for every customer at go-live
-CONNECT_HINT = (
-    "Stripe is not connected to this Metronome account. Connect it once in the Metronome dashboard: "
-    "Settings > Integrations > Stripe (the API cannot make this connection), then run `pulumi up` again."
-)
-GO_LIVE_OFF_REFUSED = (
-    "go_live cannot be turned off once on: the customers' Stripe billing provider configurations would "
-    "stay (or, if archived, invoices would silently stop reaching Stripe). To stop invoicing through Stripe, "
-    "archive the configurations deliberately (/v1/archiveCustomerBillingProviderConfigurations, ids in the "
-    "output billing_provider_configuration_ids), then remove this resource from the stack."
-)
-ARCHIVE_PATH = "/v1/archiveCustomerBillingProviderConfigurations"
 OUTPUTS = (
     "billing_provider_configuration_ids",
     "go_live_pending",
@@ -70,89 +64,6 @@ OUTPUTS = (
     "stripe_account_id",
     "extra_configuration_ids",  # read: other active Stripe configurations (set by hand) the next up archives
 )
-
-
-def account_change_refused(old: str, new: str) -> str:
-    return (
-        f"expected_account_id cannot change while go_live is true ({old} -> {new}): a different Stripe "
-        "account means every customer's Stripe customer id and billing provider configuration changes. "
-        "Do it as a planned migration: connect the new Stripe account in the Metronome dashboard; archive "
-        f"the current configurations deliberately ({ARCHIVE_PATH}, ids in the output "
-        "billing_provider_configuration_ids); remove this resource from the stack and `pulumi up`; then "
-        "declare it again with the new expected_account_id, the customers' new stripe_customer_id values "
-        "and go_live: false, and go live once the preview is clean"
-    )
-
-
-def removal_refused(still_active: dict[str, list[str]]) -> str:
-    listed = "; ".join(f"{cid} (configuration {', '.join(ids)})" for cid, ids in sorted(still_active.items()))
-    return (
-        f"customers with an active Stripe configuration cannot be dropped from a live integration: {listed}. "
-        "Dropping a customer from this list would not stop Metronome invoicing it through Stripe; it would "
-        "only stop this stack from managing it. To stop invoicing a customer through Stripe deliberately: "
-        f"archive its configuration(s) with POST {ARCHIVE_PATH} "
-        "{customer_id, customer_billing_provider_configuration_ids: [<ids above>]} (at once, Metronome "
-        "archives it on the contracts that use it too and stops sending them to Stripe), then remove the "
-        "customer from this list: this check passes once the customer has no active Stripe configuration"
-    )
-
-
-def _describe_configuration(config: dict[str, Any]) -> str:
-    conf = config.get("configuration") or {}
-    method = conf.get("stripe_collection_method") or "charge_automatically"
-    return f"{config['id']} (Stripe customer {conf.get('stripe_customer_id')}, {method})"
-
-
-def _describe_contract(contract: dict[str, Any]) -> str:
-    """`contract <id> ('<name>', stack contract <resource name>)`: the resource name is read from the
-    uniqueness key the provider gives its contracts ("iac:<project>/<stack>/<name>#<fingerprint>")."""
-    extra = [f"'{contract['name']}'"] if contract.get("name") else []
-    key = str(contract.get("uniqueness_key") or "")
-    if "iac:" in key:
-        resource = key.split("iac:", 1)[1].split("#", 1)[0].rsplit("/", 1)[-1]
-        if resource:
-            extra.append(f"stack contract {resource}")
-    return f"contract {contract['id']}" + (f" ({', '.join(extra)})" if extra else "")
-
-
-def replacement_refused(
-    blocked: dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]],
-    wanted: list[dict[str, str]],
-    going_live: bool = False,
-) -> str:
-    """Why setting `wanted` is refused: it would archive configurations that active contracts bill through.
-    `going_live`: the configurations were set outside the stack before it went live."""
-    by_customer = {w["customer_id"]: w for w in wanted}
-    parts = []
-    for cid in sorted(blocked):
-        want = by_customer[cid]
-        for config, contracts in blocked[cid]:
-            listed = ", ".join(_describe_contract(c) for c in contracts)
-            parts.append(
-                f"customer {cid}: the wanted configuration (Stripe customer {want['stripe_customer_id']}, "
-                f"{want['collection_method']}) would replace configuration "
-                f"{_describe_configuration(config)}, which active contract(s) bill through: {listed}"
-            )
-    lead = (
-        "going live is refused where a customer already has a Stripe configuration (set outside this stack) "
-        "that active contracts are billed through and the stack declares a different one"
-        if going_live
-        else "a change to a customer's Stripe customer id or collection method is refused while active "
-        "contracts are billed through its current Stripe configuration"
-    )
-    return (
-        f"{lead}: {'; '.join(parts)}. Setting the new "
-        "configuration means archiving the current one, and Metronome then archives it on those contracts "
-        "at once: they would stop invoicing through Stripe, and Metronome cannot move a contract to another "
-        "billing provider configuration (none can be provisioned on a contract that has had one). Nothing "
-        "was changed. To proceed, either: (1) end those contracts (set their ending_before) and, once they "
-        "have ended and their final invoices have reached Stripe, make this change in the same `pulumi up` "
-        "as their follow-on contracts (e.g. a renewal starting where they end), which are created on the "
-        "new configuration; or (2) make the change in the Metronome dashboard with Metronome's help, then "
-        "set this stack's stripe_customer_id / collection method to match. To fix for now: keep the "
-        "customer's stripe_customer_id and collection method as they are"
-        + (" in Metronome (declare the configuration it already has)" if going_live else "")
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,33 +78,6 @@ class StripeCustomer(BaseModel):
     customer_id: str = Field(min_length=1)
     stripe_customer_id: str = Field(pattern=r"^cus_[A-Za-z0-9]+$")
     collection_method: CollectionMethod | None = None
-
-
-class ReconciledWindow(BaseModel):
-    """A window the last reconcile found outside its tolerance (as its record lists them)."""
-
-    model_config = ConfigDict(extra="ignore")
-    customer: str
-    metric: str
-    window: str
-    stripe: float
-    metronome: float
-    cause: str | None = None
-
-
-class ReconcileRecord(BaseModel):
-    """The stack's last `metronome-iac reconcile` (stacks/<stack>/reconcile.json, read by the program)."""
-
-    model_config = ConfigDict(extra="ignore")
-    ran_at: str
-    starting_on: str
-    ending_before: str
-    window: str
-    tolerance: float
-    passed: bool
-    checked: int  # windows compared
-    failing_count: int = 0
-    failing: list[ReconciledWindow] = Field(default_factory=list)  # the first few
 
 
 class Inputs(InputsBase):
@@ -233,82 +117,6 @@ HINTS = {
 # ---------------------------------------------------------------------------------------------
 
 
-def gate_refusals(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
-    """(field, why) for changes refused once live; `old`/`new` are inputs in canonical shape."""
-    if old.get("go_live") is not True:
-        return []  # nothing has been set yet: everything may change
-    refusals = []
-    if new.get("go_live") is False:
-        refusals.append(("go_live", GO_LIVE_OFF_REFUSED))
-    old_account, new_account = old.get("expected_account_id"), new.get("expected_account_id")
-    if old_account and new_account not in (None, UNKNOWN, old_account):
-        refusals.append(("expected_account_id", account_change_refused(old_account, new_account)))
-    return refusals
-
-
-# ---------------------------------------------------------------------------------------------
-# Go-live condition: the parallel run reconciled (metronome-iac reconcile)
-# ---------------------------------------------------------------------------------------------
-
-GO_LIVE_EVIDENCE = ("require_reconciled_days", "reconciliation")  # gate inputs, never diffed
-RECONCILED_MAX_AGE = timedelta(days=2)  # a nightly reconcile ending at midnight is recent enough
-
-
-def reconcile_refusal(inputs: Inputs, now: datetime) -> str | None:
-    """Why going live is refused for want of a passed reconcile, or None (no condition, or it holds)."""
-    days, record = inputs.require_reconciled_days, inputs.reconciliation
-    if days is None:
-        return None
-    parts = (inputs.identity or "").split("/")
-    stack = parts[1] if len(parts) == 3 else "STACK"
-    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    command = (
-        f"`metronome-iac reconcile --stack {stack} --from {(today - timedelta(days=days)):%Y-%m-%d} "
-        f"--to {today:%Y-%m-%d}`"
-    )
-    lead = f"go_live is refused until the parallel run is reconciled (require_reconciled_days: {days})"
-    fix = f"; to fix: run {command} until it passes and commit stacks/{stack}/reconcile.json, which it writes"
-    if record is None:
-        return f"{lead}: no reconcile of this stack is recorded (stacks/{stack}/reconcile.json){fix}"
-    start, end = (
-        datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (record.starting_on, record.ending_before)
-    )
-    last = (
-        f"the last reconcile (ran {record.ran_at}, {record.starting_on} to {record.ending_before}, "
-        f"{record.window} windows)"
-    )
-    if not record.passed:
-        shown = "; ".join(
-            f"{w.customer} {w.metric} {w.window}: Stripe {w.stripe:g}, Metronome {w.metronome:g}"
-            + (f" ({w.cause})" if w.cause else "")
-            for w in record.failing[:5]
-        )
-        more = record.failing_count - min(len(record.failing), 5)
-        shown += f"; and {more} more" if more > 0 else ""
-        why = f"{record.failing_count} window(s) outside {record.tolerance:.2%}: {shown}"
-        return f"{lead}: {last} failed, {why}{fix}"
-    if record.checked == 0:
-        return f"{lead}: {last} compared no window{fix}"
-    if end - start < timedelta(days=days):
-        return f"{lead}: {last} covers {(end - start).days} day(s), fewer than {days}{fix}"
-    if now - end > RECONCILED_MAX_AGE:
-        return f"{lead}: {last} ended more than {RECONCILED_MAX_AGE.days} days ago{fix}"
-    return None
-
-
-def desired_configurations(inputs: dict[str, Any]) -> list[dict[str, str]]:
-    """One Stripe configuration per customer: its override or the default collection method."""
-    default = inputs.get("collection_method") or "charge_automatically"
-    return [
-        {
-            "customer_id": c["customer_id"],
-            "stripe_customer_id": c["stripe_customer_id"],
-            "collection_method": c.get("collection_method") or default,
-        }
-        for c in inputs.get("customers") or []
-    ]
-
-
 def comparable(inputs: dict[str, Any]) -> dict[str, Any]:
     """Inputs as diffed: each customer with its effective collection method, so an override equal to
     the default and an omitted one compare equal (customer order and number types are handled by
@@ -323,428 +131,8 @@ def comparable(inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Stripe settings and client (host-process caches)
+# Going live and staying live
 # ---------------------------------------------------------------------------------------------
-
-_STRIPE_LOCK = threading.Lock()
-_STRIPE_API_BASE: str | None = None
-_STRIPE_CLIENTS: dict[tuple[str, str | None], Any] = {}
-
-
-def _configure_stripe(req: ConfigureRequest) -> None:
-    global _STRIPE_API_BASE
-    config = getattr(req, "config", None)
-    try:
-        base = config.get("stripe:apiBase") if config is not None else None
-    except Exception:  # a config object without the key
-        base = None
-    if base:
-        with _STRIPE_LOCK:
-            _STRIPE_API_BASE = str(base)
-
-
-def stripe_api_base() -> str | None:
-    with _STRIPE_LOCK:
-        return _STRIPE_API_BASE or os.environ.get("STRIPE_API_BASE") or None
-
-
-def stripe_client(label: str) -> Any:
-    """The `stripe` client for the configured key and base, built on first use in the host."""
-    import stripe
-
-    key = get_settings().stripe_api_key
-    if not key:
-        raise MetronomeError(
-            f"{label}: no Stripe secret key: set the secret config `stripe:apiKey` "
-            "(pulumi config set --secret stripe:apiKey sk_...) or STRIPE_API_KEY"
-        )
-    base = stripe_api_base()
-    cache_key = (hashlib.sha256(key.encode()).hexdigest(), base)
-    with _STRIPE_LOCK:
-        client = _STRIPE_CLIENTS.get(cache_key)
-        if client is None:
-            addresses = {"api": base} if base else None
-            client = _STRIPE_CLIENTS[cache_key] = stripe.StripeClient(
-                key,
-                base_addresses=addresses,
-                max_network_retries=2,  # type: ignore[arg-type]
-            )
-        return client
-
-
-def stripe_account_id(label: str) -> str:
-    """The account the Stripe key belongs to (GET /v1/account)."""
-    import stripe
-
-    try:
-        return stripe_client(label).v1.accounts.retrieve_current().id
-    except stripe.StripeError as err:
-        raise MetronomeError(
-            f"{label}: Stripe rejected the key when reading its account: {err.user_message or err}"
-        ) from None
-
-
-NOT_VERIFIED = (
-    "Stripe not checked: no Stripe key is set (stripe:apiKey or STRIPE_API_KEY); the account and the "
-    "customers' Stripe ids are verified once it is, and go_live needs it"
-)
-
-
-def stripe_checks_skipped(go_live: bool | None) -> bool:
-    """Before go-live a stack may run without a Stripe key (dev against the emulator, a first
-    preview): Stripe-side checks are skipped and the outputs say so. Going live needs the key."""
-    return not go_live and not get_settings().stripe_api_key
-
-
-def check_account(expected: str, label: str) -> str:
-    actual = stripe_account_id(label)
-    if actual != expected:
-        raise MetronomeError(
-            f"{label}: the Stripe key belongs to account {actual}, not expected_account_id {expected}; "
-            "use the key of the account Metronome is connected to (or fix expected_account_id)"
-        )
-    return actual
-
-
-def missing_stripe_customers(stripe_ids: Iterable[str], label: str) -> list[tuple[str, str]]:
-    """(stripe id, why) for every id Stripe does not know (or has deleted); all ids are looked up."""
-    import stripe
-
-    client = stripe_client(label)
-
-    def look(stripe_id: str) -> tuple[str, str] | None:
-        try:
-            customer = client.v1.customers.retrieve(stripe_id)
-        except stripe.InvalidRequestError as err:
-            if err.http_status == 404:
-                return stripe_id, "no such customer"
-            raise MetronomeError(f"{label}: Stripe: {err.user_message or err}") from None
-        except stripe.StripeError as err:
-            raise MetronomeError(f"{label}: Stripe: {err.user_message or err}") from None
-        return (stripe_id, "deleted in Stripe") if getattr(customer, "deleted", False) else None
-
-    ids = sorted(set(stripe_ids))
-    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        return [m for m in pool.map(look, ids) if m is not None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Metronome calls
-# ---------------------------------------------------------------------------------------------
-
-
-def stripe_delivery_method(
-    client: metronome.Metronome, expected_account_id: str, label: str, wanted: str | None = None
-) -> str:
-    """The delivery method id of the Stripe connection; fails with the dashboard step when there is none.
-
-    `wanted` (the `stripe_delivery_method_id` input) must be one of the connected Stripe ones. Without it, the
-    only one; with several connected, the one whose configuration names `expected_account_id`, else an
-    error asking for the setting."""
-    # A plain {data, next_page} response with the cursor in the body, and no page size.
-    listing = paginate(
-        client,
-        "POST",
-        "/v1/listConfiguredBillingProviders",
-        label=label,
-        limit=None,
-        cursor_in_body="next_page",
-    )
-    methods = [m for m in listing if m.get("billing_provider") == "stripe"]
-    if not methods:
-        raise MetronomeError(f"{label}: {CONNECT_HINT}")
-    ids = [m["delivery_method_id"] for m in methods]
-    if wanted:
-        if wanted not in ids:
-            raise MetronomeError(
-                f"{label}: delivery_method_id {wanted} is not a connected Stripe account's delivery method "
-                f"(connected: {ids}); to fix: set stripe.delivery_method_id to one of them"
-            )
-        return wanted
-    if len(methods) == 1:
-        return methods[0]["delivery_method_id"]
-    # Several Stripe accounts connected: pick the one whose configuration names the expected account.
-    named = [m for m in methods if expected_account_id in str(m.get("delivery_method_configuration") or {})]
-    if len(named) == 1:
-        return named[0]["delivery_method_id"]
-    raise MetronomeError(
-        f"{label}: several Stripe accounts are connected to this Metronome account ({ids}) and none can be "
-        f"told to be {expected_account_id}; to fix: set stripe.delivery_method_id in environment.yaml "
-        "(the StripeIntegration's delivery_method_id) to the one Metronome lists for that account"
-    )
-
-
-def _is_stripe(config: dict[str, Any], delivery_method_id: str | None) -> bool:
-    """An active Stripe configuration (on `delivery_method_id` when given: other connected Stripe
-    accounts are not this resource's business)."""
-    return (
-        config.get("billing_provider") == "stripe"
-        and not config.get("archived_at")
-        and (delivery_method_id is None or config.get("delivery_method_id") in (None, delivery_method_id))
-    )
-
-
-def _matches(config: dict[str, Any], want: dict[str, str]) -> bool:
-    conf = config.get("configuration") or {}
-    return (
-        conf.get("stripe_customer_id") == want["stripe_customer_id"]
-        and (conf.get("stripe_collection_method") or "charge_automatically") == want["collection_method"]
-    )
-
-
-def stripe_configurations(
-    client: metronome.Metronome,
-    customer_ids: list[str],
-    delivery_method_id: str | None,
-    label: str,
-    *,
-    missing_ok: bool = False,
-) -> dict[str, list[dict[str, Any]]]:
-    """{customer_id: its active Stripe configurations}; one get per customer (the get is not paged)."""
-
-    def look(customer_id: str) -> tuple[str, list[dict[str, Any]]]:
-        try:
-            page = request(
-                client,
-                "POST",
-                "/v1/getCustomerBillingProviderConfigurations",
-                label=label,
-                body={"customer_id": customer_id},
-            )
-        except MetronomeError as err:
-            if err.status_code != 404:
-                raise
-            if missing_ok:
-                return customer_id, []
-            raise MetronomeError(f"{label}: Metronome customer {customer_id} does not exist") from None
-        configs = [c for c in (page or {}).get("data") or [] if _is_stripe(c, delivery_method_id)]
-        return customer_id, configs
-
-    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        return dict(pool.map(look, customer_ids))
-
-
-def missing_customers(client: metronome.Metronome, customer_ids: list[str], label: str) -> list[str]:
-    """The ids of `customer_ids` that are no Metronome customer (archived ones count as existing)."""
-
-    def gone(customer_id: str) -> str | None:
-        try:
-            request(client, "GET", f"/v1/customers/{customer_id}", label=label)
-        except MetronomeError as err:
-            if err.status_code in (400, 404):
-                return customer_id
-            raise
-        return None
-
-    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        return sorted(c for c in pool.map(gone, customer_ids) if c is not None)
-
-
-def customers_missing(ids: list[str]) -> str:
-    return (
-        f"Metronome customer(s) {', '.join(ids)} do not exist, so no Stripe configuration was set for them. "
-        "To fix: reference the "
-        "customers' ids as Metronome has them (a Customer resource's id), or remove them from customers"
-    )
-
-
-def set_leave_in_draft(client: metronome.Metronome, customer_ids: list[str], leave: bool, label: str) -> None:
-    """Set each customer's `leave_stripe_invoices_in_draft` (updateConfig), so invoices reach Stripe as the
-    stack says and not by Metronome's default (drafts)."""
-
-    def one(customer_id: str) -> None:
-        # Idempotent, and one per customer at go-live: more patience than one read gets.
-        try:
-            raw_request(
-                client,
-                "POST",
-                f"/v1/customers/{customer_id}/updateConfig",
-                body={"leave_stripe_invoices_in_draft": leave},
-                max_retries=IDEMPOTENT_RETRIES,
-            )
-        except metronome.APIError as err:
-            raise MetronomeError.from_api(label, err) from None
-
-    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        list(pool.map(one, customer_ids))
-
-
-def existing_configurations(
-    client: metronome.Metronome, wanted: list[dict[str, str]], delivery_method_id: str, label: str
-) -> dict[str, str]:
-    """{customer_id: config id} for customers that already have the wanted Stripe configuration."""
-    live = stripe_configurations(client, [w["customer_id"] for w in wanted], delivery_method_id, label)
-    return _pick(wanted, live)
-
-
-def _pick(wanted: list[dict[str, str]], live: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    found = {}
-    for want in wanted:
-        hits = [c["id"] for c in live.get(want["customer_id"], []) if _matches(c, want)]
-        if hits:
-            found[want["customer_id"]] = hits[0]
-    return found
-
-
-def replaced_configurations(
-    wanted: list[dict[str, str]], live: dict[str, list[dict[str, Any]]]
-) -> dict[str, list[dict[str, Any]]]:
-    """{customer_id: the active Stripe configurations an apply would archive}: all but the one it keeps
-    (the first matching the wanted configuration; when none matches, a new one is set)."""
-    kept = _pick(wanted, live)
-    return {
-        w["customer_id"]: [c for c in live.get(w["customer_id"], []) if c["id"] != kept.get(w["customer_id"])]
-        for w in wanted
-    }
-
-
-def blocked_replacements(
-    client: metronome.Metronome,
-    wanted: list[dict[str, str]],
-    live: dict[str, list[dict[str, Any]]],
-    label: str,
-) -> dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
-    """{customer_id: [(configuration to be archived, the active contracts billed through it)]}, only
-    where there are such contracts (active: not archived, not ended). One contract listing per customer
-    that has something to archive."""
-    replaced = {cid: configs for cid, configs in replaced_configurations(wanted, live).items() if configs}
-
-    def look(customer_id: str) -> tuple[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
-        contracts = active_contracts(client, customer_id, label)
-        found = []
-        for config in replaced[customer_id]:
-            using = [
-                c
-                for c in contracts
-                if (c.get("customer_billing_provider_configuration") or {}).get("id") == config["id"]
-            ]
-            if using:
-                found.append((config, using))
-        return customer_id, found
-
-    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        return {cid: found for cid, found in pool.map(look, sorted(replaced)) if found}
-
-
-def set_configurations(
-    client: metronome.Metronome,
-    wanted: list[dict[str, str]],
-    delivery_method_id: str,
-    label: str,
-    sleep: Callable[[float], None] = time.sleep,
-    found: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """Every wanted configuration exists afterwards; returns {customer_id: config id}.
-
-    Existing ones are looked up first (or passed in as `found`), so a retried `up` re-uses them. The
-    set call itself goes out with the SDK retries off: after an ambiguous failure (5xx, connection) the
-    batch is looked up again and only what is still missing is sent, so a configuration is never set twice.
-    """
-    found = (
-        dict(found)
-        if found is not None
-        else existing_configurations(client, wanted, delivery_method_id, label)
-    )
-    missing = [w for w in wanted if w["customer_id"] not in found]
-    for start in range(0, len(missing), BATCH_SIZE):
-        batch = missing[start : start + BATCH_SIZE]
-        delay = 0.5
-        for attempt in range(MAX_SET_ATTEMPTS):
-            body = {
-                "data": [
-                    {
-                        "customer_id": w["customer_id"],
-                        "billing_provider": "stripe",
-                        # Named by id: with several Stripe accounts connected Metronome requires it.
-                        "delivery_method_id": delivery_method_id,
-                        "configuration": {
-                            "stripe_customer_id": w["stripe_customer_id"],
-                            "stripe_collection_method": w["collection_method"],
-                        },
-                    }
-                    for w in batch
-                ]
-            }
-            try:
-                response = raw_request(
-                    client, "POST", "/v1/setCustomerBillingProviderConfigurations", body=body, max_retries=0
-                )
-            except metronome.RateLimitError as err:
-                sleep(retry_after_seconds(err.response) or delay)
-            except (metronome.APIConnectionError, metronome.InternalServerError) as err:
-                again = existing_configurations(client, batch, delivery_method_id, label)
-                found.update(again)
-                batch = [w for w in batch if w["customer_id"] not in again]
-                if not batch:
-                    break
-                # Metronome answers a set naming an unknown customer with a 500 (and its configurations
-                # with [], not 404: reported): a customer that does not exist is said so, not retried.
-                missing = missing_customers(client, [w["customer_id"] for w in batch], label)
-                if missing:
-                    raise MetronomeError(f"{label}: {customers_missing(missing)}") from None
-                if attempt == MAX_SET_ATTEMPTS - 1:
-                    raise MetronomeError.from_api(label, err) from None
-                sleep(retry_after_seconds(getattr(err, "response", None)) or delay)
-            except metronome.APIError as err:
-                raise MetronomeError.from_api(label, err) from None
-            else:
-                for config in (response or {}).get("data") or []:
-                    found[config["customer_id"]] = config["id"]
-                break
-            delay = min(delay * 2, 8.0)
-        else:
-            raise MetronomeError(
-                f"{label}: setting Stripe configurations kept failing; run `pulumi up` again"
-            )
-    return {w["customer_id"]: found[w["customer_id"]] for w in wanted if w["customer_id"] in found}
-
-
-def archive_replaced(
-    client: metronome.Metronome, ids: dict[str, str], replaced: dict[str, list[str]], label: str
-) -> None:
-    """Archive each customer's replaced configurations (one call per customer: the API takes one).
-
-    Runs only after the new configurations exist, so a customer is never without one. A failure leaves
-    new and replaced both active; the error says so per customer, and the next `up` finishes the job
-    (set_configurations finds the new ones, the replaced ones are found again and archived).
-    """
-
-    def one(customer_id: str) -> tuple[str, str] | None:
-        body = {
-            "customer_id": customer_id,
-            "customer_billing_provider_configuration_ids": replaced[customer_id],
-        }
-        try:
-            archive(client, ARCHIVE_PATH, body, label=label)  # "already archived" counts as done
-        except MetronomeError as err:
-            return customer_id, str(err).removeprefix(f"{label}: ")
-        return None
-
-    todo = sorted(cid for cid, old in replaced.items() if old)
-    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS) as pool:
-        failed = dict(f for f in pool.map(one, todo) if f is not None)
-    for customer_id in todo:
-        if customer_id not in failed:
-            print(
-                f"{label}: customer {customer_id}: archived replaced Stripe configuration(s) "
-                f"{', '.join(replaced[customer_id])}; active now: {ids[customer_id]}",
-                file=sys.stderr,
-                flush=True,
-            )
-    if failed:
-        lines = "; ".join(
-            f"customer {cid}: new configuration {ids[cid]} is active AND replaced "
-            f"{', '.join(replaced[cid])} is still active ({why})"
-            for cid, why in sorted(failed.items())
-        )
-        raise MetronomeError(
-            f"{label}: the new Stripe configurations are set, but archiving the replaced ones failed for "
-            f"{len(failed)} customer(s), which therefore have two active Stripe configurations: {lines}. "
-            "Every other customer has exactly its new configuration. Until this step succeeds the stack "
-            "keeps its previous state, so contracts keep referencing the configuration ids recorded there. "
-            "Run `pulumi up` again to finish: it finds the new configurations (nothing is set twice) and "
-            "archives the replaced ones."
-        )
 
 
 def apply_live(
@@ -765,7 +153,7 @@ def apply_live(
     if blocked:
         raise MetronomeError(f"{label}: {replacement_refused(blocked, wanted, going_live)}")
     ids = set_configurations(
-        client, wanted, delivery_method_id, label, sleep=sleep, found=_pick(wanted, live)
+        client, wanted, delivery_method_id, label, sleep=sleep, found=matching_configurations(wanted, live)
     )
     replaced = {cid: [c["id"] for c in live[cid] if c["id"] != new_id] for cid, new_id in ids.items()}
     archive_replaced(client, ids, replaced, label)
@@ -785,7 +173,7 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
 
     def configure(self, req: ConfigureRequest) -> None:
         super().configure(req)
-        _configure_stripe(req)
+        configure_stripe(req)
 
     # check: schema (base), then the go-live gate, then the look-ups (Metronome, Stripe).
     def validate(self, inputs: Inputs, olds: dict[str, Any]) -> list[CheckFailure]:
@@ -809,7 +197,12 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
         new = inputs.model_dump(mode="json", exclude_none=True)
         failures += [CheckFailure(field, why) for field, why in gate_refusals(old, new)]
         if inputs.go_live and old.get("go_live") is not True:
-            unreconciled = reconcile_refusal(inputs, datetime.now(timezone.utc))
+            unreconciled = reconcile_refusal(
+                inputs.require_reconciled_days,
+                inputs.reconciliation,
+                inputs.identity,
+                datetime.now(timezone.utc),
+            )
             if unreconciled:
                 failures.append(CheckFailure("go_live", unreconciled))
         if failures:
@@ -992,7 +385,7 @@ class StripeIntegrationProvider(MetronomeProvider[Inputs]):
             live = stripe_configurations(
                 client, [w["customer_id"] for w in wanted], delivery_method_id, label
             )
-            kept = outs["billing_provider_configuration_ids"] = _pick(wanted, live)
+            kept = outs["billing_provider_configuration_ids"] = matching_configurations(wanted, live)
             outs["go_live_pending"] = []
             # More than one active Stripe configuration on a customer risks billing it twice: the next up
             # archives the others, as going live does (unless an active contract bills through one).

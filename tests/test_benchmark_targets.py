@@ -16,7 +16,10 @@ from conftest import REPO
 
 SIZE = 100
 HELD = [
+    "first_creates",
     "apply_calls",
+    "apply_package_calls",
+    "apply_alert_calls",
     "state_bytes",
     "preview_calls",
     "preview_no_change",
@@ -54,8 +57,20 @@ def test_call_count_target(results: dict[str, Any], key: str) -> None:
 
 def test_the_table_shows_every_phase(results: dict[str, Any]) -> None:
     phases = {r["phase"] for r in results["rows"]}
-    for phase in ("apply", "no-change preview", "refresh", "add one product", "add one customer"):
+    for phase in (
+        "first create per kind",
+        "apply",
+        "no-change preview",
+        "refresh",
+        "add one product",
+        "add one customer",
+    ):
         assert phase in phases
+    by_kind = {
+        r["phase"]: r["extra"]["objects_by_kind"] for r in results["rows"] if "objects_by_kind" in r["extra"]
+    }
+    for phase in ("apply", "no-change preview", "refresh"):  # the stack has every kind, each in the table
+        assert {"packages", "alerts", "customers", "contracts"} <= set(by_kind[phase]), by_kind
     for n in (100, 1000, 5000):
         assert {f"price edit {n}: {op}" for op in ("check", "diff", "update", "read")} <= phases
     for target in results["targets"]:  # every target printed with its verdict

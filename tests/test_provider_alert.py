@@ -98,3 +98,29 @@ def test_a_replayed_create_takes_the_first_over(host, customer_id):
     first, inputs, _ = host.create_checked(A, alert(customer_id=customer_id))
     again, _ = host.create(A, inputs)
     assert again == first
+
+
+def test_an_account_wide_alert_is_read_through_the_customer_recorded_in_its_state(fresh_emulator):
+    """The customer an account-wide alert is read through is an output: a refresh in a new host reads
+    through it with one call (no look-up of a customer); if that customer is not found, through another.
+    A read never changes the output: a refresh shows no change."""
+    emulator = fresh_emulator
+    client = emulator.client()
+    first = client.v1.customers.create(name=unique("first")).data.id
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        object_id, _, outs = host.create_checked(A, alert(name=unique("everyone")))
+    assert outs["read_through"] == first
+
+    def calls() -> dict:
+        return emulator.admin("GET", "stats").json()["by_route"]
+
+    before = calls()
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        assert host.read(A, object_id, outs)[0] == object_id
+    made = {route: n - before.get(route, 0) for route, n in calls().items() if n != before.get(route, 0)}
+    assert made == {"POST /v1/customer-alerts/get": 1}, made
+
+    gone = {**outs, "read_through": "00000000-0000-4000-8000-000000000000"}  # no such customer (404)
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        read_id, read_outs = host.read(A, object_id, gone)
+    assert read_id == object_id and read_outs == gone  # read through another; the state is not changed
