@@ -7,7 +7,8 @@ from pathlib import Path
 import pulumi
 
 from metronome_iac.catalog import CatalogError, load_stack
-from metronome_iac.program import declare, project_frames_only, registered
+from metronome_iac.program import declare
+from metronome_iac.registration import project_frames_only, registered
 
 STACKS_DIR = Path(__file__).resolve().parent / "stacks"
 

@@ -6,18 +6,11 @@ Notification -> Customer -> its alerts -> Contract (and StripeIntegration when `
 output (`metric.id`), so the engine orders creates/replacements itself. The `*_inputs` builders are
 pure functions shared with `drift` (which passes live ids instead of outputs), so the drift report
 and `pulumi preview` compare the same values.
-
-What the program costs the engine grows with the account, so `__main__.py` also uses the two helpers
-at the end of this module: `project_frames_only` (each resource's stack trace in the state keeps the
-project's own frames) and `registered` (the program waits for its registrations in one pass).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from metronome_iac.catalog import (
@@ -361,63 +354,3 @@ def stripe_configuration_for(integration: Any, customer_id: Any) -> Any:
         raise ValueError(f"StripeIntegration has no Stripe configuration for customer {cid}")
 
     return pulumi.Output.all(integration.billing_provider_configuration_ids, customer_id).apply(pick)
-
-
-# --------------------------------------------------------------------------------------------------
-# the program's cost to the engine (docs/benchmarks.md, "The real engine")
-
-
-def project_frames_only(program_dir: Path) -> None:
-    """Record, as each resource's stack trace, only the frames of the project's own code.
-
-    The Python SDK sends the engine the whole call stack of every resource it registers (the resource
-    class, the builder in this module, `__main__.py`, then a dozen frames of runpy, the language
-    host's runner, the SDK's runtime and asyncio), and the engine keeps it in the state: about 1.2 KB
-    of each resource's 3 to 4 KB, which the file backend writes again after every step of an update.
-    The frames below `__main__.py` are the same for every resource; this keeps the frames down to the
-    first one outside the project (or inside its virtualenv). The source position the engine shows
-    (the first frame) is unchanged. A no-op if the SDK no longer has its private `_get_stack_trace`
-    (pulumi==3.260 pinned in pyproject.toml; tests/test_pulumi_cli.py checks the state).
-    """
-    from pulumi.runtime import resource as sdk_resource
-
-    full_trace = getattr(sdk_resource, "_get_stack_trace", None)
-    if full_trace is None or getattr(full_trace, "project_frames_only", False):
-        return
-
-    def under(path: Path) -> tuple[str, ...]:
-        return tuple({Path(path).absolute().as_uri() + "/", Path(path).resolve().as_uri() + "/"})
-
-    project, virtualenv = under(program_dir), under(Path(sys.prefix))
-
-    def project_trace() -> Any:
-        trace = full_trace()
-        kept = 0
-        for frame in trace.frames:
-            uri = frame.pc.uri if frame.HasField("pc") else ""
-            if not uri.startswith(project) or uri.startswith(virtualenv):
-                break
-            kept += 1
-        del trace.frames[kept:]
-        return trace
-
-    project_trace.project_frames_only = True  # type: ignore[attr-defined]
-    sdk_resource._get_stack_trace = project_trace
-
-
-def registered(resources: dict[str, dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-    """The program's async entry point (`pulumi.run`): wait until every resource is registered.
-
-    Without it the SDK waits for the program's outputs after the program returns by calling
-    `asyncio.wait(all pending outputs, FIRST_COMPLETED)` again after each completion
-    (pulumi/runtime/stack.py `wait_for_rpcs`): with 20 to 25 outputs per resource, a cost that grows
-    with the square of the stack (40 s of the program's CPU for 1,000 resources). Awaiting each
-    resource's URN (resolved when the engine answers its registration) once is linear; the SDK's
-    wait then finds its outputs resolved. Failures are left for the SDK to report as before.
-    """
-
-    async def wait() -> None:
-        urns = [r.urn.future() for by_name in resources.values() for r in by_name.values()]
-        await asyncio.gather(*urns, return_exceptions=True)
-
-    return wait
