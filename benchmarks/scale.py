@@ -426,24 +426,32 @@ class Bench:
         started = time.monotonic()
         yield extra
         wall = time.monotonic() - started
+        host = cpu_seconds(process) - host_cpu
+        self.add_row(phase, before, emu_cpu, resources, wall, host, rss.stop(), rates, extra)
+
+    def add_row(
+        self,
+        phase: str,
+        stats_before: dict[str, Any],
+        emulator_cpu_before: float,
+        resources: int,
+        wall: float,
+        cpu: float,
+        rss_mb: float,
+        rates: int,
+        extra: dict[str, Any],
+    ) -> None:
+        """A row for what the emulator counted since `stats_before` (its calls, its CPU and its own time)."""
         after = self.stats()
-        handler = after["seconds"] - before["seconds"] if "seconds" in after else None
+        handler = after["seconds"] - stats_before["seconds"] if "seconds" in after else None
+        calls = after["total"] - stats_before["total"]
+        emulator_cpu = cpu_seconds(self.emulator_process) - emulator_cpu_before
         self.rows.append(
             Row(
-                self.size,
-                self.latency_ms,
-                phase,
-                after["total"] - before["total"],
-                resources,
-                wall,
-                cpu_seconds(process) - host_cpu,
-                cpu_seconds(self.emulator_process) - emu_cpu,
-                handler,
-                rss.stop(),
-                rates,
-                extra,
+                self.size, self.latency_ms, phase, calls, resources, wall, cpu, emulator_cpu, handler, rss_mb,
+                rates, extra,
             )
-        )
+        )  # fmt: skip
 
     # -- phases --------------------------------------------------------------------------------------
 
@@ -603,22 +611,8 @@ class Bench:
         def record(phase: str, run: Callable[[], tuple[Run, dict[str, Any]]]) -> None:
             before, emu_cpu = self.stats(), cpu_seconds(self.emulator_process)
             done, extra = run()
-            after = self.stats()
-            self.rows.append(
-                Row(
-                    self.size,
-                    self.latency_ms,
-                    phase,
-                    after["total"] - before["total"],
-                    len(self.nodes),
-                    done.wall_s,
-                    done.cpu_total_s,
-                    cpu_seconds(self.emulator_process) - emu_cpu,
-                    after["seconds"] - before["seconds"] if "seconds" in after else None,
-                    float("nan"),
-                    extra=extra,
-                )
-            )
+            nodes = len(self.nodes)
+            self.add_row(phase, before, emu_cpu, nodes, done.wall_s, done.cpu_total_s, math.nan, 0, extra)
 
         real_engine_runs(self.stack, self.emulator, work, cli, empty_emulator, record)
 
