@@ -53,8 +53,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The scale table of docs/benchmarks.md (100 / 1,000 / 3,000 resources at 0 and 50 ms; a `pulumi up` row
-# when the CLI is installed). CI runs the smallest size: tests/test_benchmark_targets.py.
+# The scale table of docs/benchmarks.md (100 / 1,000 / 3,000 resources at 0 and 50 ms; the real engine's
+# rows for 1,000 at 50 ms when the CLI can be had). CI runs the smallest size:
+# tests/test_benchmark_targets.py and tests/test_benchmark_cli.py.
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/scale.py --pulumi-cli 1000
 

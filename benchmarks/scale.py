@@ -36,9 +36,7 @@ import argparse
 import asyncio
 import json
 import math
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,7 +56,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import Emulator, start_emulator  # noqa: E402
 from provider_host import ProviderHost, provider_blob, struct  # noqa: E402
-from pulumi_cli import PulumiProject  # noqa: E402
+from scale_cli import Run, note_text, pulumi_cli_path, real_engine_runs  # noqa: E402
 
 from metronome_iac.catalog import Stack, dump_yaml, load_stack  # noqa: E402
 from metronome_iac.catalog_packages import alert_inputs, customer_alert_name, package_inputs  # noqa: E402
@@ -563,26 +561,34 @@ class Bench:
         started = time.monotonic()
         yield extra
         wall = time.monotonic() - started
+        host = cpu_seconds(process) - host_cpu
+        self.add_row(phase, before, emu_cpu, resources, wall, host, rss.stop(), rates, extra)
+
+    def add_row(
+        self,
+        phase: str,
+        stats_before: dict[str, Any],
+        emulator_cpu_before: float,
+        resources: int,
+        wall: float,
+        cpu: float,
+        rss_mb: float,
+        rates: int,
+        extra: dict[str, Any],
+    ) -> None:
+        """A row for what the emulator counted since `stats_before` (its calls, its CPU and its own time)."""
         after = self.stats()
-        handler = after["seconds"] - before["seconds"] if "seconds" in after else None
-        routes = {r: n - before["by_route"].get(r, 0) for r, n in after["by_route"].items()}
+        handler = after["seconds"] - stats_before["seconds"] if "seconds" in after else None
+        routes = {r: n - stats_before["by_route"].get(r, 0) for r, n in after["by_route"].items()}
         extra["calls_by_kind"] = calls_by_kind(routes)
+        calls = after["total"] - stats_before["total"]
+        emulator_cpu = cpu_seconds(self.emulator_process) - emulator_cpu_before
         self.rows.append(
             Row(
-                self.size,
-                self.latency_ms,
-                phase,
-                after["total"] - before["total"],
-                resources,
-                wall,
-                cpu_seconds(process) - host_cpu,
-                cpu_seconds(self.emulator_process) - emu_cpu,
-                handler,
-                rss.stop(),
-                rates,
-                extra,
+                self.size, self.latency_ms, phase, calls, resources, wall, cpu, emulator_cpu, handler, rss_mb,
+                rates, extra,
             )
-        )
+        )  # fmt: skip
 
     # -- phases --------------------------------------------------------------------------------------
 
@@ -764,44 +770,21 @@ class Bench:
             "source": "emulator handler time" if "seconds" in self.stats() else "client wall time",
         }
 
-    def pulumi_up(self, work: Path) -> None:
-        """`pulumi up` of the generated stack through the real CLI (a copy of the checkout, local file
-        backend), as the real-engine tests run it."""
-        cli = pulumi_cli_path()
-        assert cli is not None
-        project = PulumiProject(work, cli, self.emulator, stack=self.stack.name, stack_dir=self.stack.path)
-        before, started = self.stats(), time.monotonic()
-        emu_cpu = cpu_seconds(self.emulator_process)
-        # The CLI, its language host running the program and the provider host: every process the run
-        # waited for (the emulator, started earlier, is not among them).
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        project.run("up", "--yes", "--skip-preview")
-        wall = time.monotonic() - started
-        after = self.stats()
-        done = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.rows.append(
-            Row(
-                self.size,
-                self.latency_ms,
-                "pulumi up (CLI)",
-                after["total"] - before["total"],
-                len(self.nodes),
-                wall,
-                done.ru_utime + done.ru_stime - children.ru_utime - children.ru_stime,
-                cpu_seconds(self.emulator_process) - emu_cpu,
-                after["seconds"] - before["seconds"] if "seconds" in after else None,
-                float("nan"),
-            )
-        )
+    def real_engine(self, work: Path, cli: str) -> None:
+        """The same stack through the Pulumi CLI (benchmarks/scale_cli.py): up, no-change preview,
+        up --refresh, and up with PULUMI_SKIP_CHECKPOINTS, on an emptied emulator."""
 
+        def empty_emulator() -> None:
+            self.emulator.admin("POST", "reset")
+            self.set_latency(self.latency_ms)
 
-def pulumi_cli_path() -> str | None:
-    """The Pulumi CLI scripts/pulumi-cli.sh provides (found, installed or built), None if none can be had."""
-    script = REPO / "scripts" / "pulumi-cli.sh"
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=3600)
-    return (
-        result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else None
-    )
+        def record(phase: str, run: Callable[[], tuple[Run, dict[str, Any]]]) -> None:
+            before, emu_cpu = self.stats(), cpu_seconds(self.emulator_process)
+            done, extra = run()
+            nodes = len(self.nodes)
+            self.add_row(phase, before, emu_cpu, nodes, done.wall_s, done.cpu_total_s, math.nan, 0, extra)
+
+        real_engine_runs(self.stack, self.emulator, work, cli, empty_emulator, record)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -963,7 +946,7 @@ def targets(rows: list[Row], listing: dict[str, Any]) -> list[Target]:
                     "3",
                 )
             )
-    for size in sorted({r.size for r in rows}):
+    for size in sorted({r.size for r in rows if r.phase.startswith("price edit")}):
         for n in EDIT_SIZES:
             ops = [by.get((size, lowest, f"price edit {n}: {op}")) for op in ("check", "diff", "update")]
             calls = sum(r.calls for r in ops if r)
@@ -1003,7 +986,7 @@ def targets(rows: list[Row], listing: dict[str, Any]) -> list[Target]:
 # The run
 
 
-def run(size: int, latency_ms: float, pulumi_cli: bool) -> tuple[list[Row], dict[str, Any]]:
+def run(size: int, latency_ms: float) -> tuple[list[Row], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         stack = write_stack(Path(tmp) / f"scale{size}", size)
         emulator = start_emulator()
@@ -1017,12 +1000,19 @@ def run(size: int, latency_ms: float, pulumi_cli: bool) -> tuple[list[Row], dict
             bench.price_edits()
             bench.add_one()
             bench.listing()
-            if pulumi_cli and pulumi_cli_path():
-                emulator.admin("POST", "reset")
-                bench.pulumi_up(Path(tmp) / "cli")
-            elif pulumi_cli:
-                print("the pulumi CLI is not installed: no `pulumi up` row", file=sys.stderr)
             return bench.rows, bench.listing_figures
+        finally:
+            emulator.stop()
+
+
+def run_real_engine(size: int, latency_ms: float, cli: str) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        stack = write_stack(Path(tmp) / f"scale{size}", size)
+        emulator = start_emulator()
+        try:
+            bench = Bench(emulator, stack, size, latency_ms)
+            bench.real_engine(Path(tmp), cli)
+            return bench.rows
         finally:
             emulator.stop()
 
@@ -1033,7 +1023,7 @@ def fmt(value: float | None, spec: str) -> str:
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        f"{'size':>5} {'lat':>4} {'phase':<26} {'calls':>6} {'/res':>7} {'wall s':>7} {'ideal s':>7} "
+        f"{'size':>5} {'lat':>4} {'phase':<28} {'calls':>6} {'/res':>7} {'wall s':>7} {'ideal s':>7} "
         f"{'ratio':>6} {'host cpu':>8} {'emu cpu':>8} {'emu hdl':>8} {'rss MB':>7}  notes"
     )
     print(header)
@@ -1052,8 +1042,10 @@ def print_table(rows: list[Row]) -> None:
             )
         if r.extra.get("changed"):
             notes.append(f"{len(r.extra['changed'])} showed a change")
+        if "cpu_by_role" in r.extra:
+            notes.append(note_text(r.extra, r.resources))
         cells = [
-            f"{r.size:>5} {r.latency_ms:>4g} {r.phase:<26} {r.calls:>6} {r.per_resource:>7.3f}",
+            f"{r.size:>5} {r.latency_ms:>4g} {r.phase:<28} {r.calls:>6} {r.per_resource:>7.3f}",
             f"{r.wall_s:>7.2f} {r.ideal_s:>7.2f} {fmt(r.ratio, '6.2f'):>6} {fmt(r.host_cpu_s, '8.2f'):>8}",
             f"{r.emulator_cpu_s:>8.2f} {fmt(r.emulator_handler_s, '8.2f'):>8}",
             f"{fmt(r.host_peak_rss_mb, '7.0f'):>7}",
@@ -1081,20 +1073,33 @@ def main() -> int:
     parser.add_argument(
         "--pulumi-cli",
         type=int,
+        nargs="+",
+        default=[],
         metavar="SIZE",
-        help="add a `pulumi up` row (the real CLI) for the stack of SIZE resources at the highest latency",
+        help="add the real CLI's rows (up, no-change preview, up --refresh, up skipping checkpoints) for "
+        "the stack of each SIZE resources, at the highest latency (benchmarks/scale_cli.py)",
+    )
+    parser.add_argument(
+        "--cli-only", action="store_true", help="only the --pulumi-cli rows, not the provider host's phases"
     )
     parser.add_argument("--json", type=Path, help="also write every row and target here")
     args = parser.parse_args()
     rows: list[Row] = []
     listing: dict[str, Any] = {}
-    for size in args.sizes:
+    for size in [] if args.cli_only else args.sizes:
         for latency in args.latencies:
             print(f"... {size} resources at {latency:g} ms", file=sys.stderr, flush=True)
-            got, figures = run(size, latency, size == args.pulumi_cli and latency == max(args.latencies))
+            got, figures = run(size, latency)
             rows += got
             if size == max(args.sizes) and latency == min(args.latencies):
                 listing = figures
+    cli = pulumi_cli_path() if args.pulumi_cli else None
+    if args.pulumi_cli and cli is None:
+        print("the pulumi CLI is not installed: no real-engine rows", file=sys.stderr)
+    for size in args.pulumi_cli if cli else []:
+        latency = max(args.latencies)
+        print(f"... {size} resources through the pulumi CLI at {latency:g} ms", file=sys.stderr, flush=True)
+        rows += run_real_engine(size, latency, cli)
     print_table(rows)
     print_by_kind(rows)
     found = targets(rows, listing)

@@ -125,16 +125,20 @@ def test_stripe_integration_inputs(mocks: RecordingMocks) -> None:
 
 
 def test_the_pulumi_program_declares_the_current_stack(mocks: RecordingMocks) -> None:
-    """`__main__.py` loads stacks/<pulumi.get_stack()>/ (here: dev) and declares it."""
+    """`__main__.py` loads stacks/<pulumi.get_stack()>/ (here: dev) and declares it, run as the
+    language host's runner runs it: in a new root stack, its `pulumi.run` entry point awaited."""
     import runpy
 
-    @pulumi.runtime.test
-    def run() -> Any:
-        namespace = runpy.run_path(str(REPO / "__main__.py"), run_name="__pulumi_program__")
-        resources = namespace["resources"]
-        return pulumi.Output.all(*[r.id for by_name in resources.values() for r in by_name.values()])
+    from pulumi.runtime.settings import set_root_resource
+    from pulumi.runtime.stack import run_in_stack
+    from pulumi.runtime.sync_await import _sync_await
 
-    run()
+    namespace: dict[str, Any] = {}
+    set_root_resource(None)  # type: ignore[arg-type]  # the mocks' stack: run_in_stack makes its own
+    _sync_await(
+        run_in_stack(lambda: namespace.update(runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")))
+    )
+    assert namespace["resources"]["contracts"]
     assert (T + "Contract", "acme_2026") in mocks.resources
     assert (T + "BillableMetric", "input_tokens") in mocks.resources
 

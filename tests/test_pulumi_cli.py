@@ -50,6 +50,23 @@ def test_up_from_empty_then_nothing_to_do(project: PulumiProject) -> None:
     assert f"{declared} unchanged" in again.stdout, again.stdout
 
 
+def test_state_holds_no_per_resource_ballast(project: PulumiProject) -> None:
+    """The file backend writes the whole state again after every step, so what each resource carries
+    beyond its properties costs an update of N resources N times: the pickled provider is plain (a
+    class reference holding no secret, not encrypted twice per resource), and the stack trace keeps
+    the project's own frames (not runpy's, the runner's, the SDK's and asyncio's)."""
+    resources = [r for r in project.export()["deployment"]["resources"] if "dynamic/metronome" in r["type"]]
+    assert len(resources) == project.declared() - 1
+    for res in resources:
+        for bag in ("inputs", "outputs"):
+            blob = res[bag]["__provider"]
+            assert isinstance(blob, str) and len(blob) < 200, (res["urn"], bag, blob)
+        frames = [frame.get("sourcePosition", "") for frame in res.get("stackTrace", [])]
+        assert frames and frames[0] == res["sourcePosition"], res["urn"]
+        outside = [f for f in frames if not f.startswith("project:///") or "../" in f or "/.venv/" in f]
+        assert not outside, (res["urn"], frames)
+
+
 def test_group_key_edit_replaces_the_metric_and_moves_the_product(project: PulumiProject) -> None:
     before = ids(project, "BillableMetric")["input_tokens"]
     project.edit(
