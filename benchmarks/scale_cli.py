@@ -89,9 +89,10 @@ def run_sampled(project: PulumiProject, args: tuple[str, ...], env: dict[str, st
                 tree = []
             for process in tree:
                 try:
+                    # The role as of this sample: a child seen between its fork and its exec still
+                    # has its parent's command line (the program's runner would count as the language host).
                     times = process.cpu_times()
-                    name = own[process.pid][0] if process.pid in own else role(process)
-                    own[process.pid] = (name, times.user + times.system)
+                    own[process.pid] = (role(process), times.user + times.system)
                 except psutil.Error:
                     continue
             time.sleep(0.1)
