@@ -26,20 +26,7 @@ from pulumi.dynamic import (
 )
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
-from .client import (
-    IDENTITY_FIELD,
-    KindIndex,
-    MetronomeError,
-    archive,
-    create_once,
-    delete_custom_field_values,
-    get_client,
-    kind_index,
-    raw_request,
-    registering_keys,
-    retire,
-    set_custom_field_values,
-)
+from .client import KindIndex, MetronomeError, archive, get_client, kind_index, raw_request
 from .config import configure_from_request
 from .diff import (
     PROVIDER_KEY,
@@ -52,6 +39,14 @@ from .diff import (
     instant,
     mark_unknowns,
     normalize,
+)
+from .exactly_once import (
+    IDENTITY_FIELD,
+    create_once,
+    delete_custom_field_values,
+    registering_keys,
+    retire,
+    set_custom_field_values,
 )
 from .identity import create_key, identity_forms, resource_name_of, stamped, unstamped
 from .schema import RequiresReplace, replacement_rules, replacing_fields
