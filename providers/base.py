@@ -548,18 +548,6 @@ def declare_props(
     return props
 
 
-HIGH_CARDINALITY_HINTS = ("request_id", "event_id", "trace_id", "span_id", "transaction_id", "uuid", "guid")
-
-
-def looks_high_cardinality(key: str) -> bool:
-    lowered = key.lower()
-    if any(h in lowered for h in HIGH_CARDINALITY_HINTS):
-        return True
-    return lowered in ("id", "timestamp", "time", "ts", "created_at", "date", "datetime") or lowered.endswith(
-        ("_timestamp", "_time", "_ts", "_at")
-    )
-
-
 def tagged_in(objects: list[dict[str, Any]], tag: str) -> str | None:
     """Id of the first live object (raw, from a listing) whose `iac_identity` is `tag`, stamped or not."""
     for obj in objects:
