@@ -37,9 +37,9 @@ from provider_host import ProviderHost  # noqa: E402
 
 from metronome_iac.emulator.store import Store  # noqa: E402
 from providers.billable_metric import BillableMetricProvider as M  # noqa: E402
-from providers.client import IDENTITY_FIELD  # noqa: E402
 from providers.contract import ContractProvider as K  # noqa: E402
 from providers.customer import CustomerProvider as C  # noqa: E402
+from providers.exactly_once import IDENTITY_FIELD  # noqa: E402
 from providers.product import ProductProvider as P  # noqa: E402
 from providers.rate_card import RateCardProvider as R  # noqa: E402
 

@@ -26,20 +26,7 @@ from pulumi.dynamic import (
 )
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
-from .client import (
-    IDENTITY_FIELD,
-    KindIndex,
-    MetronomeError,
-    archive,
-    create_once,
-    delete_custom_field_values,
-    get_client,
-    kind_index,
-    raw_request,
-    registering_keys,
-    retire,
-    set_custom_field_values,
-)
+from .client import KindIndex, MetronomeError, archive, get_client, kind_index, raw_request
 from .config import configure_from_request
 from .diff import (
     PROVIDER_KEY,
@@ -52,6 +39,14 @@ from .diff import (
     instant,
     mark_unknowns,
     normalize,
+)
+from .exactly_once import (
+    IDENTITY_FIELD,
+    create_once,
+    delete_custom_field_values,
+    registering_keys,
+    retire,
+    set_custom_field_values,
 )
 from .identity import create_key, identity_forms, resource_name_of, stamped, unstamped
 from .schema import RequiresReplace, replacement_rules, replacing_fields
@@ -551,18 +546,6 @@ def declare_props(
     for name in ("adopt_report", *computed):
         props.setdefault(name, None)  # declared so dependents can reference the output
     return props
-
-
-HIGH_CARDINALITY_HINTS = ("request_id", "event_id", "trace_id", "span_id", "transaction_id", "uuid", "guid")
-
-
-def looks_high_cardinality(key: str) -> bool:
-    lowered = key.lower()
-    if any(h in lowered for h in HIGH_CARDINALITY_HINTS):
-        return True
-    return lowered in ("id", "timestamp", "time", "ts", "created_at", "date", "datetime") or lowered.endswith(
-        ("_timestamp", "_time", "_ts", "_at")
-    )
 
 
 def tagged_in(objects: list[dict[str, Any]], tag: str) -> str | None:

@@ -10,11 +10,24 @@ import pulumi
 from pulumi.dynamic import CheckFailure
 from pydantic import BaseModel, ConfigDict
 
-from .base import InputsBase, MetronomeProvider, declare_props, looks_high_cardinality
+from .base import InputsBase, MetronomeProvider, declare_props
 from .client import client_key, get_live, paginate, request
 from .schema import RequiresReplace
 
 ENTITY = "billable_metric"
+
+# Group keys that look like one value per event (Check warns: each value is its own invoice line).
+HIGH_CARDINALITY_HINTS = ("request_id", "event_id", "trace_id", "span_id", "transaction_id", "uuid", "guid")
+
+
+def looks_high_cardinality(key: str) -> bool:
+    lowered = key.lower()
+    if any(h in lowered for h in HIGH_CARDINALITY_HINTS):
+        return True
+    return lowered in ("id", "timestamp", "time", "ts", "created_at", "date", "datetime") or lowered.endswith(
+        ("_timestamp", "_time", "_ts", "_at")
+    )
+
 
 # ---------------------------------------------------------------------------------------------
 # Schema

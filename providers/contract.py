@@ -446,7 +446,7 @@ class ContractProvider(MetronomeProvider[Inputs]):
         # A renamed contract: its uniqueness key cannot change (it keeps the old name, and stays the
         # recorded `uniqueness_key` output), so the new identity is recorded in the state and on the
         # contract as `iac_identity`, which drift and export read before the key.
-        from .client import IDENTITY_FIELD, set_custom_field_values
+        from .exactly_once import IDENTITY_FIELD, set_custom_field_values
 
         tag = self.uniqueness_key(inputs)[len("iac:") :]
         set_custom_field_values(client, ENTITY, object_id, {IDENTITY_FIELD: tag}, label=label)

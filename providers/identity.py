@@ -25,8 +25,8 @@ from typing import Any
 
 import pulumi
 
-from .client import HOST_TOKEN, IDENTITY_FIELD
 from .diff import normalize
+from .exactly_once import HOST_TOKEN, IDENTITY_FIELD
 
 __all__ = [
     "IDENTITY_FIELD",

@@ -20,7 +20,8 @@ import metronome
 from pulumi.dynamic import CheckFailure
 
 from .base import InputsT, MetronomeProvider
-from .client import HOST_TOKEN, MetronomeError, create_once, raw_request, registering_keys
+from .client import MetronomeError, raw_request
+from .exactly_once import HOST_TOKEN, create_once, registering_keys
 from .identity import contract_uniqueness_key, create_key
 
 KEY_ATTEMPTS = 5  # the key and its suffixes ~2..~5 (identity.CONTRACT_IDENTITY_ROOM leaves room for them)

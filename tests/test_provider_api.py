@@ -58,7 +58,8 @@ def test_read_and_list_signatures(name: str) -> None:
 
 
 def test_client_names() -> None:
-    from providers.client import MetronomeError, create_once, kind_index, make_client
+    from providers.client import MetronomeError, kind_index, make_client
+    from providers.exactly_once import create_once
 
     assert issubclass(MetronomeError, Exception)
     assert list(inspect.signature(kind_index).parameters) == ["client", "kind", "lister", "reader"]

@@ -21,9 +21,9 @@ from provider_host import ProviderHost, unique
 
 from metronome_iac.catalog import load_stack
 from providers.billable_metric import BillableMetricProvider as M
-from providers.client import IDENTITY_FIELD
 from providers.contract import ContractProvider as K
 from providers.customer import CustomerProvider as C
+from providers.exactly_once import IDENTITY_FIELD
 from providers.product import ProductProvider as P
 from providers.rate_card import RateCardProvider as R
 

@@ -9,7 +9,7 @@ import pytest
 from provider_host import ProviderError, ProviderHost, unique
 
 from providers.billable_metric import BillableMetricProvider as M
-from providers.client import IDENTITY_FIELD
+from providers.exactly_once import IDENTITY_FIELD
 from providers.product import ProductProvider as P
 from providers.rate_card import RateCardProvider as R
 

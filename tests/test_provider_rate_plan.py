@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from providers.rate_card import fold_schedule, plan_rate_changes
+from providers.rate_schedule import fold_schedule, plan_rate_changes
 
 HOUR = "2026-06-01T10:00:00Z"
 PAST = "2026-01-01T00:00:00Z"

@@ -29,9 +29,9 @@ from provider_host import ProviderError, ProviderHost, unique
 
 from providers.alert import AlertProvider as A
 from providers.billable_metric import BillableMetricProvider as M
-from providers.client import IDENTITY_FIELD
 from providers.contract import ContractProvider as K
 from providers.customer import CustomerProvider as C
+from providers.exactly_once import IDENTITY_FIELD
 from providers.notification import NotificationProvider as N
 from providers.package import PackageProvider as PK
 from providers.product import ProductProvider as P

@@ -1140,7 +1140,8 @@ def test_discount_added_then_removal_refused_and_payment_terms_default_changed(w
 
 
 def test_rate_rules_in_process() -> None:
-    from providers.rate_card import RateCardProvider, fold_schedule, plan_rate_changes
+    from providers.rate_card import RateCardProvider
+    from providers.rate_schedule import fold_schedule, plan_rate_changes
 
     def rate(start: str, price: float, end: str | None = None) -> dict[str, Any]:
         out = {
