@@ -69,9 +69,9 @@ from metronome_iac.program import (  # noqa: E402
 )
 from providers.alert import AlertProvider  # noqa: E402
 from providers.billable_metric import BillableMetricProvider  # noqa: E402
-from providers.client import IDENTITY_FIELD  # noqa: E402
 from providers.contract import ContractProvider  # noqa: E402
 from providers.customer import CustomerProvider  # noqa: E402
+from providers.exactly_once import IDENTITY_FIELD  # noqa: E402
 from providers.package import PackageProvider  # noqa: E402
 from providers.product import ProductProvider  # noqa: E402
 from providers.rate_card import RateCardProvider  # noqa: E402
