@@ -136,7 +136,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def live_pairs(stack: Stack, client: Any, project: str) -> list[Pair]:
     """Every (customer with a stripe_customer_id) x (metric with a stripe_meter), with Metronome's ids:
     matched as `drift` matches them (iac_identity tag, previous names, adopt)."""
-    from metronome_iac.drift import _Matcher, provider_module
+    from metronome_iac.live import list_live
+    from metronome_iac.matching import Matcher
 
     metrics = [m for m in stack.catalog.billable_metrics if m.stripe_meter]
     customers = [c for c in stack.environment.customers if c.stripe_customer_id]
@@ -149,7 +150,7 @@ def live_pairs(stack: Stack, client: Any, project: str) -> list[Pair]:
     ids: dict[str, dict[str, str]] = {}
     missing = []
     for section, entries in (("billable_metrics", metrics), ("customers", customers)):
-        matcher = _Matcher(section, prefix, provider_module(section).list_objects(client), client)
+        matcher = Matcher(section, prefix, list_live(client, section), client)
         for entry in entries:
             object_id, _ = matcher.match(entry.name, entry.adopt, entry.previous_names)
             if object_id is None:
@@ -331,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
     import metronome
     import stripe
 
-    from metronome_iac import drift
+    from metronome_iac import connection
     from metronome_iac.reconcile_explain import explain
     from metronome_iac.stripe_import import stripe_error
     from providers.client import make_client
@@ -347,15 +348,15 @@ def run(args: argparse.Namespace) -> int:
     stack_dir = Path(args.stacks_dir) / args.stack
     try:
         stack = load_stack(stack_dir)
-        base_url, token = drift.resolve_connection(args.stack, args.base_url)
+        base_url, token = connection.resolve_connection(args.stack, args.base_url)
         stripe_api, stripe_base = stripe_client(args)
-    except (CatalogError, drift.SetupError, CannotCheck) as err:
+    except (CatalogError, connection.SetupError, CannotCheck) as err:
         return fail(str(err))
-    _, source = drift.resolve_base_url(args.stack, args.base_url)
+    _, source = connection.resolve_base_url(args.stack, args.base_url)
     client = make_client(base_url, token)
     report = Report(stack.name, args.start, args.end, args.window, args.tolerance)
     try:
-        pairs = live_pairs(stack, client, drift.project_name(args.project))
+        pairs = live_pairs(stack, client, connection.project_name(args.project))
         meters = stripe_meters(stripe_api, stack)
 
         def fetch(pair: Pair) -> tuple[dict[datetime, float], dict[datetime, float]]:
@@ -372,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(stripe_error(err, stripe_base))
     except metronome.APIError as err:
         token_setting = f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{args.stack}.yaml)"
-        return fail(f"reconcile failed: {drift.describe_failure(err, base_url, source, token_setting)}")
+        return fail(f"reconcile failed: {connection.describe_failure(err, base_url, source, token_setting)}")
     if not args.no_record:
         written = write_record(stack_dir, report.record(datetime.now(timezone.utc)))
         report.notes.append(f"wrote {written} (commit it: the StripeIntegration go-live condition reads it)")

@@ -15,7 +15,7 @@ from mini_engine import PROJECT, MiniEngine, engine_for, make_stack_dir
 
 from metronome_iac.catalog import load_stack
 from metronome_iac.cli import main
-from metronome_iac.drift import describe_failure
+from metronome_iac.connection import describe_failure
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from provider_host import ProviderHost, secret
 
 from metronome_iac.catalog import load_stack
 from metronome_iac.cli import main
-from metronome_iac.export import ACCOUNT_PLACEHOLDER
+from metronome_iac.export_stripe import ACCOUNT_PLACEHOLDER
 from metronome_iac.program import stripe_inputs
 from providers.stripe_integration import StripeIntegrationProvider
 
