@@ -35,22 +35,24 @@ from pydantic import ValidationError
 from metronome_iac.catalog import (
     CATALOG_FILE,
     ENVIRONMENT_FILE,
-    KIND_LABELS,
-    BillableMetric,
     Catalog,
     CatalogError,
-    Contract,
-    Customer,
     Environment,
-    Product,
-    RateCard,
-    Stripe,
     catalog_to_yaml,
     dump_yaml,
     environment_to_yaml,
     load_stack,
 )
 from metronome_iac.catalog_contracts import TERMS
+from metronome_iac.catalog_models import (
+    KIND_LABELS,
+    BillableMetric,
+    Contract,
+    Customer,
+    Product,
+    RateCard,
+    Stripe,
+)
 from metronome_iac.catalog_packages import Alert, Notification, Package
 from metronome_iac.cli import EXIT_OK, CommandError, refuse_overwrite
 from metronome_iac.cli import warn as print_warning
