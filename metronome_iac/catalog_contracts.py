@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from metronome_iac.catalog_packages import _check_with_provider, _known, _Placeholders, _product_refs
+from metronome_iac.catalog_packages import _check_with_provider, _Placeholders, _product_refs
 from metronome_iac.catalog_packages import with_product_ids as with_product_ids
+from metronome_iac.catalog_read import known
 from metronome_iac.catalog_types import parse_ts
 
 Loc = tuple[Any, ...]
@@ -79,7 +80,7 @@ def _check_package(k: Any, packages: list[Any], report: Report) -> None:
     found = package_reference(k.package, packages)
     if found is None:
         names = [p.name for p in packages] + [a.name for p in packages for a in p.aliases or []]
-        report(("package",), f"names no package or package alias of the catalog {_known(names)}")
+        report(("package",), f"names no package or package alias of the catalog {known(names)}")
         return
     kind, target = found
     if kind == "alias":
@@ -140,9 +141,9 @@ def check_contract(
     cards by name."""
     products, cards = entries["products"], entries["rate_cards"]
     if dangling("customers", k.customer):
-        report(("customer",), f"unknown customer '{k.customer}' {_known(entries['customers'])}")
+        report(("customer",), f"unknown customer '{k.customer}' {known(entries['customers'])}")
     if dangling("rate_cards", k.rate_card):
-        report(("rate_card",), f"unknown rate card '{k.rate_card}' {_known(cards)}")
+        report(("rate_card",), f"unknown rate card '{k.rate_card}' {known(cards)}")
     if k.ending_before and parse_ts(k.ending_before) <= parse_ts(k.starting_at):
         report(
             ("ending_before",), f"the contract ends ({k.ending_before}) before it starts ({k.starting_at})"
@@ -156,7 +157,7 @@ def check_contract(
 
     def product_ref(loc: Loc, ref: Any) -> None:
         if dangling("products", ref):
-            report(loc, f"unknown product '{ref}' {_known(products)}")
+            report(loc, f"unknown product '{ref}' {known(products)}")
 
     _check_grants(k, product_ref, report)
     if "products" not in unknown:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from metronome_iac.catalog_read import known
 from metronome_iac.catalog_types import Model, Name, Timestamp
 
 Loc = tuple[Any, ...]
@@ -279,18 +280,13 @@ def _product_refs(value: Any, loc: Loc, products: set[str], report: Report) -> N
     elif isinstance(value, dict):
         for key, item in value.items():
             if key == "product" and isinstance(item, str) and item not in products:
-                report(loc + (key,), f"unknown product '{item}' {_known(products)}")
+                report(loc + (key,), f"unknown product '{item}' {known(products)}")
             elif key == "applicable_products" and isinstance(item, list):
                 for i, name in enumerate(item):
                     if name not in products:
-                        report(loc + (key, i), f"unknown product '{name}' {_known(products)}")
+                        report(loc + (key, i), f"unknown product '{name}' {known(products)}")
             else:
                 _product_refs(item, loc + (key,), products, report)
-
-
-def _known(names: Iterable[str]) -> str:
-    names = sorted(names)
-    return f"(known: {', '.join(names)})" if names else "(none declared)"
 
 
 def check_package(p: Package, declared: Mapping[str, set[str]], report: Report) -> None:
@@ -298,7 +294,7 @@ def check_package(p: Package, declared: Mapping[str, set[str]], report: Report) 
 
     cards = declared.get("rate_cards", set())
     if p.rate_card is not None and p.rate_card not in cards:
-        report(("rate_card",), f"unknown rate card '{p.rate_card}' {_known(cards)}")
+        report(("rate_card",), f"unknown rate card '{p.rate_card}' {known(cards)}")
     products = declared.get("products", set())
     for field in _TERMS:
         _product_refs(getattr(p, field), (field,), products, report)
@@ -311,7 +307,7 @@ def check_alert(a: Alert, declared: Mapping[str, set[str]], report: Report, pref
     metrics = declared.get("billable_metrics", set())
     if a.billable_metric is not None and a.billable_metric not in metrics:
         report(
-            prefix + ("billable_metric",), f"unknown billable metric '{a.billable_metric}' {_known(metrics)}"
+            prefix + ("billable_metric",), f"unknown billable metric '{a.billable_metric}' {known(metrics)}"
         )
     customer = "<customer>" if prefix else None
     _check_with_provider(AlertProvider(), alert_inputs(a, _Placeholders(), customer), report, prefix)

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metronome_iac.catalog import CatalogError, Contract, Stack, load_stack
+from metronome_iac.catalog import CatalogError, Stack, load_stack
 from metronome_iac.catalog_contracts import payment_gate_reminders
+from metronome_iac.catalog_models import Contract
 from metronome_iac.catalog_packages import (
     alert_inputs,
     customer_alert_name,

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from metronome_iac.catalog import BillableMetric, Contract, Customer, Product, RateCard
 from metronome_iac.catalog_contracts import TERMS
+from metronome_iac.catalog_models import BillableMetric, Contract, Customer, Product, RateCard
 from metronome_iac.catalog_packages import Alert, Notification, Package
 from metronome_iac.live import IDENTITY_FIELD, Listing, identity_of
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from metronome_iac.catalog import (
     CATALOG_FILE,
     ENVIRONMENT_FILE,
-    KIND_LABELS,
     Catalog,
     CatalogError,
     Environment,
@@ -22,6 +21,7 @@ from metronome_iac.catalog import (
     environment_to_yaml,
     load_stack,
 )
+from metronome_iac.catalog_models import KIND_LABELS
 from metronome_iac.export_stripe import placeholder_hint
 
 HEADER = (

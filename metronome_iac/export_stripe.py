@@ -13,7 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from metronome_iac.catalog import Customer, Environment, Stripe
+from metronome_iac.catalog import Environment
+from metronome_iac.catalog_models import Customer, Stripe
 from metronome_iac.live import DEFAULT_COLLECTION_METHOD, stripe_link
 
 # Accepted by the catalog (acct_ + letters/digits) so the files load; with go_live true the preview's

@@ -13,16 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from metronome_iac.catalog import (
-    BillableMetric,
-    Contract,
-    Customer,
-    Product,
-    RateCard,
-    Settings,
-    Stack,
-)
+from metronome_iac.catalog import Stack
 from metronome_iac.catalog_contracts import contract_terms
+from metronome_iac.catalog_models import BillableMetric, Contract, Customer, Product, RateCard, Settings
 from metronome_iac.catalog_packages import (
     alert_inputs,
     customer_alert_name,

@@ -23,11 +23,11 @@ from metronome_iac.catalog import (
     CATALOG_FILE,
     ENVIRONMENT_FILE,
     CatalogError,
-    _parse,
-    as_written,
     load_catalog,
     load_stack,
 )
+from metronome_iac.catalog_read import parse_yaml
+from metronome_iac.catalog_write import as_written
 from metronome_iac.cli import EXIT_ATTENTION, EXIT_OK, CommandError, missing_stack, program
 
 _KINDS = (
@@ -137,7 +137,7 @@ def _as_data(path: Path) -> dict[str, Any] | None:
     try:
         return load_catalog(path).model_dump(mode="json", exclude_none=True)
     except CatalogError:
-        doc, _ = _parse(path.read_text(encoding="utf-8"), str(path))
+        doc, _ = parse_yaml(path.read_text(encoding="utf-8"), str(path))
         return doc.data if isinstance(doc.data, dict) else None
 
 
