@@ -183,28 +183,25 @@ def to_inputs(view: dict[str, Any]) -> dict[str, Any]:
 
 
 _LOOKOUT: dict[str, str] = {}  # per account: the customer account-wide alerts were last read through
+_LOOKED: set[str] = set()  # accounts this host has looked a customer up in (found one or not)
 _LOOKOUT_LOCK = threading.Lock()  # parallel reads of account-wide alerts make one look-up
 
 
-def any_customer(client: metronome.Metronome, *, fresh: bool = False) -> str | None:
+def any_customer(client: metronome.Metronome, *, fresh: bool = False, once: bool = False) -> str | None:
     """A live customer to read account-wide alerts through (each customer sees them); remembered per
-    process, so reading N alerts costs N calls, not 2N."""
+    process, so reading N alerts costs N calls, not 2N. With `once`, no look-up after the host's first,
+    even if that one found no customer."""
     key = client_key(client)
     with _LOOKOUT_LOCK:
-        if not fresh and key in _LOOKOUT:
-            return _LOOKOUT[key]
+        if not fresh and (key in _LOOKOUT or (once and key in _LOOKED)):
+            return _LOOKOUT.get(key)
+        _LOOKED.add(key)
         page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
         customers = data_of(page) or []
         if not customers:
             return None
         _LOOKOUT[key] = customers[0]["id"]
         return _LOOKOUT[key]
-
-
-def looked_out(client: metronome.Metronome) -> str | None:
-    """The customer this host last found to read account-wide alerts through, if it looked one up."""
-    with _LOOKOUT_LOCK:
-        return _LOOKOUT.get(client_key(client))
 
 
 def _view(client: metronome.Metronome, customer_id: str, alert_id: str, label: str) -> dict[str, Any] | None:
@@ -309,9 +306,12 @@ class AlertProvider(KeyedProvider[Inputs]):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         result = super().create(props)
-        if not props.get("customer_id"):  # account-wide: the customer later reads go through
-            client = get_client()
-            result.outs[READ_THROUGH] = looked_out(client) or any_customer(client)
+        if not props.get("customer_id"):
+            # Account-wide: the customer later reads go through, one look-up per host at most. On a new
+            # account the alerts may be created before any customer (nothing orders them): those record
+            # none and their first read looks one up, rather than every create looking again until a
+            # customer appears (a count of calls that would depend on the engine's order).
+            result.outs[READ_THROUGH] = any_customer(get_client(), once=True)
         return result
 
     def update_object(

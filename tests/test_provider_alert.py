@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from provider_host import ProviderHost, unique
@@ -124,3 +125,26 @@ def test_an_account_wide_alert_is_read_through_the_customer_recorded_in_its_stat
     with ProviderHost(emulator.base_url, emulator.token) as host:
         read_id, read_outs = host.read(A, object_id, gone)
     assert read_id == object_id and read_outs == gone  # read through another; the state is not changed
+
+
+def test_account_wide_alerts_made_before_any_customer_look_one_up_once_per_host(fresh_emulator):
+    """Nothing orders account-wide alerts after customers: on a new account the engine may create them
+    first. The host looks a customer up once, whatever it finds, so the calls of an `up` do not depend on
+    the engine's order; an alert that recorded no customer is read through one looked up at its read."""
+    emulator = fresh_emulator
+
+    def listings() -> int:
+        return emulator.admin("GET", "stats").json()["by_route"].get("GET /v1/customers", 0)
+
+    with ProviderHost(emulator.base_url, emulator.token) as host, ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda _: host.create_checked(A, alert(name=unique("early"))), range(4)))
+        assert listings() == 1
+        emulator.client().v1.customers.create(name=unique("later"))
+        _, _, later = host.create_checked(A, alert(name=unique("after a customer")))
+    assert listings() == 1
+    assert all(not outs.get("read_through") for _, _, outs in made) and not later.get("read_through")
+
+    object_id, _, outs = made[0]
+    with ProviderHost(emulator.base_url, emulator.token) as host:
+        read_id, read_outs = host.read(A, object_id, outs)
+    assert read_id == object_id and read_outs == outs and listings() == 2
