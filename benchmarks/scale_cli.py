@@ -90,9 +90,13 @@ def run_sampled(project: PulumiProject, args: tuple[str, ...], env: dict[str, st
             for process in tree:
                 try:
                     # The role as of this sample: a child seen between its fork and its exec still
-                    # has its parent's command line (the program's runner would count as the language host).
+                    # has its parent's command line (the program's runner would count as the language
+                    # host). An exiting process has none left: it keeps the role it had.
                     times = process.cpu_times()
-                    own[process.pid] = (role(process), times.user + times.system)
+                    name = role(process)
+                    if name == "other" and process.pid in own:
+                        name = own[process.pid][0]
+                    own[process.pid] = (name, times.user + times.system)
                 except psutil.Error:
                     continue
             time.sleep(0.1)
