@@ -195,8 +195,8 @@ def any_customer(client: metronome.Metronome, *, fresh: bool = False, once: bool
     with _LOOKOUT_LOCK:
         if not fresh and (key in _LOOKOUT or (once and key in _LOOKED)):
             return _LOOKOUT.get(key)
-        _LOOKED.add(key)
         page = request(client, "GET", "/v1/customers", label="Customer listing", params={"limit": 1})
+        _LOOKED.add(key)  # answered: a failed look-up is tried again
         customers = data_of(page) or []
         if not customers:
             return None
