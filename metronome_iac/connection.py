@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -66,12 +66,24 @@ def resolve_base_url(stack: str | None, flag: str | None, root: Path | None = No
     return None, f"the default: no --base-url{where}"
 
 
-def resolve_connection(stack: str, base_url: str | None, root: Path | None = None) -> tuple[str | None, str]:
-    """(base URL, token): flag/env/stack config. A `secure:` token needs the Pulumi CLI: use the env.
+def token_settings(stack: str) -> str:
+    """Where a stack's Metronome token is read from, as error messages name it."""
+    return f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{stack}.yaml)"
+
+
+class Connection(NamedTuple):
+    base_url: str | None
+    source: str  # the setting that chose `base_url` (see resolve_base_url)
+    token: str
+
+
+def resolve_connection(stack: str, base_url: str | None, root: Path | None = None) -> Connection:
+    """The base URL, the setting that chose it, and the token: flag/env/stack config. A `secure:` token
+    needs the Pulumi CLI: use the env.
 
     Raises SetupError (a message that says what to set) when there is no usable token."""
     config = stack_config(stack, root)
-    url, _ = resolve_base_url(stack, base_url, root)
+    url, source = resolve_base_url(stack, base_url, root)
     token = os.environ.get("METRONOME_BEARER_TOKEN")
     if not token:
         value = config.get("metronome:apiToken")
@@ -83,11 +95,8 @@ def resolve_connection(stack: str, base_url: str | None, root: Path | None = Non
                 f"export METRONOME_BEARER_TOKEN=$(pulumi config get metronome:apiToken --stack {stack})"
             )
     if not token:
-        raise SetupError(
-            "no Metronome API token: set METRONOME_BEARER_TOKEN "
-            f"(or metronome:apiToken in Pulumi.{stack}.yaml)"
-        )
-    return url, token
+        raise SetupError(f"no Metronome API token: set {token_settings(stack)}")
+    return Connection(url, source, token)
 
 
 def api_client(base_url: str | None, token: str) -> Any:

@@ -35,8 +35,8 @@ from metronome_iac.connection import (
     api_client,
     describe_failure,
     project_name,
-    resolve_base_url,
     resolve_connection,
+    token_settings,
 )
 from metronome_iac.drift_report import (
     STRIPE_KIND,
@@ -349,16 +349,13 @@ def _drift(args: argparse.Namespace) -> Report:
     except CatalogError as err:
         raise CommandError(str(err)) from None
     try:
-        base_url, token = resolve_connection(args.stack, args.base_url)
+        base_url, source, token = resolve_connection(args.stack, args.base_url)
     except SetupError as err:
         raise CommandError(str(err)) from None
-    _, source = resolve_base_url(args.stack, args.base_url)
     try:
         client = api_client(base_url, token)
         with Progress("drift") as progress:
             return check_drift(stack, client, project_name(args.project), base_url, progress)
     except Exception as err:  # any API/connection failure is an error, never "drift"
-        token_setting = f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{args.stack}.yaml)"
-        raise CommandError(
-            f"drift check failed: {describe_failure(err, base_url, source, token_setting)}"
-        ) from None
+        reason = describe_failure(err, base_url, source, token_settings(args.stack))
+        raise CommandError(f"drift check failed: {reason}") from None

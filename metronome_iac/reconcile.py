@@ -348,11 +348,10 @@ def run(args: argparse.Namespace) -> int:
     stack_dir = Path(args.stacks_dir) / args.stack
     try:
         stack = load_stack(stack_dir)
-        base_url, token = connection.resolve_connection(args.stack, args.base_url)
+        base_url, source, token = connection.resolve_connection(args.stack, args.base_url)
         stripe_api, stripe_base = stripe_client(args)
     except (CatalogError, connection.SetupError, CannotCheck) as err:
         return fail(str(err))
-    _, source = connection.resolve_base_url(args.stack, args.base_url)
     client = make_client(base_url, token)
     report = Report(stack.name, args.start, args.end, args.window, args.tolerance)
     try:
@@ -372,8 +371,8 @@ def run(args: argparse.Namespace) -> int:
     except stripe.StripeError as err:
         return fail(stripe_error(err, stripe_base))
     except metronome.APIError as err:
-        token_setting = f"METRONOME_BEARER_TOKEN (or metronome:apiToken in Pulumi.{args.stack}.yaml)"
-        return fail(f"reconcile failed: {connection.describe_failure(err, base_url, source, token_setting)}")
+        reason = connection.describe_failure(err, base_url, source, connection.token_settings(args.stack))
+        return fail(f"reconcile failed: {reason}")
     if not args.no_record:
         written = write_record(stack_dir, report.record(datetime.now(timezone.utc)))
         report.notes.append(f"wrote {written} (commit it: the StripeIntegration go-live condition reads it)")
