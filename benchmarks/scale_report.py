@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from scale_cli import note_text
 from scale_stack import EDIT_SIZES, WORKERS
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from scale_cli import note_text  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------
 # Rows
