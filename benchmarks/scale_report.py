@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scale_cli import note_text
-from scale_stack import EDIT_SIZES, WORKERS
+from scale_stack import EDIT_SIZES, HOST_WORKERS
 
 # ----------------------------------------------------------------------------------------------------
 # Rows
@@ -34,7 +34,7 @@ class Row:
 
     @property
     def ideal_s(self) -> float:
-        return self.calls * self.latency_ms / 1000 / WORKERS
+        return self.calls * self.latency_ms / 1000 / HOST_WORKERS
 
     @property
     def ratio(self) -> float | None:
@@ -44,6 +44,15 @@ class Row:
     def provider_cpu_s(self) -> float:
         """The host's CPU less the Pulumi SDK's conversion of the call's property bags."""
         return max(self.host_cpu_s - self.extra.get("sdk_cpu_s", 0.0), 0.0)
+
+
+def median_rows(rows: list[Row]) -> list[Row]:
+    """Of rows measuring the same phases again, each phase's row with the median provider CPU, in the
+    phases' first order."""
+    by_phase: dict[str, list[Row]] = {}
+    for r in rows:
+        by_phase.setdefault(r.phase, []).append(r)
+    return [sorted(same, key=lambda r: r.provider_cpu_s)[len(same) // 2] for same in by_phase.values()]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -263,6 +272,8 @@ def print_table(rows: list[Row]) -> None:
             notes.append(
                 f"state {per_resource:.0f} B/resource, {per_rate:.0f} B/rate ({r.extra['rates']} rates)"
             )
+        if "in_flight" in r.extra:
+            notes.append(f"up to {r.extra['in_flight']} creates in flight")
         if r.rates:
             notes.append(
                 f"CPU/rate: provider {r.provider_cpu_s * 1000 / r.rates:.4f} ms, Pulumi SDK "

@@ -1,12 +1,15 @@
 """The scale benchmark's generated stack (catalog and environment of N resources) and the engine's
-pattern that drives it through the provider host: each resource as soon as its dependencies are, 4 at once."""
+pattern that drives it through the provider host (`drive`): each resource checked as soon as its
+dependencies are done, one at a time, and its create run at once with the others in flight."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 from metronome_iac.catalog import Stack, dump_yaml, load_stack
@@ -26,12 +29,16 @@ from providers.package import PackageProvider
 from providers.product import ProductProvider
 from providers.rate_card import RateCardProvider
 
-WORKERS = 4  # the Python dynamic provider host's ThreadPoolExecutor(max_workers=4)
+HOST_WORKERS = 4  # the Python dynamic provider host's ThreadPoolExecutor(max_workers=4)
+STEP_EXECUTOR_THREADS = 64
 PROJECT = "bench"
 START = "2026-01-01T00:00:00Z"
 MODELS = [f"model-{i:02d}" for i in range(10)]
 REGIONS = [f"region-{i}" for i in range(8)]
 EDIT_SIZES = (100, 1000, 5000)
+# Each price edit is made this many times on its card, one after the other, and each step's row is its
+# median by provider CPU: one sample of a 0.1 s step moves with the machine's other work.
+EDIT_REPEATS = 3
 
 # ----------------------------------------------------------------------------------------------------
 # The generated stack
@@ -309,7 +316,10 @@ def nodes_of(stack: Stack) -> list[Node]:
     return out
 
 
-Step = Callable[[Node, dict[str, str]], tuple[str, dict[str, Any]]]
+# The step generator's part of a resource (Check, and Diff of an update): what the step executor is handed.
+SerialStep = Callable[[Node, dict[str, str]], Any]
+# The step executor's part (Create): given what the serial part handed it, the resource's (id, outputs).
+ConcurrentStep = Callable[[Node, Any], tuple[str, dict[str, Any]]]
 
 
 # The kinds identified by the `iac_identity` custom field, and one object of each: what a new account
@@ -323,10 +333,21 @@ FIRST_OF_EACH_TAGGED_KIND: list[tuple[Any, dict[str, Any]]] = [
 
 
 def drive(
-    nodes: list[Node], step: Step, known: dict[str, str] | None = None
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Run `step` for every node as soon as its dependencies are done, WORKERS at a time; returns
-    {node: step's (id, outputs)}. `known` holds ids of nodes not run (an account applied earlier)."""
+    nodes: list[Node],
+    serial: SerialStep,
+    concurrent: ConcurrentStep | None = None,
+    known: dict[str, str] | None = None,
+) -> tuple[dict[str, tuple[str, dict[str, Any]]], int]:
+    """Run every node the way the engine runs a deployment (pulumi pkg/v3 v3.260.0, resource/deploy).
+    Its step generator takes the registrations one at a time, as their dependencies finish, and calls the
+    provider itself (`serial`: deployment_executor.go `handleSingleEvent` -> step_generator.go
+    `GenerateSteps` -> `prov.Check`, and the Diff of an update unless PULUMI_PARALLEL_DIFF is set); the
+    step executor runs the steps it is handed at once, without a bound (`concurrent`: `pulumi up
+    --parallel` is unbounded by default). So the provider host holds every step in flight and serves
+    them HOST_WORKERS at a time, its checks waiting in the same queue.
+
+    Without `concurrent`, `serial` returns the node's (id, outputs). `known` holds ids of nodes not run
+    (an account applied earlier). Returns ({node: (id, outputs)}, the most steps that were in flight)."""
     ids: dict[str, str] = dict(known or {})
     results: dict[str, tuple[str, dict[str, Any]]] = {}
     by_name = {n.name: n for n in nodes}
@@ -335,24 +356,38 @@ def drive(
     for n in nodes:
         for d in n.deps:
             dependents.setdefault(d, []).append(n.name)
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        running: dict[Future[tuple[str, dict[str, Any]]], str] = {}
+    ready = deque(name for name, deps in waiting.items() if not deps)
+    finished: Queue[tuple[str, Future[tuple[str, dict[str, Any]]]]] = Queue()
+    in_flight = peak = 0
 
-        def submit(name: str) -> None:
-            # The ids it needs, as they are now: `ids` grows under the running steps.
-            running[pool.submit(step, by_name[name], {d: ids[d] for d in by_name[name].deps})] = name
+    def done(name: str, result: tuple[str, dict[str, Any]]) -> None:
+        results[name] = result
+        ids[name] = result[0]
+        for dependent in dependents.get(name, []):
+            waiting[dependent].discard(name)
+            if not waiting[dependent] and dependent in by_name:
+                ready.append(dependent)
 
-        for name, deps in waiting.items():
-            if not deps:
-                submit(name)
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                name = running.pop(future)
-                results[name] = future.result()
-                ids[name] = results[name][0]
-                for dependent in dependents.get(name, []):
-                    waiting[dependent].discard(name)
-                    if not waiting[dependent] and dependent in by_name:
-                        submit(dependent)
-    return results
+    # Goroutines in the engine; threads here, more than are ever in flight (the peak is returned).
+    with ThreadPoolExecutor(max_workers=STEP_EXECUTOR_THREADS) as executor:
+        while len(results) < len(nodes):
+            # What the step executor finished; wait for one only when nothing is ready to generate.
+            while in_flight and (not ready or not finished.empty()):
+                name, future = finished.get()
+                in_flight -= 1
+                done(name, future.result())
+            if len(results) == len(nodes):
+                break
+            if not ready:  # nothing in flight either
+                stuck = sorted(name for name in by_name if name not in results)
+                raise RuntimeError(f"nodes waiting on dependencies that are not in the stack: {stuck[:5]}")
+            node = by_name[ready.popleft()]
+            handed = serial(node, {d: ids[d] for d in node.deps})
+            if concurrent is None:
+                done(node.name, handed)
+                continue
+            future = executor.submit(concurrent, node, handed)
+            future.add_done_callback(lambda f, name=node.name: finished.put((name, f)))
+            in_flight += 1
+            peak = max(peak, in_flight)
+    return results, peak

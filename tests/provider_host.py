@@ -18,6 +18,7 @@ string both ways.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -96,11 +97,18 @@ def plain(s: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def provider_blob(provider: Any) -> str:
+    """The `__provider` property the program sends with every call: a provider class's is made once (the
+    engine holds the program's string too), an instance's each time (its state may have changed)."""
     if isinstance(provider, str):
         return provider
     if isinstance(provider, type) and issubclass(provider, ResourceProvider):
-        provider = provider()
+        return _class_blob(provider)
     return serialize_provider(provider)
+
+
+@functools.cache
+def _class_blob(provider: type[ResourceProvider]) -> str:
+    return serialize_provider(provider())
 
 
 def type_token(provider: Any) -> str:

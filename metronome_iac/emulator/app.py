@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metronome_iac.emulator.common import ApiError
 from metronome_iac.emulator.routers import ALL_ROUTERS
@@ -70,14 +72,6 @@ def route_template(routes: list[APIRoute], request: Request) -> str:
     return f"{request.method} {path}"
 
 
-async def _body_of(response: Response) -> bytes:
-    """The whole body of an answer: the app's come as a stream, the middleware's own are built whole."""
-    chunks = getattr(response, "body_iterator", None)
-    if chunks is None:
-        return bytes(response.body)
-    return b"".join([chunk async for chunk in chunks])
-
-
 def _auth_error(request: Request, token: str | None) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -86,6 +80,130 @@ def _auth_error(request: Request, token: str | None) -> str | None:
     if token is not None and value.strip() != token:
         return "Unauthorized: invalid bearer token"
     return None
+
+
+class RequestKnobs:
+    """What the emulator does around every API request: bearer auth, the injected latency and faults, the
+    Idempotency-Key, per-route statistics and the request log line. A plain ASGI middleware: Starlette's
+    `@app.middleware("http")` runs each request through a task group and memory streams, which was most
+    of the emulator's CPU per request, on the same cores as the provider it stands in for Metronome to."""
+
+    def __init__(self, app: ASGIApp, *, api_routes: list[APIRoute], idempotency: Idempotency) -> None:
+        self.app, self.api_routes, self.idempotency = app, api_routes, idempotency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        request = Request(scope, receive)
+        if request.url.path.startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send_logged)  # knob endpoints: no auth, never failed or counted
+        else:
+            await self._api(request, send_logged)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        request_log.info("%s %s %d %.0f ms", request.method, request.url.path, status[0], elapsed_ms)
+
+    async def _api(self, request: Request, send: Send) -> None:
+        app = request.app
+        settings: Settings = app.state.settings
+        stats: Stats = app.state.stats
+        stats.total += 1
+        route = route_template(self.api_routes, request)
+        stats.by_route[route] += 1
+        problem = _auth_error(request, settings.token)
+        if problem:
+            await JSONResponse({"message": problem}, status_code=401)(request.scope, request.receive, send)
+            return
+        if settings.latency_ms > 0:
+            await asyncio.sleep(settings.latency_ms / 1000)
+        mode = None
+        if settings.fail_rate > 0 and app.state.rng.random() < settings.fail_rate:
+            mode = app.state.rng.choice(("429", "500-before", "500-after"))
+            stats.injected_failures[mode] += 1
+        if mode == "429":
+            # Small Retry-After keeps tests fast; retry-after-ms is what the SDK reads first.
+            answer: Response = JSONResponse(
+                {"message": "Too many requests (injected by the emulator)"},
+                status_code=429,
+                headers={"Retry-After": "0", "retry-after-ms": "20"},
+            )
+            await answer(request.scope, request.receive, send)
+            return
+        if mode == "500-before":
+            answer = JSONResponse(
+                {"message": "Internal server error (injected before processing)"}, status_code=500
+            )
+            await answer(request.scope, request.receive, send)
+            return
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        fingerprint = ""
+        body = await request.body()  # read once here; the app is given it again
+        if key:
+            fingerprint = Idempotency.fingerprint(request, body)
+            early = self.idempotency.begin(key, fingerprint)
+            if early is not None:
+                stats.idempotent_replays += early.status_code != 409
+                await early(request.scope, request.receive, send)
+                return
+        given = False
+
+        async def receive_body() -> Message:
+            nonlocal given
+            if not given:
+                given = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await request.receive()
+
+        # The app's answer is held back when it may be replaced (a fault after processing) or kept (a key).
+        hold = bool(key) or mode == "500-after"
+        held: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
+        started_sending = False
+
+        async def send_or_hold(message: Message) -> None:
+            nonlocal started_sending
+            if not hold:
+                started_sending = True
+                await send(message)
+            elif message["type"] == "http.response.start":
+                held["status"], held["headers"] = message["status"], message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                held["body"] += message.get("body", b"")
+
+        started = time.perf_counter()
+        try:
+            try:
+                await self.app(request.scope, receive_body, send_or_hold)
+            except Exception as exc:  # an emulator bug still answers in the API's error shape
+                if started_sending:
+                    raise
+                hold = True
+                message = f"Internal server error: {type(exc).__name__}: {exc}"
+                held["status"], held["headers"] = 500, [(b"content-type", b"application/json")]
+                held["body"] = json.dumps({"message": message}).encode()
+            if mode == "500-after":
+                # The request was processed (the object exists) but the client sees a failure.
+                held["status"], held["headers"] = 500, [(b"content-type", b"application/json")]
+                held["body"] = b'{"message":"Internal server error (injected after processing)"}'
+            if key:
+                self.idempotency.finish(key, fingerprint, held["status"], held["body"])
+        except BaseException:
+            if key:
+                self.idempotency.running.discard(key)
+            raise
+        stats.seconds_by_route[route] += time.perf_counter() - started
+        if hold:
+            headers = [(k, v) for k, v in held["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(held["body"])).encode()))
+            await send({"type": "http.response.start", "status": held["status"], "headers": headers})
+            await send({"type": "http.response.body", "body": held["body"]})
 
 
 def create_app(store: Store, settings: Settings) -> FastAPI:
@@ -113,75 +231,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             parts.append(f"{loc}: {err.get('msg')}")
         return JSONResponse({"message": "; ".join(parts) or "invalid request"}, status_code=400)
 
-    @app.middleware("http")
-    async def _knobs(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path.startswith(ADMIN_PREFIX):
-            return await call_next(request)  # knob endpoints: no auth, never failed or counted
-        stats: Stats = app.state.stats
-        stats.total += 1
-        route = route_template(api_routes, request)
-        stats.by_route[route] += 1
-        problem = _auth_error(request, settings.token)
-        if problem:
-            return JSONResponse({"message": problem}, status_code=401)
-        if settings.latency_ms > 0:
-            await asyncio.sleep(settings.latency_ms / 1000)
-        mode = None
-        if settings.fail_rate > 0 and app.state.rng.random() < settings.fail_rate:
-            mode = app.state.rng.choice(("429", "500-before", "500-after"))
-            stats.injected_failures[mode] += 1
-        if mode == "429":
-            # Small Retry-After keeps tests fast; retry-after-ms is what the SDK reads first.
-            return JSONResponse(
-                {"message": "Too many requests (injected by the emulator)"},
-                status_code=429,
-                headers={"Retry-After": "0", "retry-after-ms": "20"},
-            )
-        if mode == "500-before":
-            return JSONResponse(
-                {"message": "Internal server error (injected before processing)"}, status_code=500
-            )
-        key = request.headers.get("idempotency-key") if request.method == "POST" else None
-        fingerprint = ""
-        if key:
-            fingerprint = Idempotency.fingerprint(request, await request.body())
-            early = idempotency.begin(key, fingerprint)
-            if early is not None:
-                stats.idempotent_replays += early.status_code != 409
-                return early
-        started = time.perf_counter()
-        try:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # an emulator bug still answers in the API's error shape
-                response = JSONResponse(
-                    {"message": f"Internal server error: {type(exc).__name__}: {exc}"}, status_code=500
-                )
-            if mode == "500-after":
-                # The request was processed (the object exists) but the client sees a failure.
-                response = JSONResponse(
-                    {"message": "Internal server error (injected after processing)"}, status_code=500
-                )
-            if key:
-                body = await _body_of(response)
-                idempotency.finish(key, fingerprint, response.status_code, body)
-                response = Response(body, status_code=response.status_code, headers=dict(response.headers))
-        except BaseException:
-            if key:
-                idempotency.running.discard(key)
-            raise
-        stats.seconds_by_route[route] += time.perf_counter() - started
-        return response
-
-    @app.middleware("http")  # added last, so outermost: the time includes injected latency and faults
-    async def _log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        request_log.info(
-            "%s %s %d %.0f ms", request.method, request.url.path, response.status_code, elapsed_ms
-        )
-        return response
+    app.add_middleware(RequestKnobs, api_routes=api_routes, idempotency=idempotency)
 
     for router in ALL_ROUTERS:
         app.include_router(router)
