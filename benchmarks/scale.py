@@ -57,7 +57,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import Emulator, start_emulator  # noqa: E402
 from provider_host import ProviderHost, provider_blob, struct  # noqa: E402
 from scale_cli import Run, pulumi_cli_path, real_engine_runs  # noqa: E402
-from scale_report import Row, median_rows, print_by_kind, print_table, targets  # noqa: E402
+from scale_floor import HOST_ENV, FloorProvider  # noqa: E402
+from scale_report import FLOOR_PHASE, Row, median_rows, print_by_kind, print_table, targets  # noqa: E402
 from scale_stack import (  # noqa: E402
     EDIT_REPEATS,
     EDIT_SIZES,
@@ -192,9 +193,9 @@ class Bench:
         self.emulator.admin("POST", "config", json={"latency_ms": ms})
 
     @contextmanager
-    def host(self) -> Iterator[ProviderHost]:
+    def host(self, env: dict[str, str] | None = None) -> Iterator[ProviderHost]:
         with ProviderHost(
-            self.emulator.base_url, self.emulator.token, project=PROJECT, stack=self.stack.name
+            self.emulator.base_url, self.emulator.token, project=PROJECT, stack=self.stack.name, env=env
         ) as h:
             yield h
 
@@ -271,6 +272,23 @@ class Bench:
             extra["state_bytes_per_resource"] = sum(sizes.values()) / len(sizes)
             extra["state_bytes_per_rate"] = sum(sizes[c] for c in cards) / rates if rates else 0
             extra["rates"] = rates
+
+    def floor(self) -> None:
+        """The apply again with nothing of the provider's (`scale_floor`): its ratio is the part of the
+        apply's that the Pulumi SDK's host, one SDK call per object and the emulator make on this machine.
+        Last, on its own objects (customers): the account the other phases measured is left as it was."""
+        if not self.latency_ms:
+            return
+        self.set_latency(self.latency_ms)
+        with self.host(HOST_ENV) as h, self.measure(h, FLOOR_PHASE, len(self.nodes)):
+
+            def check(node: Node, ids: dict[str, str]) -> dict[str, Any]:
+                return h.check_ok(FloorProvider, node.inputs(ids))
+
+            def create(node: Node, checked: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+                return h.create(FloorProvider, checked, name=node.name)
+
+            drive(self.nodes, check, create)
 
     def preview(self) -> None:
         with self.host() as h, self.measure(h, "no-change preview", len(self.nodes)) as extra:
@@ -464,6 +482,7 @@ def run(size: int, latency_ms: float) -> tuple[list[Row], dict[str, Any]]:
             bench.price_edits()
             bench.add_one()
             bench.listing()
+            bench.floor()
             return bench.rows, bench.listing_figures
         finally:
             emulator.stop()

@@ -46,6 +46,9 @@ class Row:
         return max(self.host_cpu_s - self.extra.get("sdk_cpu_s", 0.0), 0.0)
 
 
+FLOOR_PHASE = "floor: apply, no provider code"  # benchmarks/scale_floor.py
+
+
 def median_rows(rows: list[Row]) -> list[Row]:
     """Of rows measuring the same phases again, each phase's row with the median provider CPU, in the
     phases' first order."""
@@ -136,11 +139,15 @@ def targets(rows: list[Row], listing: dict[str, Any]) -> list[Target]:
                 )
             )
         if r.phase == "apply" and r.latency_ms > 0 and r.size >= 1000 and r.ratio is not None:
+            floor = by.get((r.size, r.latency_ms, FLOOR_PHASE))
+            beside = (
+                f" (the same run with no provider code: {floor.ratio:.2f}x)" if floor and floor.ratio else ""
+            )
             out.append(
                 Target(
                     "apply_ratio" + at,
                     f"apply within 1.2x of calls x latency / 4 ({where}, {r.latency_ms:g} ms)",
-                    f"{r.ratio:.2f}x",
+                    f"{r.ratio:.2f}x{beside}",
                     r.ratio <= 1.2,
                     "time",
                 )
