@@ -103,13 +103,14 @@ class RequestKnobs:
                 status[0] = message["status"]
             await send(message)
 
-        request = Request(scope, receive)
-        if request.url.path.startswith(ADMIN_PREFIX):
-            await self.app(scope, receive, send_logged)  # knob endpoints: no auth, never failed or counted
-        else:
-            await self._api(request, send_logged)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        request_log.info("%s %s %d %.0f ms", request.method, request.url.path, status[0], elapsed_ms)
+        try:
+            if scope["path"].startswith(ADMIN_PREFIX):  # knob endpoints: no auth, never failed or counted
+                await self.app(scope, receive, send_logged)
+            else:
+                await self._api(Request(scope, receive), send_logged)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            request_log.info("%s %s %d %.0f ms", scope["method"], scope["path"], status[0], elapsed_ms)
 
     async def _api(self, request: Request, send: Send) -> None:
         app = request.app
@@ -177,7 +178,7 @@ class RequestKnobs:
             elif message["type"] == "http.response.body":
                 held["body"] += message.get("body", b"")
 
-        started = time.perf_counter()
+        handling_started = time.perf_counter()
         try:
             try:
                 await self.app(request.scope, receive_body, send_or_hold)
@@ -198,7 +199,7 @@ class RequestKnobs:
             if key:
                 self.idempotency.running.discard(key)
             raise
-        stats.seconds_by_route[route] += time.perf_counter() - started
+        stats.seconds_by_route[route] += time.perf_counter() - handling_started
         if hold:
             headers = [(k, v) for k, v in held["headers"] if k.lower() != b"content-length"]
             headers.append((b"content-length", str(len(held["body"])).encode()))
