@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Annotated, Any, Literal, get_args, get_type_hints
+from typing import Annotated, Any, Literal
 
 import metronome
 import pulumi
-from metronome.types.v1.alert_create_params import AlertCreateParams
 from pulumi.dynamic import CheckFailure, CreateResult
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
@@ -26,9 +25,27 @@ from .client import USD_CENTS_ID, MetronomeError, archive, client_key, data_of, 
 from .keyed import Holder, KeyedProvider
 from .schema import RequiresReplace
 
-# The alert types metronome-sdk 4.12 lists (Required[Literal[...]] in alert_create_params.py).
-ALERT_TYPES: tuple[str, ...] = get_args(
-    get_args(get_type_hints(AlertCreateParams, include_extras=True)["alert_type"])[0]
+# The alert types metronome-sdk lists (`alert_type: Required[Literal[...]]` in
+# metronome/types/v1/alert_create_params.py; tests/test_provider_alert.py holds them equal). Written out:
+# importing that module imports all of `metronome.types.v1` (90 ms), which the host would pay at the first
+# alert's check, while the engine waits for it.
+ALERT_TYPES: tuple[str, ...] = (
+    "low_credit_balance_reached",
+    "spend_threshold_reached",
+    "monthly_invoice_total_spend_threshold_reached",
+    "low_remaining_days_in_plan_reached",
+    "low_remaining_credit_percentage_reached",
+    "usage_threshold_reached",
+    "low_remaining_days_for_commit_segment_reached",
+    "low_remaining_commit_balance_reached",
+    "low_remaining_commit_percentage_reached",
+    "low_remaining_days_for_contract_credit_segment_reached",
+    "low_remaining_contract_credit_balance_reached",
+    "low_remaining_contract_credit_percentage_reached",
+    "low_remaining_contract_credit_and_commit_balance_reached",
+    "low_remaining_contract_credit_and_commit_percentage_reached",
+    "invoice_total_reached",
+    "low_remaining_seat_balance_reached",
 )
 CONTRACT_ENTITIES = Literal["Contract", "Commit", "ContractCredit", "ContractCreditOrCommit"]
 # Filters only some types take (the create docstring of each field).

@@ -148,3 +148,27 @@ def test_account_wide_alerts_made_before_any_customer_look_one_up_once_per_host(
     with ProviderHost(emulator.base_url, emulator.token) as host:
         read_id, read_outs = host.read(A, object_id, outs)
     assert read_id == object_id and read_outs == outs and listings() == 2
+
+
+def test_the_alert_types_are_the_sdks() -> None:
+    """The provider writes the list out (importing the SDK's params module imports all of its v1 types,
+    at the first alert's check); the SDK's `alert_type` Literal is what the list must be."""
+    from typing import get_args, get_type_hints
+
+    from metronome.types.v1.alert_create_params import AlertCreateParams
+
+    from providers.alert import ALERT_TYPES
+
+    sdk = get_args(get_args(get_type_hints(AlertCreateParams, include_extras=True)["alert_type"])[0])
+    assert ALERT_TYPES == sdk
+
+
+def test_loading_the_alert_provider_does_not_import_the_sdks_v1_types() -> None:
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = "import sys, providers.alert; print('metronome.types.v1' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False", shown.stdout + shown.stderr

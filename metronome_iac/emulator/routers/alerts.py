@@ -9,10 +9,11 @@ it and those made for every customer (no `customer_id`); the view is `CustomerAl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from metronome.types.v1.alert_create_params import AlertCreateParams
 
 from metronome_iac.emulator.common import (
     bad,
@@ -37,23 +38,9 @@ from metronome_iac.emulator.store import now_iso
 router = APIRouter()
 
 KIND = "alert"
-ALERT_TYPES = (
-    "low_credit_balance_reached",
-    "spend_threshold_reached",
-    "monthly_invoice_total_spend_threshold_reached",
-    "low_remaining_days_in_plan_reached",
-    "low_remaining_credit_percentage_reached",
-    "usage_threshold_reached",
-    "low_remaining_days_for_commit_segment_reached",
-    "low_remaining_commit_balance_reached",
-    "low_remaining_commit_percentage_reached",
-    "low_remaining_days_for_contract_credit_segment_reached",
-    "low_remaining_contract_credit_balance_reached",
-    "low_remaining_contract_credit_percentage_reached",
-    "low_remaining_contract_credit_and_commit_balance_reached",
-    "low_remaining_contract_credit_and_commit_percentage_reached",
-    "invoice_total_reached",
-    "low_remaining_seat_balance_reached",
+# The alert types the SDK lists (`alert_type: Required[Literal[...]]` in alert_create_params.py).
+ALERT_TYPES: tuple[str, ...] = get_args(
+    get_args(get_type_hints(AlertCreateParams, include_extras=True)["alert_type"])[0]
 )
 # The filters only some types take (alert_create_params.py docstrings).
 ACCESS_TYPE_ALERTS = (
