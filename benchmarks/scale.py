@@ -4,9 +4,9 @@ A generated stack of 100 / 1,000 / 3,000 resources (a realistic mix: billable me
 priced by model and region, rate cards of 200-500 rates, self-serve packages, account-wide and
 per-customer alerts, customers and contracts with prepaid commits and overrides) goes through the real
 provider host (`python -m pulumi.dynamic` over gRPC, tests/provider_host.py) against the emulator, driven
-the way the engine drives it: each resource is checked then created as soon as its dependencies are, 4
-calls in flight (the Python dynamic provider host serves 4 gRPC calls at a time). Each phase runs in a
-fresh host, as each `pulumi` command does:
+the way the engine drives it (`scale_stack.drive`): each resource checked as soon as its dependencies are
+created, one check at a time, and its create sent at once with every other in flight; the host serves 4
+gRPC calls at a time. Each phase runs in a fresh host, as each `pulumi` command does:
 
     first create per kind  a new account: one object of each tagged kind, whose `iac_identity` custom
                        field key Metronome refuses until it is registered (once per account)
@@ -17,6 +17,7 @@ fresh host, as each `pulumi` command does:
                        Update, then the card's Read, each with its CPU per rate
     add product/customer   one object added to the applied account
     listing            the 5,000-rate card's schedule read page by page (emulator time per page)
+    floor              with latency: the apply again with no provider code (benchmarks/scale_floor.py)
 
 Per phase: API calls (from the emulator's /_emulator/stats), calls per resource, wall time, the ideal
 (calls x latency / 4) and the ratio to it, CPU of the provider host and of the emulator, the host's peak

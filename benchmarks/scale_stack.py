@@ -30,6 +30,8 @@ from providers.product import ProductProvider
 from providers.rate_card import RateCardProvider
 
 HOST_WORKERS = 4  # the Python dynamic provider host's ThreadPoolExecutor(max_workers=4)
+# The engine's step executor starts a goroutine per step, without a bound; threads here, more than are
+# ever in flight against a host of 4 workers (the apply reports its peak, 6 or 7).
 STEP_EXECUTOR_THREADS = 64
 PROJECT = "bench"
 START = "2026-01-01T00:00:00Z"
@@ -336,7 +338,6 @@ def drive(
     nodes: list[Node],
     serial: SerialStep,
     concurrent: ConcurrentStep | None = None,
-    known: dict[str, str] | None = None,
 ) -> tuple[dict[str, tuple[str, dict[str, Any]]], int]:
     """Run every node the way the engine runs a deployment (pulumi pkg/v3 v3.260.0, resource/deploy).
     Its step generator takes the registrations one at a time, as their dependencies finish, and calls the
@@ -346,12 +347,12 @@ def drive(
     --parallel` is unbounded by default). So the provider host holds every step in flight and serves
     them HOST_WORKERS at a time, its checks waiting in the same queue.
 
-    Without `concurrent`, `serial` returns the node's (id, outputs). `known` holds ids of nodes not run
-    (an account applied earlier). Returns ({node: (id, outputs)}, the most steps that were in flight)."""
-    ids: dict[str, str] = dict(known or {})
+    Without `concurrent`, `serial` returns the node's (id, outputs). Returns ({node: (id, outputs)}, the
+    most steps that were in flight)."""
+    ids: dict[str, str] = {}
     results: dict[str, tuple[str, dict[str, Any]]] = {}
     by_name = {n.name: n for n in nodes}
-    waiting = {n.name: {d for d in n.deps if d not in ids} for n in nodes}
+    waiting = {n.name: set(n.deps) for n in nodes}
     dependents: dict[str, list[str]] = {}
     for n in nodes:
         for d in n.deps:
@@ -368,7 +369,6 @@ def drive(
             if not waiting[dependent] and dependent in by_name:
                 ready.append(dependent)
 
-    # Goroutines in the engine; threads here, more than are ever in flight (the peak is returned).
     with ThreadPoolExecutor(max_workers=STEP_EXECUTOR_THREADS) as executor:
         while len(results) < len(nodes):
             # What the step executor finished; wait for one only when nothing is ready to generate.
