@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
 from typing import Any
 
 from metronome_iac.catalog import Stack, dump_yaml, load_stack
@@ -349,7 +348,6 @@ def drive(
 
     Without `concurrent`, `serial` returns the node's (id, outputs). Returns ({node: (id, outputs)}, the
     most steps that were in flight)."""
-    ids: dict[str, str] = {}
     results: dict[str, tuple[str, dict[str, Any]]] = {}
     by_name = {n.name: n for n in nodes}
     waiting = {n.name: set(n.deps) for n in nodes}
@@ -358,12 +356,11 @@ def drive(
         for d in n.deps:
             dependents.setdefault(d, []).append(n.name)
     ready = deque(name for name, deps in waiting.items() if not deps)
-    finished: Queue[tuple[str, Future[tuple[str, dict[str, Any]]]]] = Queue()
-    in_flight = peak = 0
+    running: dict[Future[tuple[str, dict[str, Any]]], str] = {}
+    peak = 0
 
     def done(name: str, result: tuple[str, dict[str, Any]]) -> None:
         results[name] = result
-        ids[name] = result[0]
         for dependent in dependents.get(name, []):
             waiting[dependent].discard(name)
             if not waiting[dependent] and dependent in by_name:
@@ -371,23 +368,21 @@ def drive(
 
     with ThreadPoolExecutor(max_workers=STEP_EXECUTOR_THREADS) as executor:
         while len(results) < len(nodes):
-            # What the step executor finished; wait for one only when nothing is ready to generate.
-            while in_flight and (not ready or not finished.empty()):
-                name, future = finished.get()
-                in_flight -= 1
-                done(name, future.result())
-            if len(results) == len(nodes):
-                break
-            if not ready:  # nothing in flight either
+            if running:
+                # What the step executor finished; wait for one only when nothing is ready to generate.
+                finished, _ = wait(running, timeout=0 if ready else None, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done(running.pop(future), future.result())
+            if not ready:
+                if running or len(results) == len(nodes):
+                    continue
                 stuck = sorted(name for name in by_name if name not in results)
                 raise RuntimeError(f"nodes waiting on dependencies that are not in the stack: {stuck[:5]}")
             node = by_name[ready.popleft()]
-            handed = serial(node, {d: ids[d] for d in node.deps})
+            handed = serial(node, {d: results[d][0] for d in node.deps})
             if concurrent is None:
                 done(node.name, handed)
                 continue
-            future = executor.submit(concurrent, node, handed)
-            future.add_done_callback(lambda f, name=node.name: finished.put((name, f)))
-            in_flight += 1
-            peak = max(peak, in_flight)
+            running[executor.submit(concurrent, node, handed)] = node.name
+            peak = max(peak, len(running))
     return results, peak
